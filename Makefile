@@ -1,0 +1,102 @@
+# kvswap: kvswapd (daemon/), libkvswap and kvswapctl (client/), tests/.
+# Everything built goes under $(BUILD); generated protobuf-c code too.
+
+BUILD   ?= build
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+PKGS     = liburing libprotobuf-c libsystemd
+
+# pkg-config runs lazily so that `make test` can install it first.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+
+WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wmissing-prototypes \
+	   -Wstrict-prototypes -Wformat=2
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+	     -I$(BUILD)/proto -Iclient -Idaemon -MMD -MP
+
+PROTO_C  = $(BUILD)/proto/kvswap.pb-c.c
+PROTO_H  = $(BUILD)/proto/kvswap.pb-c.h
+
+DAEMON_SRC = $(wildcard daemon/*.c)
+DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/proto/kvswap.pb-c.o
+# Everything but main(): unit tests link these.
+DAEMON_LIB = $(filter-out $(BUILD)/daemon/kvswapd.o,$(DAEMON_OBJ))
+
+LIB_SRC  = client/kvswap.c
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/proto/kvswap.pb-c.o
+SONAME   = libkvswap.so.0
+
+TEST_SRC = $(wildcard tests/test-*.c)
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HARNESS  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TEST_SRC),$(wildcard tests/*.c)))
+
+all: $(BUILD)/kvswapd $(BUILD)/kvswapctl $(BUILD)/libkvswap.a \
+     $(BUILD)/$(SONAME)
+
+deps:
+	@tools/deps.sh
+
+$(PROTO_C) $(PROTO_H): proto/kvswap.proto
+	@mkdir -p $(BUILD)/proto
+	protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+
+$(BUILD)/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/proto/kvswap.pb-c.o: $(PROTO_C)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/pic/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(BUILD)/pic/proto/kvswap.pb-c.o: $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -fPIC -fvisibility=hidden \
+		-c -o $@ $<
+
+$(BUILD)/kvswapd: $(DAEMON_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/libkvswap.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=client/libkvswap.sym -o $@ $(LIB_OBJ) \
+		$(shell pkg-config --libs libprotobuf-c)
+	ln -sf $(SONAME) $(BUILD)/libkvswap.so
+
+$(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/libkvswap.a
+	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+tests: all $(TEST_BIN)
+
+# The test suite: TAP programs run by prove, one per module or behaviour.
+test: deps
+	@$(MAKE) --no-print-directory tests
+	prove -f --timer $(sort $(TEST_BIN))
+
+# Runs kvswapd in the foreground on a store and socket under the checkout.
+RUN_DIR ?= $(CURDIR)/$(BUILD)/run
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(RUN_DIR)
+	@echo "kvswapd: socket $(RUN_DIR)/kvswapd.sock; in another shell:"
+	@echo "  export KVSWAP_SOCKET=$(RUN_DIR)/kvswapd.sock; $(BUILD)/kvswapctl stat"
+	$(BUILD)/kvswapd --socket $(RUN_DIR)/kvswapd.sock \
+		--store $(RUN_DIR)/store0.kvs --store-size 1G
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all deps tests test run clean
+.SECONDARY:
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
