@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "control.h"
+#include "log.h"
+#include "region.h"
+#include "xfer.h"
+
+int conn_listen(const char *path, bool *ret_created, char *err, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+	int n, fd;
+
+	n = sd_listen_fds(1);
+	if (n > 1) {
+		snprintf(err, len, "systemd passed %d sockets, expected one", n);
+		return -EINVAL;
+	}
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+			snprintf(err, len, "the socket systemd passed is not a "
+				 "listening AF_UNIX SOCK_SEQPACKET socket");
+			return -EINVAL;
+		}
+		*ret_created = false;
+		return fd;
+	}
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, len, "socket path %s is too long", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, len, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	/* A stale socket is replaced; a live one means a daemon runs there. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		snprintf(err, len, "%s: another kvswapd is listening there", path);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	if (errno == ECONNREFUSED)
+		unlink(path);
+	old = umask(0117);
+	n = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (n < 0 || listen(fd, 128) < 0) {
+		int e = errno;
+
+		snprintf(err, len, "%s %s: %s", n < 0 ? "bind" : "listen", path,
+			 strerror(e));
+		close(fd);
+		return -e;
+	}
+	*ret_created = true;
+	return fd;
+}
+
+void conn_accept_arm(struct server *srv)
+{
+	struct io_uring_sqe *sqe = server_sqe(srv);
+
+	io_uring_prep_multishot_accept(sqe, srv->listen_fd, NULL, NULL,
+				       SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_ACCEPT));
+}
+
+static void recv_arm(struct server *srv, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->closing || c->close_on_send || c->recv_armed ||
+	    c->xfers >= KVS_MAX_REQUESTS)
+		return;
+	c->iov = (struct iovec){ c->rbuf, sizeof(c->rbuf) };
+	c->msg = (struct msghdr){
+		.msg_iov = &c->iov,
+		.msg_iovlen = 1,
+		.msg_control = c->cmsg.buf,
+		.msg_controllen = sizeof(c->cmsg.buf),
+	};
+	sqe = server_sqe(srv);
+	/* MSG_TRUNC: the result is the packet's real length, to spot oversize. */
+	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	io_uring_sqe_set_data64(sqe, ud_make(c, UD_RECV));
+	c->recv_armed = true;
+	c->ops++;
+}
+
+void conn_accept_done(struct server *srv, struct io_uring_cqe *cqe)
+{
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	struct conn *c;
+	int fd = cqe->res;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !srv->quit)
+		conn_accept_arm(srv);
+	if (fd < 0) {
+		if (fd != -ECANCELED)
+			log_warn("accept: %s", strerror(-fd));
+		return;
+	}
+	if (srv->quit) {
+		close(fd);
+		return;
+	}
+	if (srv->nconns >= KVS_MAX_CLIENTS) {
+		log_warn("refusing a client: %d clients connected", KVS_MAX_CLIENTS);
+		close(fd);
+		return;
+	}
+	c = aligned_alloc(16, sizeof(*c));
+	if (!c) {
+		log_err("refusing a client: out of memory");
+		close(fd);
+		return;
+	}
+	memset(c, 0, offsetof(struct conn, rbuf));
+	c->fd = fd;
+	c->serial = ++srv->conn_serial;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	snprintf(c->name, sizeof(c->name), "#%u (pid %d uid %u)", c->serial,
+		 (int)cred.pid, (unsigned)cred.uid);
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->nconns++;
+	log_debug("client %s connected", c->name);
+	recv_arm(srv, c);
+}
+
+/* Unlinks r from its connection and frees it. */
+static void region_drop(struct conn *c, struct region *r)
+{
+	struct region **pp;
+
+	for (pp = &c->regions; *pp != r; pp = &(*pp)->next)
+		;
+	*pp = r->next;
+	c->nregions--;
+	free(r);
+}
+
+static void conn_maybe_free(struct server *srv, struct conn *c)
+{
+	struct region *r, *next;
+
+	if (c->dead || !c->closing || c->ops || c->xfers)
+		return;
+	/* Regions go first: their release completes through buffer tags. */
+	for (r = c->regions; r; r = next) {
+		next = r->next;
+		if (region_release(srv, r) < 0)
+			region_drop(c, r);
+	}
+	if (c->regions)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->nconns--;
+	close(c->fd);
+	log_debug("client %s freed", c->name);
+	/* Freed after this batch of completions: callers up the stack may
+	 * still look at it. */
+	c->dead = true;
+	c->next = srv->dead_conns;
+	srv->dead_conns = c;
+}
+
+void conn_reap(struct server *srv)
+{
+	struct conn *c;
+
+	while ((c = srv->dead_conns)) {
+		srv->dead_conns = c->next;
+		free(c);
+	}
+}
+
+void conn_abort(struct server *srv, struct conn *c, const char *why)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (why)
+		log_info("client %s: closing: %s", c->name, why);
+	else
+		log_debug("client %s disconnected", c->name);
+	/* Fails the armed recv and any send still waiting for room. */
+	shutdown(c->fd, SHUT_RDWR);
+	xfer_conn_abort(srv, c);
+	conn_maybe_free(srv, c);
+}
+
+void conn_abort_all(struct server *srv)
+{
+	struct conn *c = srv->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		conn_abort(srv, c, NULL);
+	}
+}
+
+int conn_send(struct server *srv, struct conn *c, struct xfer *x,
+	      const Event *ev)
+{
+	size_t n = kvswap__v1__event__get_packed_size(ev);
+	struct io_uring_sqe *sqe;
+	struct out *o;
+
+	if (c->closing)
+		return -ENOTCONN;
+	if (n > KVS_MAX_MESSAGE) {
+		/* The daemon's own bug: every reply is built to fit. */
+		log_err("client %s: event of %zu bytes exceeds the maximum", c->name, n);
+		return -EMSGSIZE;
+	}
+	o = aligned_alloc(16, (sizeof(*o) + n + 15) & ~(size_t)15);
+	if (!o)
+		return -ENOMEM;
+	o->c = c;
+	o->x = x;
+	o->len = (uint32_t)kvswap__v1__event__pack(ev, o->buf);
+	sqe = server_sqe(srv);
+	io_uring_prep_send(sqe, c->fd, o->buf, o->len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_make(o, UD_SEND));
+	c->ops++;
+	if (x)
+		xfer_hold(x);
+	return 0;
+}
+
+int conn_send_error(struct server *srv, struct conn *c, struct xfer *x,
+		    uint64_t id, int code, int64_t seg, const char *msg)
+{
+	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
+	Kvswap__V1__Error e = KVSWAP__V1__ERROR__INIT;
+
+	srv->st.errors++;
+	e.has_code = 1;
+	e.code = code < 0 ? -code : code;
+	e.message = (char *)msg;
+	if (seg >= 0) {
+		e.has_segment = 1;
+		e.segment = (uint32_t)seg;
+	}
+	ev.has_id = 1;
+	ev.id = id;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_ERROR;
+	ev.error = &e;
+	log_debug("client %s: request %llu: %s", c->name, (unsigned long long)id,
+		  msg);
+	return conn_send(srv, c, x, &ev);
+}
+
+void conn_send_done(struct server *srv, struct out *o, int res)
+{
+	struct conn *c = o->c;
+	struct xfer *x = o->x;
+	uint32_t len = o->len;
+
+	free(o);
+	c->ops--;
+	if (res < 0 && !c->closing)
+		conn_abort(srv, c, res == -EPIPE || res == -ECONNRESET ? NULL
+								       : strerror(-res));
+	else if (res >= 0 && (uint32_t)res != len && !c->closing)
+		conn_abort(srv, c, "short send");
+	else if (c->close_on_send && !c->closing)
+		conn_abort(srv, c, "after a protocol error");
+	if (x)
+		xfer_release(srv, x);
+	conn_maybe_free(srv, c);
+}
+
+/* Sends a connection-level error (id 0) and closes after it. */
+static void fatal_error(struct server *srv, struct conn *c, int code,
+			const char *msg)
+{
+	log_info("client %s: %s", c->name, msg);
+	if (conn_send_error(srv, c, NULL, 0, code, -1, msg) == 0)
+		c->close_on_send = true;
+	else
+		conn_abort(srv, c, msg);
+}
+
+/* Collects the SCM_RIGHTS fds of the last packet. Returns how many. */
+static int take_fds(struct conn *c, int *fds)
+{
+	int n = 0;
+
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&c->msg); cm;
+	     cm = CMSG_NXTHDR(&c->msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+		for (int i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (n < CONN_MAX_FDS)
+				fds[n++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
+
+static void handle(struct server *srv, struct conn *c, Request *req,
+		   int *fds, int nfds)
+{
+	char err[256];
+	int fd = -1, r;
+
+	srv->st.requests++;
+	r = wire_check(req, err, sizeof(err));
+	if (r == 0 && !c->hello && req->body_case != KVSWAP__V1__REQUEST__BODY_HELLO) {
+		snprintf(err, sizeof(err), "the first request must be hello");
+		r = -EPROTO;
+	}
+	if (r == 0 && req->body_case == KVSWAP__V1__REQUEST__BODY_REGISTER_REGION) {
+		if (nfds != 1) {
+			snprintf(err, sizeof(err), "register_region: expected one "
+				 "memfd in SCM_RIGHTS, got %d", nfds);
+			r = nfds ? -EINVAL : -EBADF;
+		} else {
+			fd = fds[0];
+			nfds = 0;
+		}
+	} else if (r == 0 && nfds) {
+		snprintf(err, sizeof(err), "request %llu carries %d file "
+			 "descriptor(s); only register_region takes one",
+			 (unsigned long long)req->id, nfds);
+		r = -EINVAL;
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		conn_send_error(srv, c, NULL, req->id, r, -1, err);
+		return;
+	}
+	switch (req->body_case) {
+	case KVSWAP__V1__REQUEST__BODY_SWAP_OUT:
+		xfer_swap_out(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_SWAP_IN:
+		xfer_swap_in(srv, c, req);
+		break;
+	default:
+		control_handle(srv, c, req, fd);
+		break;
+	}
+}
+
+void conn_recv_done(struct server *srv, struct conn *c, int res)
+{
+	int fds[CONN_MAX_FDS];
+	Request *req;
+	int nfds;
+	char msg[128];
+
+	c->ops--;
+	c->recv_armed = false;
+	if (c->closing) {
+		conn_maybe_free(srv, c);
+		return;
+	}
+	if (res <= 0) {
+		conn_abort(srv, c, res == 0 || res == -ECONNRESET ? NULL
+							      : strerror(-res));
+		return;
+	}
+	nfds = take_fds(c, fds);
+	if (res > KVS_MAX_MESSAGE || (c->msg.msg_flags & MSG_CTRUNC)) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (res > KVS_MAX_MESSAGE)
+			snprintf(msg, sizeof(msg), "message of %d bytes exceeds the "
+				 "maximum of %d", res, KVS_MAX_MESSAGE);
+		else
+			snprintf(msg, sizeof(msg), "more than %d file descriptors "
+				 "in one message", CONN_MAX_FDS);
+		fatal_error(srv, c, res > KVS_MAX_MESSAGE ? EMSGSIZE : EINVAL, msg);
+		return;
+	}
+	req = wire_unpack(c->rbuf, (size_t)res);
+	if (!req) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		snprintf(msg, sizeof(msg), "message of %d bytes is not a "
+			 "kvswap.v1.Request", res);
+		fatal_error(srv, c, EBADMSG, msg);
+		return;
+	}
+	handle(srv, c, req, fds, nfds);
+	wire_free(req);
+	recv_arm(srv, c);
+}
+
+struct region *conn_region(struct conn *c, uint32_t id)
+{
+	for (struct region *r = c->regions; r; r = r->next)
+		if (r->id == id)
+			return r->dying ? NULL : r;
+	return NULL;
+}
+
+void conn_region_gone(struct server *srv, struct region *r, int err)
+{
+	struct conn *c = r->conn;
+
+	if (r->reply && !c->closing) {
+		if (err < 0) {
+			conn_send_error(srv, c, NULL, r->reply_id, err, -1,
+					"unregister_region: the kernel refused "
+					"to release the buffers");
+		} else {
+			Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
+			Kvswap__V1__UnregisterReply u = KVSWAP__V1__UNREGISTER_REPLY__INIT;
+
+			u.has_region = 1;
+			u.region = r->id;
+			ev.has_id = 1;
+			ev.id = r->reply_id;
+			ev.body_case = KVSWAP__V1__EVENT__BODY_UNREGISTERED;
+			ev.unregistered = &u;
+			conn_send(srv, c, NULL, &ev);
+		}
+	}
+	region_drop(c, r);
+	conn_maybe_free(srv, c);
+}
+
+void conn_xfer_done(struct server *srv, struct conn *c)
+{
+	c->xfers--;
+	recv_arm(srv, c);
+	conn_maybe_free(srv, c);
+}

@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "control.h"
+#include "log.h"
+#include "region.h"
+
+#define EV_INIT(ev, req)						\
+	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;			\
+	ev.has_id = 1;							\
+	ev.id = (req)->id
+
+static void hello(struct server *srv, struct conn *c, Request *req)
+{
+	Kvswap__V1__HelloReply h = KVSWAP__V1__HELLO_REPLY__INIT;
+	const Kvswap__V1__Hello *m = req->hello;
+	char err[128];
+	EV_INIT(ev, req);
+
+	if (m->version != KVS_PROTOCOL_VERSION) {
+		snprintf(err, sizeof(err), "hello.version %u is not supported; "
+			 "this daemon speaks version %d", m->version,
+			 KVS_PROTOCOL_VERSION);
+		if (conn_send_error(srv, c, NULL, req->id, EPROTONOSUPPORT, -1, err) == 0)
+			c->close_on_send = true;
+		return;
+	}
+	if (m->client_name && *m->client_name) {
+		size_t len = strlen(c->name);
+
+		snprintf(c->name + len, sizeof(c->name) - len, " %.24s",
+			 m->client_name);
+	}
+	c->hello = true;
+	h.has_version = h.has_max_message_size = h.has_max_key_length = 1;
+	h.has_max_metadata_length = h.has_max_segments = h.has_max_regions = 1;
+	h.has_alignment = h.has_block_size = h.has_capacity = 1;
+	h.has_store_files = h.has_max_lookup_keys = 1;
+	h.version = KVS_PROTOCOL_VERSION;
+	h.daemon = (char *)"kvswapd " KVSWAP_VERSION;
+	h.max_message_size = KVS_MAX_MESSAGE;
+	h.max_key_length = KVS_MAX_KEY;
+	h.max_metadata_length = KVS_MAX_METADATA;
+	h.max_segments = KVS_MAX_SEGMENTS;
+	h.max_regions = KVS_MAX_REGIONS;
+	h.max_lookup_keys = KVS_MAX_LOOKUP;
+	h.alignment = KVS_ALIGN;
+	h.block_size = srv->store.block;
+	h.capacity = srv->store.capacity;
+	h.store_files = srv->store.nfiles;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_HELLO;
+	ev.hello = &h;
+	conn_send(srv, c, NULL, &ev);
+	log_debug("client %s: hello", c->name);
+}
+
+static void register_region(struct server *srv, struct conn *c, Request *req,
+			    int fd)
+{
+	Kvswap__V1__RegionReply rr = KVSWAP__V1__REGION_REPLY__INIT;
+	struct region *r;
+	char err[256];
+	int ret;
+	EV_INIT(ev, req);
+
+	if (c->nregions >= KVS_MAX_REGIONS) {
+		close(fd);
+		snprintf(err, sizeof(err), "register_region: this connection "
+			 "already has %d regions", KVS_MAX_REGIONS);
+		conn_send_error(srv, c, NULL, req->id, EMFILE, -1, err);
+		return;
+	}
+	ret = region_new(srv, c, fd, req->register_region->size, &r, err,
+			 sizeof(err));
+	if (ret < 0) {
+		conn_send_error(srv, c, NULL, req->id, ret, -1, err);
+		return;
+	}
+	r->id = ++c->region_serial;
+	r->next = c->regions;
+	c->regions = r;
+	c->nregions++;
+	rr.has_region = rr.has_size = 1;
+	rr.region = r->id;
+	rr.size = r->size;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_REGION;
+	ev.region = &rr;
+	conn_send(srv, c, NULL, &ev);
+}
+
+static void unregister_region(struct server *srv, struct conn *c, Request *req)
+{
+	uint32_t id = req->unregister_region->region;
+	struct region *r = conn_region(c, id);
+	char err[128];
+	int ret;
+
+	if (!r) {
+		snprintf(err, sizeof(err), "unregister_region.region %u: no such "
+			 "region on this connection", id);
+		conn_send_error(srv, c, NULL, req->id, ENOENT, -1, err);
+		return;
+	}
+	r->reply = true;
+	r->reply_id = req->id;
+	ret = region_release(srv, r);
+	if (ret < 0)
+		conn_region_gone(srv, r, ret);
+}
+
+static void lookup(struct server *srv, struct conn *c, Request *req)
+{
+	const Kvswap__V1__Lookup *m = req->lookup;
+	Kvswap__V1__LookupReply lr = KVSWAP__V1__LOOKUP_REPLY__INIT;
+	protobuf_c_boolean present[KVS_MAX_LOOKUP];
+	bool prefix = true;
+	EV_INIT(ev, req);
+
+	lr.has_prefix = 1;
+	for (size_t i = 0; i < m->n_keys; i++) {
+		present[i] = index_get(&srv->index, m->keys[i].data,
+				       m->keys[i].len) != NULL;
+		prefix = prefix && present[i];
+		lr.prefix += prefix;
+	}
+	lr.n_present = m->n_keys;
+	lr.present = present;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_LOOKUP;
+	ev.lookup = &lr;
+	conn_send(srv, c, NULL, &ev);
+}
+
+static void not_found(struct server *srv, struct conn *c, Request *req,
+		      const char *field)
+{
+	conn_send_error(srv, c, NULL, req->id, ENOENT, -1, field);
+}
+
+static void describe(struct server *srv, struct conn *c, Request *req)
+{
+	const Kvswap__V1__Describe *m = req->describe;
+	Kvswap__V1__EntryInfo info = KVSWAP__V1__ENTRY_INFO__INIT;
+	uint64_t lengths[KVS_MAX_SEGMENTS];
+	struct entry *e;
+	EV_INIT(ev, req);
+
+	e = index_get(&srv->index, m->key.data, m->key.len);
+	if (!e)
+		return not_found(srv, c, req, "describe.key: no such entry");
+	for (uint32_t i = 0; i < e->nseg; i++)
+		lengths[i] = e->segs[i].len;
+	info.has_key = info.has_size = info.has_segments = info.has_metadata = 1;
+	info.key = (ProtobufCBinaryData){ e->key_len, e->key };
+	info.size = e->size;
+	info.segments = e->nseg;
+	info.n_lengths = e->nseg;
+	info.lengths = lengths;
+	info.metadata = (ProtobufCBinaryData){ e->meta_len, e->meta };
+	ev.body_case = KVSWAP__V1__EVENT__BODY_DESCRIBE;
+	ev.describe = &info;
+	conn_send(srv, c, NULL, &ev);
+}
+
+static void delete(struct server *srv, struct conn *c, Request *req)
+{
+	const Kvswap__V1__Delete *m = req->delete_;
+	Kvswap__V1__DeleteReply dr = KVSWAP__V1__DELETE_REPLY__INIT;
+	struct entry *e;
+	EV_INIT(ev, req);
+
+	e = index_del(&srv->index, m->key.data, m->key.len);
+	if (!e)
+		return not_found(srv, c, req, "delete.key: no such entry");
+	/* A swap-in still reading it holds a reference: space waits for it. */
+	store_entry_put(&srv->store, e);
+	ev.body_case = KVSWAP__V1__EVENT__BODY_DELETE;
+	ev.delete_ = &dr;
+	conn_send(srv, c, NULL, &ev);
+}
+
+/*
+ * A listing page is bounded by the message size, not only by the limit:
+ * each entry costs its key plus a few bytes of framing.
+ */
+#define LIST_ENTRY_OVERHEAD 32
+#define LIST_BUDGET (KVS_MAX_MESSAGE - 64)
+
+struct list_page {
+	Kvswap__V1__EntryInfo *info;
+	Kvswap__V1__EntryInfo **ptrs;
+	size_t n;
+	size_t bytes;
+};
+
+static void list_add(struct entry *e, void *arg)
+{
+	struct list_page *p = arg;
+	Kvswap__V1__EntryInfo *i = &p->info[p->n];
+
+	kvswap__v1__entry_info__init(i);
+	i->has_key = i->has_size = i->has_segments = 1;
+	i->key = (ProtobufCBinaryData){ e->key_len, e->key };
+	i->size = e->size;
+	i->segments = e->nseg;
+	p->ptrs[p->n++] = i;
+	p->bytes += e->key_len + LIST_ENTRY_OVERHEAD;
+}
+
+/* Entries in the bucket at cursor, to know whether a page can take it. */
+static void count_bucket(struct entry *e, void *arg)
+{
+	size_t *c = arg;
+
+	c[0]++;
+	c[1] += e->key_len + LIST_ENTRY_OVERHEAD;
+}
+
+static void list(struct server *srv, struct conn *c, Request *req)
+{
+	Kvswap__V1__ListReply lr = KVSWAP__V1__LIST_REPLY__INIT;
+	uint32_t limit = req->list->has_limit ? req->list->limit : 100;
+	uint64_t cursor = req->list->cursor;
+	struct list_page p = { 0 };
+	EV_INIT(ev, req);
+
+	/* Whole buckets only; a bucket holds a few entries at load <= 1. */
+	p.info = calloc(limit + 64, sizeof(*p.info));
+	p.ptrs = calloc(limit + 64, sizeof(*p.ptrs));
+	if (!p.info || !p.ptrs) {
+		conn_send_error(srv, c, NULL, req->id, ENOMEM, -1,
+				"list: out of memory");
+		goto out_free;
+	}
+	do {
+		size_t need[2] = { 0, 0 };
+
+		index_scan(&srv->index, cursor, count_bucket, need);
+		if (p.n && (p.n + need[0] > limit || p.bytes + need[1] > LIST_BUDGET))
+			break;
+		if (need[0] > 64 || need[1] > LIST_BUDGET) {
+			/* Only a hash attack could fill one bucket so. */
+			conn_send_error(srv, c, NULL, req->id, EOVERFLOW, -1,
+					"list: a hash bucket is too full to list");
+			goto out_free;
+		}
+		cursor = index_scan(&srv->index, cursor, list_add, &p);
+	} while (cursor && p.n < limit);
+	lr.has_cursor = 1;
+	lr.cursor = cursor;
+	lr.n_entries = p.n;
+	lr.entries = p.ptrs;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_LIST;
+	ev.list = &lr;
+	conn_send(srv, c, NULL, &ev);
+out_free:
+	free(p.info);
+	free(p.ptrs);
+}
+
+static uint64_t tv_us(struct timeval tv)
+{
+	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
+
+static void stat_(struct server *srv, struct conn *c, Request *req)
+{
+	Kvswap__V1__StatReply s = KVSWAP__V1__STAT_REPLY__INIT;
+	struct rusage ru = { 0 };
+	EV_INIT(ev, req);
+
+	getrusage(RUSAGE_SELF, &ru);
+	s.has_capacity = s.has_used = s.has_entries = s.has_bytes_in = 1;
+	s.has_bytes_out = s.has_requests = s.has_errors = s.has_in_flight = 1;
+	s.has_clients = s.has_regions = s.has_store_files = s.has_queue_depth = 1;
+	s.has_cpu_user_us = s.has_cpu_system_us = s.has_uptime_ms = 1;
+	s.capacity = srv->store.capacity;
+	s.used = srv->store.capacity - store_avail(&srv->store);
+	s.entries = srv->index.count;
+	s.bytes_in = srv->st.bytes_in;
+	s.bytes_out = srv->st.bytes_out;
+	s.requests = srv->st.requests;
+	s.errors = srv->st.errors;
+	s.in_flight = srv->inflight;
+	s.clients = srv->nconns;
+	s.regions = srv->nregions;
+	s.store_files = srv->store.nfiles;
+	s.queue_depth = srv->cfg.queue_depth;
+	s.cpu_user_us = tv_us(ru.ru_utime);
+	s.cpu_system_us = tv_us(ru.ru_stime);
+	s.uptime_ms = now_ms() - srv->start_ms;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
+	ev.stat = &s;
+	conn_send(srv, c, NULL, &ev);
+}
+
+void control_handle(struct server *srv, struct conn *c, Request *req, int fd)
+{
+	switch (req->body_case) {
+	case KVSWAP__V1__REQUEST__BODY_HELLO:
+		hello(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_REGISTER_REGION:
+		register_region(srv, c, req, fd);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_UNREGISTER_REGION:
+		unregister_region(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_LOOKUP:
+		lookup(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_DESCRIBE:
+		describe(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_DELETE:
+		delete(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_LIST:
+		list(srv, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_STAT:
+		stat_(srv, c, req);
+		break;
+	default:
+		/* wire_check() let through only known bodies. */
+		if (fd >= 0)
+			close(fd);
+		break;
+	}
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVSWAP_INDEX_H
+#define KVSWAP_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A run of blocks in one store file. */
+struct sext {
+	uint64_t block;
+	uint32_t nblocks;
+	uint32_t file;
+};
+
+/* One stored segment: `len` bytes over extents [ext, ext + next). */
+struct sseg {
+	uint64_t len;
+	uint32_t ext;
+	uint32_t next;
+};
+
+/*
+ * A stored entry. One allocation holds the struct, its segments, extents,
+ * key and metadata. `refs` counts the index's link (while `linked`) and
+ * every swap-in reading it: the space is freed only when it drops to 0, so
+ * a Delete or replace never frees blocks a read is still using.
+ */
+struct entry {
+	struct entry *hnext;
+	uint64_t hash;
+	uint64_t size;
+	uint32_t refs;
+	bool linked;
+	uint32_t nseg;
+	uint32_t next;
+	uint32_t key_len;
+	uint32_t meta_len;
+	struct sseg *segs;
+	struct sext *ext;
+	uint8_t *key;
+	uint8_t *meta;
+};
+
+struct index {
+	struct entry **buckets;
+	uint64_t mask;		/* buckets - 1, a power of two minus one */
+	uint64_t count;
+	uint64_t seed[2];
+};
+
+/*
+ * Allocates an entry with room for nseg segments and next extents, and
+ * copies key and metadata. refs starts at 1 (the creator's). Returns NULL
+ * on out of memory. Free with free().
+ */
+struct entry *entry_new(const void *key, uint32_t key_len, const void *meta,
+			uint32_t meta_len, uint32_t nseg, uint32_t next);
+
+/* Bytes of daemon memory an entry uses. */
+size_t entry_footprint(const struct entry *e);
+
+/* Seeds the hash with random bytes. Returns 0 or -ENOMEM. */
+int index_init(struct index *ix);
+/* Frees the table, not the entries. */
+void index_fini(struct index *ix);
+
+struct entry *index_get(const struct index *ix, const void *key, size_t len);
+
+/*
+ * Links e (e->linked = true) and returns the entry it replaced, now
+ * unlinked, or NULL. The index takes over the caller's reference to e and
+ * hands the replaced entry's index reference to the caller. Returns
+ * ERR: never; on out of memory for growing the table it keeps the current
+ * size (lookups stay correct, only slower).
+ */
+struct entry *index_put(struct index *ix, struct entry *e);
+
+/* Unlinks and returns the entry under key, with the index's reference. */
+struct entry *index_del(struct index *ix, const void *key, size_t len);
+
+/*
+ * Calls fn for every entry of the bucket at `cursor` and returns the next
+ * cursor, 0 when the table has been covered. Cursors survive growth of the
+ * table between calls: entries present for a whole scan are visited at
+ * least once (reverse-binary order, as Redis's SCAN).
+ */
+uint64_t index_scan(const struct index *ix, uint64_t cursor,
+		    void (*fn)(struct entry *e, void *arg), void *arg);
+
+uint64_t index_hash(const struct index *ix, const void *key, size_t len);
+
+#endif

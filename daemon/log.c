@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+int log_max_level = LOG_INFO;
+
+static const char *const level_names[] = {
+	[LOG_ERR] = "err",
+	[LOG_WARNING] = "warning",
+	[LOG_NOTICE] = "notice",
+	[LOG_INFO] = "info",
+	[LOG_DEBUG] = "debug",
+};
+
+/* Returns the syslog priority named by s, or -EINVAL. */
+int log_parse_level(const char *s)
+{
+	for (int i = 0; i < (int)(sizeof(level_names) / sizeof(level_names[0])); i++)
+		if (level_names[i] && !strcmp(s, level_names[i]))
+			return i;
+	return -EINVAL;
+}
+
+void log_msg(int prio, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (prio > log_max_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One write per line so lines from a restart never interleave. */
+	fprintf(stderr, "<%d>%s\n", prio, line);
+}

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The event loop: one thread, one ring. Every operation's user_data names
+ * its owner and type (server.h); completions are drained in batches and
+ * dispatched by type, then queued segments are submitted up to the queue
+ * depth, and everything goes to the kernel in the next
+ * io_uring_submit_and_wait().
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "region.h"
+#include "server.h"
+#include "xfer.h"
+
+#define SQ_ENTRIES 1024
+#define CQ_ENTRIES 8192
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void submit_or_die(struct server *srv)
+{
+	int ret = io_uring_submit(&srv->ring);
+
+	/* Submitting only fails on a broken ring or a daemon bug. */
+	if (ret < 0) {
+		log_err("io_uring_submit: %s", strerror(-ret));
+		abort();
+	}
+}
+
+struct io_uring_sqe *server_sqe(struct server *srv)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
+
+	if (!sqe) {
+		submit_or_die(srv);
+		sqe = io_uring_get_sqe(&srv->ring);
+	}
+	return sqe;
+}
+
+void server_sq_reserve(struct server *srv, unsigned n)
+{
+	if (io_uring_sq_space_left(&srv->ring) < n)
+		submit_or_die(srv);
+}
+
+static int ring_setup(struct server *srv, char *err, size_t len)
+{
+	static const struct {
+		unsigned flags;
+		const char *what;
+	} modes[] = {
+		{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		  "single issuer, deferred task work" },
+		{ IORING_SETUP_COOP_TASKRUN, "cooperative task work" },
+		{ 0, "plain task work" },
+	};
+	static const int ops[] = {
+		IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, IORING_OP_SEND,
+		IORING_OP_RECVMSG, IORING_OP_ACCEPT, IORING_OP_READ,
+		IORING_OP_ASYNC_CANCEL,
+	};
+	struct io_uring_params p;
+	struct io_uring_probe *probe;
+	unsigned i;
+	int ret = -EINVAL;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = modes[i].flags | IORING_SETUP_CQSIZE;
+		p.cq_entries = CQ_ENTRIES;
+		ret = io_uring_queue_init_params(SQ_ENTRIES, &srv->ring, &p);
+		if (ret != -EINVAL)
+			break;
+	}
+	if (ret == -EPERM || ret == -ENOSYS) {
+		snprintf(err, len, "io_uring is refused by the kernel (%s): check "
+			 "sysctl kernel.io_uring_disabled and the seccomp or "
+			 "container policy", strerror(-ret));
+		return ret;
+	}
+	if (ret < 0) {
+		snprintf(err, len, "io_uring_queue_init: %s", strerror(-ret));
+		return ret;
+	}
+	if (i > 0)
+		log_notice("io_uring: the kernel refused %s; using %s",
+			   modes[0].what, modes[i].what);
+	else
+		log_info("io_uring: %s", modes[i].what);
+	if (!(p.features & IORING_FEAT_CQE_SKIP) || !(p.features & IORING_FEAT_NODROP)) {
+		snprintf(err, len, "io_uring lacks %s (kernel 5.17 or later needed)",
+			 p.features & IORING_FEAT_NODROP ? "IORING_FEAT_CQE_SKIP"
+							 : "IORING_FEAT_NODROP");
+		return -EOPNOTSUPP;
+	}
+	probe = io_uring_get_probe_ring(&srv->ring);
+	if (!probe) {
+		snprintf(err, len, "io_uring: cannot probe supported operations");
+		return -EOPNOTSUPP;
+	}
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (!io_uring_opcode_supported(probe, ops[i])) {
+			snprintf(err, len, "io_uring lacks operation %d", ops[i]);
+			io_uring_free_probe(probe);
+			return -EOPNOTSUPP;
+		}
+	}
+	io_uring_free_probe(probe);
+	return 0;
+}
+
+static int register_resources(struct server *srv, char *err, size_t len)
+{
+	int fds[STORE_MAX_FILES];
+	struct iovec iov;
+	__u64 tag = 0;
+	size_t bytes = (size_t)srv->cfg.queue_depth * srv->store.block;
+	int ret;
+
+	for (uint32_t i = 0; i < srv->store.nfiles; i++)
+		fds[i] = srv->store.files[i].fd;
+	ret = io_uring_register_files(&srv->ring, fds, srv->store.nfiles);
+	if (ret < 0) {
+		snprintf(err, len, "registering store files: %s", strerror(-ret));
+		return ret;
+	}
+	if (posix_memalign((void **)&srv->bounce, srv->store.block, bytes))
+		return -ENOMEM;
+	memset(srv->bounce, 0, bytes);
+	srv->bounce_free = calloc(srv->cfg.queue_depth, sizeof(uint32_t));
+	srv->scratch = calloc((size_t)KVS_MAX_SEGMENTS * KVS_MAX_EXTENTS,
+			      sizeof(*srv->scratch));
+	if (!srv->bounce_free || !srv->scratch)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < srv->cfg.queue_depth; i++)
+		srv->bounce_free[srv->nbounce_free++] = srv->cfg.queue_depth - 1 - i;
+	ret = io_uring_register_buffers_sparse(&srv->ring, KVS_BUF_SLOTS);
+	if (ret < 0) {
+		snprintf(err, len, "registering a sparse buffer table: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	iov = (struct iovec){ srv->bounce, bytes };
+	ret = io_uring_register_buffers_update_tag(&srv->ring, 0, &iov, &tag, 1);
+	if (ret < 0) {
+		snprintf(err, len, "registering %zu bytes of bounce buffers: %s%s",
+			 bytes, strerror(-ret), ret == -ENOMEM ?
+			 " (RLIMIT_MEMLOCK too low: raise LimitMEMLOCK= or ulimit -l)"
+			 : "");
+		return ret;
+	}
+	srv->slot_map[0] = 1;
+	/* Saves an fdget per io_uring_enter; optional. */
+	io_uring_register_ring_fd(&srv->ring);
+	return 0;
+}
+
+static void signal_arm(struct server *srv)
+{
+	struct io_uring_sqe *sqe = server_sqe(srv);
+
+	io_uring_prep_read(sqe, srv->signal_fd, &srv->siginfo,
+			   sizeof(srv->siginfo), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_SIGNAL));
+}
+
+static void on_signal(struct server *srv, int res)
+{
+	struct io_uring_sqe *sqe;
+
+	if (res != sizeof(srv->siginfo)) {
+		log_err("reading signalfd: %s", res < 0 ? strerror(-res) : "short read");
+		signal_arm(srv);
+		return;
+	}
+	signal_arm(srv);
+	if (srv->siginfo.ssi_signo == SIGHUP) {
+		log_notice("SIGHUP: nothing to reload");
+		return;
+	}
+	if (srv->quit) {
+		log_warn("%s again: exiting without draining",
+			 strsignal((int)srv->siginfo.ssi_signo));
+		exit(1);
+	}
+	log_notice("%s: closing %u clients and exiting",
+		   strsignal((int)srv->siginfo.ssi_signo), srv->nconns);
+	sd_notify(0, "STOPPING=1");
+	srv->quit = true;
+	sqe = server_sqe(srv);
+	io_uring_prep_cancel64(sqe, ud_make(NULL, UD_ACCEPT), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
+	conn_abort_all(srv);
+}
+
+static void dispatch(struct server *srv, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum ud_type type = ud_type(ud);
+	void *p = ud_ptr(ud);
+
+	switch (type) {
+	case UD_ACCEPT:
+		conn_accept_done(srv, cqe);
+		break;
+	case UD_SIGNAL:
+		on_signal(srv, cqe->res);
+		break;
+	case UD_RECV:
+		conn_recv_done(srv, p, cqe->res);
+		break;
+	case UD_SEND:
+		conn_send_done(srv, p, cqe->res);
+		break;
+	case UD_SEG_IO:
+	case UD_SEG_SEND:
+	case UD_SEG_TAIL:
+		xfer_seg_cqe(srv, type, p, cqe->res);
+		break;
+	case UD_BUFTAG:
+		region_tag(srv, p);
+		break;
+	case UD_NONE:
+		break;
+	}
+}
+
+int server_init(struct server *srv, const struct config *cfg, char *err,
+		size_t len)
+{
+	sigset_t mask;
+	int ret;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = *cfg;
+	srv->listen_fd = -1;
+	srv->signal_fd = -1;
+	srv->start_ms = now_ms();
+	ret = index_init(&srv->index);
+	if (ret < 0) {
+		snprintf(err, len, "index: %s", strerror(-ret));
+		return ret;
+	}
+	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size, err, len);
+	if (ret < 0)
+		return ret;
+	ret = ring_setup(srv, err, len);
+	if (ret < 0)
+		return ret;
+	ret = register_resources(srv, err, len);
+	if (ret < 0) {
+		if (ret == -ENOMEM && !*err)
+			snprintf(err, len, "out of memory");
+		return ret;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	srv->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (srv->signal_fd < 0) {
+		snprintf(err, len, "signalfd: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int server_run(struct server *srv)
+{
+	signal_arm(srv);
+	conn_accept_arm(srv);
+	while (!srv->quit || srv->nconns) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int ret;
+
+		ret = io_uring_submit_and_wait(&srv->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			log_err("io_uring_submit_and_wait: %s", strerror(-ret));
+			return ret;
+		}
+		io_uring_for_each_cqe(&srv->ring, head, cqe) {
+			dispatch(srv, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&srv->ring, n);
+		xfer_pump(srv);
+		conn_reap(srv);
+	}
+	return 0;
+}
+
+void server_fini(struct server *srv)
+{
+	if (srv->ring.ring_fd > 0)
+		io_uring_queue_exit(&srv->ring);
+	store_close(&srv->store);
+	index_fini(&srv->index);
+	if (srv->signal_fd >= 0)
+		close(srv->signal_fd);
+	free(srv->bounce);
+	free(srv->bounce_free);
+	free(srv->scratch);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVSWAP_STORE_H
+#define KVSWAP_STORE_H
+
+#include <stdint.h>
+
+#include "alloc.h"
+#include "index.h"
+
+#define STORE_BLOCK		4096u
+/* The first MiB of each file is the header area: superblock, room to grow. */
+#define STORE_HEADER_BYTES	(1u << 20)
+#define STORE_MAGIC		"KVSWAPST"
+#define STORE_VERSION		1u
+#define STORE_MAX_FILES		64
+
+struct store_file {
+	int fd;
+	char *path;
+	uint64_t size;
+	struct alloc alloc;
+};
+
+/*
+ * The store: preallocated O_DIRECT files, one per device. Data blocks
+ * start after each file's header area; segments are spread round-robin
+ * over the files so that one swap-in reads from every device.
+ */
+struct store {
+	struct store_file *files;
+	uint32_t nfiles;
+	uint32_t block;
+	uint64_t capacity;	/* data bytes over all files */
+	uint32_t rr;		/* next preferred file */
+};
+
+/*
+ * Opens the comma-separated list of store files, creating (fallocate, then
+ * written once) any that do not exist with `size` bytes each, and checking
+ * the superblock of those that do. On failure returns a negative errno and
+ * writes a one-line explanation to err. Every fd is O_DIRECT and locked
+ * against a second daemon.
+ */
+int store_open(struct store *s, const char *paths, uint64_t size,
+	       char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* Free data bytes over all files. */
+uint64_t store_avail(const struct store *s);
+
+/*
+ * Allocates `bytes` (rounded up to blocks) as at most `max` extents,
+ * preferring file `pref`. All or nothing: returns the number of extents, or
+ * -ENOSPC when the free space (or `max` pieces of it) does not suffice.
+ */
+int store_alloc(struct store *s, uint64_t bytes, uint32_t pref,
+		struct sext *out, unsigned max);
+
+/* Returns extents to the free space. */
+void store_free(struct store *s, const struct sext *x, unsigned n);
+
+/*
+ * Drops one reference to e; the last one returns its extents to the free
+ * space and frees it. Accepts NULL.
+ */
+void store_entry_put(struct store *s, struct entry *e);
+
+#endif

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVSWAP_XFER_H
+#define KVSWAP_XFER_H
+
+#include <stdint.h>
+
+#include "server.h"
+#include "wire.h"
+
+struct conn;
+
+/* Starts a checked SwapOut / SwapIn request, or answers it with an error. */
+void xfer_swap_out(struct server *srv, struct conn *c, const Request *req);
+void xfer_swap_in(struct server *srv, struct conn *c, const Request *req);
+
+/* Submits queued segments while the queue depth allows. */
+void xfer_pump(struct server *srv);
+
+/* Completion of a segment operation (UD_SEG_*). */
+void xfer_seg_cqe(struct server *srv, enum ud_type type, void *seg, int res);
+
+/* Cancels the queued (not yet submitted) segments of c's swaps. */
+void xfer_conn_abort(struct server *srv, struct conn *c);
+
+/* An event send counted against the xfer: hold before, release after. */
+void xfer_hold(struct xfer *x);
+void xfer_release(struct server *srv, struct xfer *x);
+
+#endif
