@@ -14,19 +14,40 @@
 #include "region.h"
 #include "xfer.h"
 
+static void strv_free(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
 int conn_listen(const char *path, bool *ret_created, char *err, size_t len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char **names = NULL;
 	mode_t old;
 	int n, fd;
 
-	n = sd_listen_fds(1);
-	if (n > 1) {
-		snprintf(err, len, "systemd passed %d sockets, expected one", n);
+	/* Socket activation: take the fd named "control" (or the only one). */
+	n = sd_listen_fds_with_names(1, &names);
+	if (n < 0) {
+		snprintf(err, len, "sd_listen_fds: %s", strerror(-n));
+		return n;
+	}
+	fd = -1;
+	for (int i = 0; i < n; i++) {
+		if (fd < 0 && (n == 1 || !strcmp(names[i], "control")))
+			fd = SD_LISTEN_FDS_START + i;
+		else
+			close(SD_LISTEN_FDS_START + i);
+	}
+	strv_free(names);
+	if (n > 0 && fd < 0) {
+		snprintf(err, len, "systemd passed %d sockets, none named "
+			 "\"control\" (FileDescriptorName=control)", n);
 		return -EINVAL;
 	}
-	if (n == 1) {
-		fd = SD_LISTEN_FDS_START;
+	if (fd >= 0) {
 		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
 			snprintf(err, len, "the socket systemd passed is not a "
 				 "listening AF_UNIX SOCK_SEQPACKET socket");

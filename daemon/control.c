@@ -31,7 +31,7 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 			c->close_on_send = true;
 		return;
 	}
-	if (m->client_name && *m->client_name) {
+	if (!c->hello && m->client_name && *m->client_name) {
 		size_t len = strlen(c->name);
 
 		snprintf(c->name + len, sizeof(c->name) - len, " %.24s",

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,7 +75,8 @@ static int ring_setup(struct server *srv, char *err, size_t len)
 	static const int ops[] = {
 		IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, IORING_OP_SEND,
 		IORING_OP_RECVMSG, IORING_OP_ACCEPT, IORING_OP_READ,
-		IORING_OP_ASYNC_CANCEL,
+		IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT, IORING_OP_WRITE,
+		IORING_OP_FSYNC,
 	};
 	struct io_uring_params p;
 	struct io_uring_probe *probe;
@@ -83,7 +85,8 @@ static int ring_setup(struct server *srv, char *err, size_t len)
 
 	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		memset(&p, 0, sizeof(p));
-		p.flags = modes[i].flags | IORING_SETUP_CQSIZE;
+		/* Disabled until restricted: see restrict_ring(). */
+		p.flags = modes[i].flags | IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED;
 		p.cq_entries = CQ_ENTRIES;
 		ret = io_uring_queue_init_params(SQ_ENTRIES, &srv->ring, &p);
 		if (ret != -EINVAL)
@@ -172,6 +175,50 @@ static int register_resources(struct server *srv, char *err, size_t len)
 	return 0;
 }
 
+/*
+ * Ring operations bypass seccomp, so the ring itself is limited to what
+ * the daemon uses: these opcodes and flags, and buffer updates.
+ */
+static int restrict_ring(struct server *srv, char *err, size_t len)
+{
+	static const uint8_t ops[] = {
+		IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, IORING_OP_SEND,
+		IORING_OP_RECVMSG, IORING_OP_ACCEPT, IORING_OP_READ,
+		IORING_OP_WRITE, IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT,
+		IORING_OP_FSYNC,
+	};
+	struct io_uring_restriction res[sizeof(ops) + 2];
+	unsigned n = 0;
+	int ret;
+
+	memset(res, 0, sizeof(res));
+	for (unsigned i = 0; i < sizeof(ops); i++) {
+		res[n].opcode = IORING_RESTRICTION_SQE_OP;
+		res[n++].sqe_op = ops[i];
+	}
+	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+	res[n++].sqe_flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK |
+			     IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
+	res[n].opcode = IORING_RESTRICTION_REGISTER_OP;
+	res[n++].register_op = IORING_REGISTER_BUFFERS_UPDATE;
+	/*
+	 * Debian's liburing 2.3 declares io_uring_register_restrictions() and
+	 * io_uring_enable_rings() but its shared library does not export
+	 * them: call the register syscall directly.
+	 */
+	ret = (int)syscall(__NR_io_uring_register, srv->ring.ring_fd,
+			   IORING_REGISTER_RESTRICTIONS, res, n);
+	if (ret == 0)
+		ret = (int)syscall(__NR_io_uring_register, srv->ring.ring_fd,
+				   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+	if (ret < 0)
+		ret = -errno;
+	if (ret < 0)
+		snprintf(err, len, "io_uring: restricting the ring: %s",
+			 strerror(-ret));
+	return ret;
+}
+
 static void signal_arm(struct server *srv)
 {
 	struct io_uring_sqe *sqe = server_sqe(srv);
@@ -179,6 +226,69 @@ static void signal_arm(struct server *srv)
 	io_uring_prep_read(sqe, srv->signal_fd, &srv->siginfo,
 			   sizeof(srv->siginfo), 0);
 	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_SIGNAL));
+}
+
+#define STATUS_INTERVAL_MS 5000
+
+static void tick_arm(struct server *srv)
+{
+	struct io_uring_sqe *sqe = server_sqe(srv);
+
+	io_uring_prep_timeout(sqe, &srv->tick_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_TICK));
+}
+
+/* One line for `systemctl status`: capacity, use, throughput. */
+static void status_update(struct server *srv)
+{
+	uint64_t now = now_ms(), dt = now - srv->last_status_ms;
+	uint64_t used = srv->store.capacity - store_avail(&srv->store);
+	double in = 0, out = 0;
+
+	if (dt && srv->last_status_ms) {
+		in = (double)(srv->st.bytes_in - srv->last_status.bytes_in) * 1000 /
+		     (double)dt / (1 << 20);
+		out = (double)(srv->st.bytes_out - srv->last_status.bytes_out) * 1000 /
+		      (double)dt / (1 << 20);
+	}
+	sd_notifyf(0, "STATUS=%llu of %llu MiB used, %llu entries, %u clients; "
+		   "out %.1f MiB/s, in %.1f MiB/s",
+		   (unsigned long long)(used >> 20),
+		   (unsigned long long)(srv->store.capacity >> 20),
+		   (unsigned long long)srv->index.count, srv->nconns, in, out);
+	srv->last_status_ms = now;
+	srv->last_status = srv->st;
+}
+
+/*
+ * The watchdog is pinged from the loop itself: a loop stuck anywhere stops
+ * pinging, and systemd restarts the daemon.
+ */
+static void on_tick(struct server *srv)
+{
+	if (srv->watchdog_usec)
+		sd_notify(0, "WATCHDOG=1");
+	if (now_ms() - srv->last_status_ms >= STATUS_INTERVAL_MS - 100)
+		status_update(srv);
+	tick_arm(srv);
+}
+
+static void tick_start(struct server *srv)
+{
+	uint64_t usec = STATUS_INTERVAL_MS * 1000ull;
+
+	if (sd_watchdog_enabled(0, &srv->watchdog_usec) > 0) {
+		if (srv->watchdog_usec / 2 < usec)
+			usec = srv->watchdog_usec / 2;
+		log_info("watchdog: pinging every %llu ms",
+			 (unsigned long long)(usec / 1000));
+	} else {
+		srv->watchdog_usec = 0;
+	}
+	srv->tick_ts.tv_sec = (long long)(usec / 1000000);
+	srv->tick_ts.tv_nsec = (long long)(usec % 1000000) * 1000;
+	status_update(srv);
+	tick_arm(srv);
 }
 
 static void on_signal(struct server *srv, int res)
@@ -192,7 +302,18 @@ static void on_signal(struct server *srv, int res)
 	}
 	signal_arm(srv);
 	if (srv->siginfo.ssi_signo == SIGHUP) {
-		log_notice("SIGHUP: nothing to reload");
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+			   (unsigned long long)ts.tv_sec * 1000000 +
+			   (unsigned long long)ts.tv_nsec / 1000);
+		if (srv->reload)
+			srv->reload(srv);
+		else
+			log_notice("SIGHUP: nothing to reload");
+		sd_notify(0, "READY=1");
+		status_update(srv);
 		return;
 	}
 	if (srv->quit) {
@@ -237,6 +358,9 @@ static void dispatch(struct server *srv, struct io_uring_cqe *cqe)
 	case UD_BUFTAG:
 		region_tag(srv, p);
 		break;
+	case UD_TICK:
+		on_tick(srv);
+		break;
 	case UD_NONE:
 		break;
 	}
@@ -270,6 +394,9 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 			snprintf(err, len, "out of memory");
 		return ret;
 	}
+	ret = restrict_ring(srv, err, len);
+	if (ret < 0)
+		return ret;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -288,6 +415,7 @@ int server_run(struct server *srv)
 {
 	signal_arm(srv);
 	conn_accept_arm(srv);
+	tick_start(srv);
 	while (!srv->quit || srv->nconns) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;

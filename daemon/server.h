@@ -43,6 +43,7 @@ enum ud_type {
 	UD_SEG_SEND,		/* struct xseg: its completion event was sent */
 	UD_SEG_TAIL,		/* struct xseg: swap-in tail read finished */
 	UD_BUFTAG,		/* struct region: a buffer slot was released */
+	UD_TICK,		/* the watchdog and status timer */
 };
 #define UD_TYPE_MASK 0xfull
 
@@ -69,6 +70,7 @@ struct config {
 	const char *store_paths;
 	uint64_t store_size;
 	uint32_t queue_depth;
+	int log_level;
 };
 
 struct stats {
@@ -91,6 +93,15 @@ struct server {
 	struct signalfd_siginfo siginfo;
 	bool quit;
 	uint64_t start_ms;
+
+	/* Timer: watchdog pings (0: off) and STATUS= updates. */
+	struct __kernel_timespec tick_ts;
+	uint64_t watchdog_usec;
+	uint64_t last_status_ms;
+	struct stats last_status;
+
+	/* Called on SIGHUP, between RELOADING=1 and READY=1. */
+	void (*reload)(struct server *srv);
 
 	/* Connections, and the xfers that still have segments to submit. */
 	struct conn *conns;

@@ -180,65 +180,90 @@ out_free:
 	return r;
 }
 
-static int open_file(struct store_file *f, uint32_t index, uint32_t nfiles,
-		     uint8_t id[16], bool *have_id, char *err, size_t len)
+/*
+ * Creates f->path under a temporary name and renames it into place only
+ * once written, so a crash mid-creation never leaves a file that looks
+ * like a store.
+ */
+static int create_path(struct store_file *f, uint32_t index, uint32_t nfiles,
+		       const uint8_t id[16], char *err, size_t len)
 {
-	struct stat st;
-	bool created = false;
+	char tmp[4096];
 	int r;
 
-	f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC);
-	if (f->fd < 0 && errno == ENOENT) {
-		f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC,
-			     0600);
-		created = true;
-	}
+	if (snprintf(tmp, sizeof(tmp), "%s.creating", f->path) >= (int)sizeof(tmp))
+		return fail(err, len, -ENAMETOOLONG, "%s: path too long", f->path);
+	f->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0600);
 	if (f->fd < 0 && errno == EINVAL)
 		return fail(err, len, -EINVAL,
 			    "%s: the filesystem refuses O_DIRECT; put the store on a "
 			    "filesystem that supports it (not tmpfs)", f->path);
 	if (f->fd < 0)
-		return fail(err, len, -errno, "open %s: %m", f->path);
-	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0)
-		return fail(err, len, -errno == -EWOULDBLOCK ? -EBUSY : -errno,
-			    "%s: store file is in use by another kvswapd", f->path);
-	if (fstat(f->fd, &st) < 0)
-		return fail(err, len, -errno, "fstat %s: %m", f->path);
-	if (!S_ISREG(st.st_mode))
-		return fail(err, len, -EINVAL, "%s: not a regular file", f->path);
+		return fail(err, len, -errno, "create %s: %m", tmp);
 	r = check_dio(f->fd, f->path, err, len);
-	if (r < 0)
-		goto out_unlink;
-	if (created || st.st_size == 0) {
-		if (!*have_id && getrandom(id, 16, 0) != 16)
-			return fail(err, len, -errno, "getrandom: %m");
-		*have_id = true;
+	if (!r) {
 		log_notice("creating store file %s (%llu MiB)", f->path,
 			   (unsigned long long)(f->size >> 20));
 		r = create_file(f, index, nfiles, id, err, len);
-		if (r < 0)
-			goto out_unlink;
-		return 0;
 	}
-	if ((uint64_t)st.st_size < STORE_HEADER_BYTES)
-		return fail(err, len, -EINVAL,
-			    "%s: truncated store file (%lld bytes)", f->path,
-			    (long long)st.st_size);
-	if ((uint64_t)st.st_size != f->size)
-		return fail(err, len, -EINVAL,
-			    "%s: store file is %lld bytes, --store-size asks for %llu; "
-			    "use the same size or remove the file", f->path,
-			    (long long)st.st_size, (unsigned long long)f->size);
-	r = check_file(f, index, nfiles, id, *have_id, err, len);
-	if (r == 0)
-		*have_id = true;
+	if (!r && rename(tmp, f->path) < 0)
+		r = fail(err, len, -errno, "rename %s: %m", tmp);
+	if (r < 0)
+		unlink(tmp);
 	return r;
+}
 
-out_unlink:
-	/* Never leave a half-created file that would look valid later. */
-	if (created)
-		unlink(f->path);
-	return r;
+static int open_file(struct store_file *f, uint32_t index, uint32_t nfiles,
+		     uint8_t id[16], bool *have_id, char *err, size_t len)
+{
+	struct stat st;
+	int r;
+
+	f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (f->fd < 0 && errno == ENOENT) {
+		if (!*have_id && getrandom(id, 16, 0) != 16)
+			return fail(err, len, -errno, "getrandom: %m");
+		*have_id = true;
+		r = create_path(f, index, nfiles, id, err, len);
+		if (r < 0)
+			return r;
+	} else if (f->fd < 0 && errno == EINVAL) {
+		return fail(err, len, -EINVAL,
+			    "%s: the filesystem refuses O_DIRECT; put the store on a "
+			    "filesystem that supports it (not tmpfs)", f->path);
+	} else if (f->fd < 0) {
+		return fail(err, len, -errno, "open %s: %m", f->path);
+	} else {
+		if (fstat(f->fd, &st) < 0)
+			return fail(err, len, -errno, "fstat %s: %m", f->path);
+		if (!S_ISREG(st.st_mode))
+			return fail(err, len, -EINVAL, "%s: not a regular file",
+				    f->path);
+		if ((uint64_t)st.st_size < STORE_BLOCK)
+			return fail(err, len, -EINVAL,
+				    "%s: truncated store file (%lld bytes)", f->path,
+				    (long long)st.st_size);
+		r = check_dio(f->fd, f->path, err, len);
+		if (r < 0)
+			return r;
+		/* The superblock's own size check names the file's size. */
+		r = check_file(f, index, nfiles, id, *have_id, err, len);
+		if (r < 0)
+			return r;
+		if ((uint64_t)st.st_size != f->size)
+			return fail(err, len, -EINVAL,
+				    "%s: store file is %lld bytes, but its superblock "
+				    "says %llu: truncated?", f->path,
+				    (long long)st.st_size, (unsigned long long)f->size);
+		*have_id = true;
+	}
+	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return fail(err, len, -EBUSY, "%s: store file is in use by "
+				    "another kvswapd", f->path);
+		return fail(err, len, -errno, "flock %s: %m", f->path);
+	}
+	return 0;
 }
 
 int store_open(struct store *s, const char *paths, uint64_t size,

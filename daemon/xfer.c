@@ -202,6 +202,10 @@ void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
 	return;
 
 out_nospc:
+	if (blocks * srv->store.block <= store_avail(&srv->store))
+		return reply_error(srv, c, req, ENOSPC, "swap_out: the free space "
+				   "is too fragmented: a segment would need more "
+				   "than %d pieces", KVS_MAX_EXTENTS);
 	reply_error(srv, c, req, ENOSPC, "swap_out: the store is full: the entry "
 		    "needs %llu bytes, %llu of %llu are free",
 		    (unsigned long long)(blocks * srv->store.block),
@@ -265,11 +269,13 @@ static void finish(struct server *srv, struct xfer *x)
 
 	ev.has_id = 1;
 	ev.id = x->id;
-	if (x->failed && !c->closing) {
+	if (c->closing) {
+		/* Nobody to tell: an unacknowledged swap-out is dropped. */
+	} else if (x->failed) {
 		snprintf(msg, sizeof(msg), "%s: %u of %u segments failed; first: %s",
 			 op_name(x), x->failed, x->nseg, x->errmsg);
 		conn_send_error(srv, c, NULL, x->id, x->err, -1, msg);
-	} else if (!x->failed && x->out) {
+	} else if (x->out) {
 		/* Visible from now on; a replaced entry is freed once unread. */
 		store_entry_put(&srv->store, index_put(&srv->index, x->e));
 		x->e = NULL;
@@ -279,7 +285,7 @@ static void finish(struct server *srv, struct xfer *x)
 		ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_OUT;
 		ev.swap_out = &so;
 		conn_send(srv, c, NULL, &ev);
-	} else if (!x->failed) {
+	} else {
 		si.has_segments = si.has_bytes = si.has_metadata = 1;
 		si.segments = x->nseg;
 		si.bytes = x->bytes;
