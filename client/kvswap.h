@@ -98,9 +98,9 @@ struct kvswap_entry {
 int kvswap_connect(const char *path, struct kvswap **ret);
 
 /*
- * Closes the connection. Outstanding requests are abandoned (their handles
- * must still be freed with kvswap_req_free()); regions not yet released are
- * unmapped and freed. Accepts NULL.
+ * Closes the connection. Outstanding requests finish with -ECANCELED
+ * (their handles must still be freed with kvswap_req_free()); regions not
+ * yet released are unmapped and freed. Accepts NULL.
  */
 void kvswap_close(struct kvswap *k);
 
@@ -124,6 +124,7 @@ int kvswap_process(struct kvswap *k, int timeout_ms);
 /*
  * The message of the last error event the daemon sent on this connection,
  * or of the last local failure; "" if none. Valid until the next call.
+ * With NULL: why the calling thread's last kvswap_connect() failed.
  */
 const char *kvswap_last_error(const struct kvswap *k);
 
@@ -163,8 +164,9 @@ uint32_t kvswap_region_id(const struct kvswap_region *r);
 
 /*
  * Starts a swap-out of `nseg` segments of region `r` under `key`, with an
- * optional opaque `metadata` blob. Returns at once; *ret is the request
- * handle, freed with kvswap_req_free(). The caller must not modify the
+ * optional opaque `metadata` blob. Returns once the daemon has taken the
+ * request (it may first have to read events to make room on the socket);
+ * *ret is the request handle, freed with kvswap_req_free(). The caller must not modify the
  * named ranges of the region until the request has finished.
  */
 int kvswap_swap_out(struct kvswap *k, const void *key, size_t key_len,
@@ -186,8 +188,9 @@ int kvswap_swap_in(struct kvswap *k, const void *key, size_t key_len,
  * request's segment (its position in the segs array of the call) in
  * *ret_index. Returns 0 when a segment landed successfully, a negative
  * errno for a segment that failed (*ret_index is still written),
- * -ETIMEDOUT on timeout, and -ENODATA when every segment has been
- * reported.
+ * -ETIMEDOUT on timeout, and -ENODATA once the request has finished and
+ * every reported segment has been returned (kvswap_wait() then gives the
+ * final status, also when the request ended early).
  */
 int kvswap_wait_segment(struct kvswap *k, struct kvswap_req *req,
 			int timeout_ms, uint32_t *ret_index);
@@ -234,8 +237,9 @@ int kvswap_get(struct kvswap *k, const void *key, size_t key_len,
 	       uint32_t nseg);
 
 /*
- * Prefix lookup of `n` keys. Writes present[i] for every key if `present`
- * is not NULL, and returns the number of leading keys present (>= 0).
+ * Prefix lookup of `n` keys (at most max_lookup_keys, else -E2BIG). Writes
+ * present[i] for every key if `present` is not NULL, and returns the
+ * number of leading keys present (>= 0).
  */
 int kvswap_lookup(struct kvswap *k, const void *const *keys,
 		  const size_t *key_lens, uint32_t n, bool *present);

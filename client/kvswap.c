@@ -1,0 +1,1811 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libkvswap: the client side of the kvswapd protocol (proto/kvswap.proto).
+ *
+ * One struct kvswap is one SOCK_SEQPACKET connection. Every request carries
+ * an id (1, 2, 3, ... per connection); the daemon echoes it in every event
+ * about that request. Events are only read when the caller is inside the
+ * library (a blocking call, kvswap_wait*(), kvswap_process()), and every
+ * event read is dispatched at once, whichever request it belongs to.
+ *
+ * Ownership, which is the subtle part:
+ * - The connection owns its regions. kvswap_region_release() frees one;
+ *   kvswap_close() frees those left.
+ * - The caller owns a struct kvswap_req from kvswap_swap_out/in() until
+ *   kvswap_req_free(). While the request is in flight, the connection also
+ *   points at it (from its table of outstanding requests, by id), and the
+ *   request points back at the connection.
+ * - When the final event arrives, the request leaves the table and forgets
+ *   the connection (req->k = NULL): from then on only the caller points at
+ *   it, and nothing the connection does later can reach it.
+ * - kvswap_req_free() on a request still in flight does not free it: it
+ *   marks it orphaned and the connection becomes its sole owner. The
+ *   orphan stays in the table so that its remaining events are recognised
+ *   and dropped, and it is freed by its final event or by the end of the
+ *   connection.
+ * - When the connection ends (kvswap_close(), the peer closing, a protocol
+ *   violation), every request in the table is finished with an error and
+ *   forgotten the same way, and orphans are freed. So a request handle the
+ *   caller still holds stays valid, and "done", after kvswap_close(); the
+ *   caller frees it as usual.
+ *
+ * Synchronous calls (everything but swap-out and swap-in) wait for their
+ * reply in a single slot of the connection (sync_id/sync_ev): a connection
+ * is not thread-safe, so at most one such call is pending at a time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "kvswap.h"
+#include "kvswap.pb-c.h"
+
+#define KVSWAP_EXPORT __attribute__((visibility("default")))
+
+#define PROTOCOL_VERSION	1
+/* The protocol's maximum packet size until HelloReply says otherwise. */
+#define DEFAULT_MESSAGE_SIZE	65536u
+/* Our buffers never grow past this, whatever the daemon announces. */
+#define MAX_BUFFER_SIZE		(1u << 20)
+#define CLIENT_NAME_MAX		64
+#define ERROR_MAX		512
+/* Any fds the daemon might attach are received (to be closed) up to this. */
+#define MAX_RECV_FDS		8
+/* Outstanding request table: chained buckets, a power of two. */
+#define REQ_BUCKETS		256
+/* seg_status value of a segment not reported yet; real ones are <= 0. */
+#define SEG_PENDING		1
+
+/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds. */
+#define DEADLINE_NEVER		((int64_t)-1)
+#define DEADLINE_NOW		((int64_t)0)
+
+struct kvswap_region {
+	struct kvswap *k;
+	struct kvswap_region *next;
+	int fd;			/* the memfd we created, or our dup */
+	void *addr;
+	size_t size;
+	uint32_t id;
+	bool created;		/* mapping is ours to unmap */
+};
+
+struct kvswap_req {
+	struct kvswap *k;	/* NULL once out of the connection's table */
+	struct kvswap_req *hnext;
+	uint64_t id;
+	Kvswap__V1__Event__BodyCase reply;	/* body of the final reply */
+	bool done;
+	bool orphan;		/* freed by the caller; the table owns it */
+	int status;		/* valid once done */
+	uint32_t nseg;
+	uint32_t nreported;	/* segment events received */
+	uint32_t nconsumed;	/* of those, returned by wait_segment */
+	int32_t *seg_status;	/* [nseg]: SEG_PENDING, 0 or -errno */
+	uint32_t *fifo;		/* [nseg]: indexes in arrival order */
+	void *metadata;		/* swap-in reply */
+	size_t metadata_len;
+};
+
+struct kvswap {
+	int fd;
+	bool dead;		/* peer gone or protocol broken: -ENOTCONN */
+	bool closing;		/* an id-0 error explained the close */
+	uint64_t next_id;
+	struct kvswap_limits limits;
+	size_t max_send;	/* what we pack: min(announced, buffer) */
+	size_t bufsize;
+	uint8_t *rxbuf;
+	uint8_t *txbuf;
+
+	/* The one pending synchronous call, if sync_id != 0. */
+	uint64_t sync_id;
+	Kvswap__V1__Event *sync_ev;	/* its final event, ours to free */
+	int sync_err;			/* or why it cannot get one */
+
+	struct kvswap_req *reqs[REQ_BUCKETS];
+	struct kvswap_region *regions;
+	char last_error[ERROR_MAX];
+};
+
+/*
+ * kvswap_connect() has no connection to hold the message of its failure,
+ * so that one goes to a per-thread buffer, returned by
+ * kvswap_last_error(NULL), in the manner of dlerror(). It is the only
+ * state outside a connection.
+ */
+static _Thread_local char connect_error[ERROR_MAX];
+
+/* --- errors --------------------------------------------------------------- */
+
+static void set_error(struct kvswap *k, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_error(struct kvswap *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(k->last_error, sizeof(k->last_error), fmt, ap);
+	va_end(ap);
+}
+
+static const char *errstr(int code, char *buf, size_t len)
+{
+	return strerror_r(code, buf, len);
+}
+
+/* A daemon's error code as a valid positive errno. */
+static int event_code(const Kvswap__V1__Error *e)
+{
+	if (!e->has_code || e->code <= 0 || e->code >= 4096)
+		return EIO;
+	return e->code;
+}
+
+static void set_daemon_error(struct kvswap *k, const Kvswap__V1__Error *e)
+{
+	char buf[128];
+
+	if (e->message && e->message[0])
+		set_error(k, "%s", e->message);
+	else
+		set_error(k, "%s", errstr(event_code(e), buf, sizeof(buf)));
+}
+
+/* --- helpers -------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* timeout_ms as taken by the API (negative: forever) to a deadline. */
+static int64_t deadline_after(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return DEADLINE_NEVER;
+	return now_ns() + (int64_t)timeout_ms * 1000000;
+}
+
+/* A copy of len bytes; never NULL on success, even for len 0. */
+static void *memdup(const void *p, size_t len)
+{
+	void *d = malloc(len ? len : 1);
+
+	if (d && len)
+		memcpy(d, p, len);
+	return d;
+}
+
+static bool bytes_ok(const void *p, size_t len)
+{
+	return p || len == 0;
+}
+
+/* --- outstanding requests ------------------------------------------------- */
+
+static struct kvswap_req **bucket(struct kvswap *k, uint64_t id)
+{
+	return &k->reqs[id & (REQ_BUCKETS - 1)];
+}
+
+static void table_add(struct kvswap *k, struct kvswap_req *req)
+{
+	struct kvswap_req **b = bucket(k, req->id);
+
+	req->hnext = *b;
+	*b = req;
+}
+
+static struct kvswap_req *table_find(struct kvswap *k, uint64_t id)
+{
+	struct kvswap_req *req;
+
+	for (req = *bucket(k, id); req; req = req->hnext)
+		if (req->id == id)
+			return req;
+	return NULL;
+}
+
+static void table_remove(struct kvswap *k, struct kvswap_req *req)
+{
+	struct kvswap_req **p;
+
+	for (p = bucket(k, req->id); *p; p = &(*p)->hnext) {
+		if (*p == req) {
+			*p = req->hnext;
+			break;
+		}
+	}
+	req->hnext = NULL;
+}
+
+static void req_destroy(struct kvswap_req *req)
+{
+	free(req->metadata);
+	free(req);
+}
+
+/*
+ * Takes a request out of the table with its final status. An orphan is
+ * freed; any other request now belongs to the caller alone.
+ */
+static void req_finish(struct kvswap *k, struct kvswap_req *req, int status)
+{
+	table_remove(k, req);
+	if (req->orphan) {
+		req_destroy(req);
+		return;
+	}
+	req->k = NULL;
+	req->done = true;
+	req->status = status;
+}
+
+/* Finishes every outstanding request and a pending call with `err`. */
+static void fail_all(struct kvswap *k, int err)
+{
+	size_t i;
+
+	for (i = 0; i < REQ_BUCKETS; i++)
+		while (k->reqs[i])
+			req_finish(k, k->reqs[i], err);
+	if (k->sync_id && !k->sync_ev && !k->sync_err)
+		k->sync_err = err;
+}
+
+/*
+ * The connection is over (peer gone, or a protocol violation that may have
+ * lost an event): pending requests fail with `err`, later calls with
+ * -ENOTCONN. The fd stays open until kvswap_close(), so that the number
+ * cannot be reused under a caller's poll set.
+ */
+static int conn_kill(struct kvswap *k, int err)
+{
+	k->dead = true;
+	fail_all(k, err);
+	return err;
+}
+
+static int check_conn(struct kvswap *k)
+{
+	if (!k)
+		return -EINVAL;
+	if (k->dead)
+		return -ENOTCONN;
+	return 0;
+}
+
+/* --- receiving ------------------------------------------------------------ */
+
+static void close_passed_fds(struct msghdr *msg)
+{
+	struct cmsghdr *c;
+
+	for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		size_t n, i;
+		int fd;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			close(fd);
+		}
+	}
+}
+
+/*
+ * Reads one packet without blocking. Returns 0 with *ret_ev set, -EAGAIN
+ * if none is queued, or another negative errno; the connection is killed
+ * on end of file, reset, truncation and undecodable events.
+ */
+static int recv_event(struct kvswap *k, Kvswap__V1__Event **ret_ev)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
+	} control;
+	struct iovec iov = { .iov_base = k->rxbuf, .iov_len = k->bufsize };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	Kvswap__V1__Event *ev;
+	char ebuf[128];
+	ssize_t n;
+
+	do
+		n = recvmsg(k->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int err = errno;
+
+		if (err == EAGAIN || err == EWOULDBLOCK)
+			return -EAGAIN;
+		set_error(k, "receive from kvswapd: %s",
+			  errstr(err, ebuf, sizeof(ebuf)));
+		if (err == ECONNRESET || err == EPIPE || err == ENOTCONN)
+			return conn_kill(k, -ECONNRESET);
+		return -err;
+	}
+	/* The daemon sends no fds; never leak any it might. */
+	close_passed_fds(&msg);
+	if (n == 0) {
+		/* A preceding id-0 error event explains the close better. */
+		if (!k->closing)
+			set_error(k, "kvswapd closed the connection");
+		return conn_kill(k, -ECONNRESET);
+	}
+	if (msg.msg_flags & MSG_TRUNC) {
+		set_error(k, "event from kvswapd larger than %zu bytes",
+			  k->bufsize);
+		return conn_kill(k, -EPROTO);
+	}
+	ev = kvswap__v1__event__unpack(NULL, (size_t)n, k->rxbuf);
+	if (!ev) {
+		set_error(k, "undecodable event from kvswapd (%zd bytes)", n);
+		return conn_kill(k, -EPROTO);
+	}
+	*ret_ev = ev;
+	return 0;
+}
+
+static bool is_final(const Kvswap__V1__Event *ev)
+{
+	if (ev->body_case == KVSWAP__V1__EVENT__BODY_SEGMENT)
+		return false;
+	if (ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR &&
+	    ev->error->has_segment)
+		return false;
+	return true;
+}
+
+static void req_segment(struct kvswap_req *req, uint32_t idx, int status)
+{
+	/* Out of range or repeated: the daemon misbehaves; ignore it. */
+	if (idx >= req->nseg || req->seg_status[idx] != SEG_PENDING)
+		return;
+	req->seg_status[idx] = status;
+	req->fifo[req->nreported++] = idx;
+}
+
+static void dispatch_req(struct kvswap *k, struct kvswap_req *req,
+			 const Kvswap__V1__Event *ev)
+{
+	const Kvswap__V1__SwapInReply *in;
+
+	if (req->orphan) {
+		if (is_final(ev))
+			req_finish(k, req, 0);
+		return;
+	}
+	switch (ev->body_case) {
+	case KVSWAP__V1__EVENT__BODY_SEGMENT:
+		if (ev->segment->has_index)
+			req_segment(req, ev->segment->index, 0);
+		return;
+	case KVSWAP__V1__EVENT__BODY_ERROR:
+		set_daemon_error(k, ev->error);
+		if (ev->error->has_segment)
+			req_segment(req, ev->error->segment,
+				    -event_code(ev->error));
+		else
+			req_finish(k, req, -event_code(ev->error));
+		return;
+	default:
+		break;
+	}
+	if (ev->body_case != req->reply) {
+		set_error(k, "kvswapd answered request %llu with event %d",
+			  (unsigned long long)req->id, (int)ev->body_case);
+		req_finish(k, req, -EPROTO);
+		return;
+	}
+	if (ev->body_case == KVSWAP__V1__EVENT__BODY_SWAP_IN) {
+		in = ev->swap_in;
+		if (in->has_metadata && in->metadata.len) {
+			req->metadata = memdup(in->metadata.data,
+					       in->metadata.len);
+			if (!req->metadata) {
+				set_error(k, "out of memory for metadata");
+				req_finish(k, req, -ENOMEM);
+				return;
+			}
+			req->metadata_len = in->metadata.len;
+		}
+	}
+	req_finish(k, req, 0);
+}
+
+/*
+ * Routes one event to its request, the pending call or the connection.
+ * Consumes ev: frees it, or hands it to the pending call.
+ */
+static void dispatch(struct kvswap *k, Kvswap__V1__Event *ev)
+{
+	uint64_t id = ev->has_id ? ev->id : 0;
+	struct kvswap_req *req;
+
+	if (id == 0) {
+		/*
+		 * About the connection (a packet the daemon could not
+		 * decode, one too large): the daemon closes the connection
+		 * next, and the end of file finishes the async requests.
+		 */
+		if (ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR) {
+			set_daemon_error(k, ev->error);
+			k->closing = true;
+			if (k->sync_id && !k->sync_ev && !k->sync_err)
+				k->sync_err = -event_code(ev->error);
+		}
+		goto out_free;
+	}
+	if (id == k->sync_id && !k->sync_ev && !k->sync_err) {
+		if (!is_final(ev))
+			goto out_free;
+		k->sync_ev = ev;
+		return;
+	}
+	/* Unknown ids are those of abandoned calls, or bogus: dropped. */
+	req = table_find(k, id);
+	if (req)
+		dispatch_req(k, req, ev);
+out_free:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+}
+
+/*
+ * Waits until the socket is readable. Returns 1, 0 once the deadline has
+ * passed, or a negative errno.
+ */
+static int wait_readable(struct kvswap *k, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = k->fd, .events = POLLIN };
+	int64_t left;
+	int ms, r;
+
+	for (;;) {
+		if (deadline == DEADLINE_NEVER) {
+			ms = -1;
+		} else {
+			left = deadline - now_ns();
+			if (left <= 0)
+				ms = 0;
+			else if (left / 1000000 >= INT_MAX)
+				ms = INT_MAX;
+			else
+				ms = (int)((left + 999999) / 1000000);
+		}
+		r = poll(&pfd, 1, ms);
+		if (r > 0)
+			return 1;
+		if (r == 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/*
+ * Receives and dispatches one event, waiting until `deadline` for it.
+ * Returns 1 when one was handled, 0 on timeout, or a negative errno.
+ */
+static int pump(struct kvswap *k, int64_t deadline)
+{
+	Kvswap__V1__Event *ev = NULL;
+	int r;
+
+	for (;;) {
+		if (k->dead)
+			return -ENOTCONN;
+		r = recv_event(k, &ev);
+		if (r == 0) {
+			dispatch(k, ev);
+			return 1;
+		}
+		if (r != -EAGAIN)
+			return r;
+		r = wait_readable(k, deadline);
+		if (r <= 0)
+			return r;
+	}
+}
+
+/* Dispatches whatever is already queued, e.g. before giving up on a peer. */
+static void drain(struct kvswap *k)
+{
+	while (pump(k, DEADLINE_NOW) > 0)
+		;
+}
+
+/* --- sending -------------------------------------------------------------- */
+
+/*
+ * Waits until the socket may take a packet, dispatching the events that
+ * arrive meanwhile. Returns 0, or a negative errno (-ECONNRESET if the
+ * connection ended).
+ */
+static int wait_writable(struct kvswap *k)
+{
+	struct pollfd pfd = { .fd = k->fd, .events = POLLIN | POLLOUT };
+	char ebuf[128];
+	int r;
+
+	for (;;) {
+		r = poll(&pfd, 1, -1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			set_error(k, "poll: %s",
+				  errstr(-r, ebuf, sizeof(ebuf)));
+			return r;
+		}
+		if (pfd.revents & POLLIN) {
+			drain(k);
+			if (k->dead)
+				return -ECONNRESET;
+		}
+		/* POLLHUP and POLLERR: the retried send reports them. */
+		if (pfd.revents & (POLLOUT | POLLHUP | POLLERR))
+			return 0;
+	}
+}
+
+/*
+ * Packs and sends `rq` under a fresh id, with `fd` in SCM_RIGHTS when
+ * fd >= 0. Returns 0 with *ret_id set, or a negative errno.
+ */
+static int send_request(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
+			uint64_t *ret_id)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	char ebuf[128];
+	size_t len;
+	ssize_t n;
+	int err;
+
+	rq->has_id = true;
+	rq->id = k->next_id;
+	len = kvswap__v1__request__get_packed_size(rq);
+	if (len > k->max_send) {
+		set_error(k, "request of %zu bytes exceeds the maximum message size %zu",
+			  len, k->max_send);
+		return -EMSGSIZE;
+	}
+	kvswap__v1__request__pack(rq, k->txbuf);
+	iov.iov_base = k->txbuf;
+	iov.iov_len = len;
+	if (fd >= 0) {
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	/*
+	 * SEQPACKET sends whole packets or nothing, so a retry is safe. The
+	 * daemon may stop reading while its events to us are stuck (kvswapd
+	 * does), so waiting for room without reading them would deadlock:
+	 * wait_writable() dispatches them meanwhile.
+	 */
+	for (;;) {
+		n = sendmsg(k->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN &&
+			       errno != EWOULDBLOCK))
+			break;
+		if (errno != EINTR) {
+			err = wait_writable(k);
+			if (err < 0)
+				return err;
+		}
+	}
+	if (n < 0) {
+		err = errno;
+		if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+			/* Events queued before the close still count. */
+			drain(k);
+			if (!k->dead) {
+				set_error(k, "kvswapd closed the connection");
+				conn_kill(k, -ECONNRESET);
+			}
+			return -ECONNRESET;
+		}
+		set_error(k, "send to kvswapd: %s",
+			  errstr(err, ebuf, sizeof(ebuf)));
+		return -err;
+	}
+	if ((size_t)n != len) {
+		set_error(k, "short send to kvswapd (%zd of %zu bytes)",
+			  n, len);
+		return -EIO;
+	}
+	*ret_id = k->next_id++;
+	return 0;
+}
+
+/*
+ * A synchronous call: sends `rq` and dispatches events until its final
+ * event. On success *ret_ev is a reply of body `expect`, which the caller
+ * frees with kvswap__v1__event__free_unpacked(). An error event returns
+ * its negated code, with its message in last_error.
+ */
+static int call(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
+		Kvswap__V1__Event__BodyCase expect,
+		Kvswap__V1__Event **ret_ev)
+{
+	Kvswap__V1__Event *ev;
+	uint64_t id;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	r = send_request(k, rq, fd, &id);
+	if (r < 0)
+		return r;
+	k->sync_id = id;
+	k->sync_ev = NULL;
+	k->sync_err = 0;
+	while (!k->sync_ev && !k->sync_err) {
+		r = pump(k, DEADLINE_NEVER);
+		if (r < 0) {
+			if (!k->sync_err)
+				k->sync_err = r;
+			break;
+		}
+	}
+	ev = k->sync_ev;
+	r = k->sync_err;
+	k->sync_id = 0;
+	k->sync_ev = NULL;
+	k->sync_err = 0;
+	if (!ev)
+		return r;
+	if (ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR) {
+		set_daemon_error(k, ev->error);
+		r = -event_code(ev->error);
+		goto out_free;
+	}
+	if (ev->body_case != expect) {
+		set_error(k, "kvswapd answered with event %d, expected %d",
+			  (int)ev->body_case, (int)expect);
+		r = -EPROTO;
+		goto out_free;
+	}
+	*ret_ev = ev;
+	return 0;
+out_free:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return r;
+}
+
+/* --- connection ----------------------------------------------------------- */
+
+static int alloc_buffers(struct kvswap *k, size_t size)
+{
+	uint8_t *rx, *tx;
+
+	rx = malloc(size);
+	if (!rx)
+		return -ENOMEM;
+	tx = malloc(size);
+	if (!tx) {
+		free(rx);
+		return -ENOMEM;
+	}
+	free(k->rxbuf);
+	free(k->txbuf);
+	k->rxbuf = rx;
+	k->txbuf = tx;
+	k->bufsize = size;
+	return 0;
+}
+
+/* Our name for the daemon's log: at most 64 bytes, cut on a UTF-8 boundary. */
+static char *client_name(char *buf, size_t size)
+{
+	const char *name = program_invocation_short_name;
+	size_t len = strlen(name);
+
+	if (len >= size) {
+		len = size - 1;
+		while (len > 0 && ((unsigned char)name[len] & 0xc0) == 0x80)
+			len--;
+	}
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	return buf;
+}
+
+static int hello(struct kvswap *k)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Hello h = KVSWAP__V1__HELLO__INIT;
+	Kvswap__V1__HelloReply *hr;
+	Kvswap__V1__Event *ev;
+	struct kvswap_limits *l = &k->limits;
+	char name[CLIENT_NAME_MAX + 1];
+	size_t size;
+	int r;
+
+	h.has_version = true;
+	h.version = PROTOCOL_VERSION;
+	h.client_name = client_name(name, sizeof(name));
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_HELLO;
+	rq.hello = &h;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_HELLO, &ev);
+	if (r < 0)
+		return r;
+	hr = ev->hello;
+	if (!hr->has_version || hr->version != PROTOCOL_VERSION) {
+		set_error(k, "kvswapd speaks protocol version %u, libkvswap %u",
+			  hr->version, PROTOCOL_VERSION);
+		r = -EPROTONOSUPPORT;
+		goto out_free;
+	}
+	memset(l, 0, sizeof(*l));
+	l->version = hr->version;
+	l->max_message_size = hr->has_max_message_size ?
+		hr->max_message_size : DEFAULT_MESSAGE_SIZE;
+	l->max_key_length = hr->max_key_length;
+	l->max_metadata_length = hr->max_metadata_length;
+	l->max_segments = hr->max_segments;
+	l->max_regions = hr->max_regions;
+	l->max_lookup_keys = hr->max_lookup_keys;
+	l->alignment = hr->alignment;
+	l->block_size = hr->block_size;
+	l->store_files = hr->store_files;
+	l->capacity = hr->capacity;
+	if (hr->daemon)
+		snprintf(l->daemon, sizeof(l->daemon), "%s", hr->daemon);
+
+	/* The daemon may receive and send packets up to its maximum. */
+	size = l->max_message_size;
+	if (size < DEFAULT_MESSAGE_SIZE)
+		size = DEFAULT_MESSAGE_SIZE;
+	if (size > MAX_BUFFER_SIZE)
+		size = MAX_BUFFER_SIZE;
+	if (size > k->bufsize) {
+		r = alloc_buffers(k, size);
+		if (r < 0) {
+			set_error(k, "out of memory for buffers");
+			goto out_free;
+		}
+	}
+	k->max_send = l->max_message_size < k->bufsize ?
+		l->max_message_size : k->bufsize;
+	r = 0;
+out_free:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return r;
+}
+
+static void conn_free(struct kvswap *k)
+{
+	struct kvswap_region *r;
+
+	fail_all(k, -ECANCELED);
+	while ((r = k->regions)) {
+		k->regions = r->next;
+		if (r->created && r->addr)
+			munmap(r->addr, r->size);
+		close(r->fd);
+		free(r);
+	}
+	if (k->fd >= 0)
+		close(k->fd);
+	free(k->rxbuf);
+	free(k->txbuf);
+	free(k);
+}
+
+/*
+ * Connects and says Hello. A failure's message is kept per thread for
+ * kvswap_last_error(NULL), as there is no connection to hold it.
+ */
+KVSWAP_EXPORT int kvswap_connect(const char *path, struct kvswap **ret)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct kvswap *k;
+	char ebuf[128];
+	int r;
+
+	connect_error[0] = '\0';
+	if (!ret) {
+		snprintf(connect_error, sizeof(connect_error),
+			 "kvswap_connect: no place for the connection");
+		return -EINVAL;
+	}
+	if (!path)
+		path = getenv("KVSWAP_SOCKET");
+	if (!path || !path[0])
+		path = KVSWAP_DEFAULT_SOCKET;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(connect_error, sizeof(connect_error),
+			 "socket path longer than %zu bytes: %s",
+			 sizeof(sa.sun_path) - 1, path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		snprintf(connect_error, sizeof(connect_error), "out of memory");
+		return -ENOMEM;
+	}
+	k->fd = -1;
+	k->next_id = 1;
+	k->limits.max_message_size = DEFAULT_MESSAGE_SIZE;
+	k->max_send = DEFAULT_MESSAGE_SIZE;
+	r = alloc_buffers(k, DEFAULT_MESSAGE_SIZE);
+	if (r < 0) {
+		set_error(k, "out of memory");
+		goto out_free;
+	}
+	k->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (k->fd < 0) {
+		r = -errno;
+		set_error(k, "socket: %s", errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_free;
+	}
+	/* AF_UNIX connect is not left half-done by a signal: retry. */
+	while (connect(k->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EINTR)
+			continue;
+		r = -errno;
+		set_error(k, "connect %s: %s", path,
+			  errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_free;
+	}
+	r = hello(k);
+	if (r < 0)
+		goto out_free;
+	*ret = k;
+	return 0;
+out_free:
+	if (k->last_error[0])
+		snprintf(connect_error, sizeof(connect_error), "%s",
+			 k->last_error);
+	else
+		snprintf(connect_error, sizeof(connect_error), "connect %s: %s",
+			 path, errstr(-r, ebuf, sizeof(ebuf)));
+	conn_free(k);
+	return r;
+}
+
+/*
+ * Requests still in flight finish with -ECANCELED (the daemon may still
+ * complete them) and stay valid for the caller to free; regions are freed.
+ */
+KVSWAP_EXPORT void kvswap_close(struct kvswap *k)
+{
+	if (!k)
+		return;
+	conn_free(k);
+}
+
+KVSWAP_EXPORT const struct kvswap_limits *kvswap_limits(const struct kvswap *k)
+{
+	return k ? &k->limits : NULL;
+}
+
+KVSWAP_EXPORT int kvswap_fd(const struct kvswap *k)
+{
+	return k ? k->fd : -EBADF;
+}
+
+/*
+ * Drains every event already queued after the first, so that an
+ * edge-triggered caller misses nothing. If the connection ends after some
+ * events were handled, their count is returned and the next call returns
+ * -ENOTCONN (the requests themselves have already been finished).
+ */
+KVSWAP_EXPORT int kvswap_process(struct kvswap *k, int timeout_ms)
+{
+	int n = 0, r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	r = pump(k, deadline_after(timeout_ms));
+	if (r <= 0)
+		return r;
+	n = 1;
+	while (n < INT_MAX && pump(k, DEADLINE_NOW) > 0)
+		n++;
+	return n;
+}
+
+/* kvswap_last_error(NULL): why this thread's last kvswap_connect() failed. */
+KVSWAP_EXPORT const char *kvswap_last_error(const struct kvswap *k)
+{
+	return k ? k->last_error : connect_error;
+}
+
+/* --- regions -------------------------------------------------------------- */
+
+/* Sends RegisterRegion with `fd`; on success *ret_id is the region id. */
+static int register_region(struct kvswap *k, int fd, size_t size,
+			   uint32_t *ret_id)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__RegisterRegion rr = KVSWAP__V1__REGISTER_REGION__INIT;
+	Kvswap__V1__Event *ev;
+	int r;
+
+	rr.has_size = true;
+	rr.size = size;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_REGISTER_REGION;
+	rq.register_region = &rr;
+	r = call(k, &rq, fd, KVSWAP__V1__EVENT__BODY_REGION, &ev);
+	if (r < 0)
+		return r;
+	if (!ev->region->has_region ||
+	    (ev->region->has_size && ev->region->size != size)) {
+		set_error(k, "kvswapd registered a region of %llu bytes, not %zu",
+			  (unsigned long long)ev->region->size, size);
+		r = -EPROTO;
+		goto out_free;
+	}
+	*ret_id = ev->region->region;
+	r = 0;
+out_free:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return r;
+}
+
+/* Registers a region built by the caller and links it to the connection. */
+static int region_add(struct kvswap *k, struct kvswap_region *reg)
+{
+	int r;
+
+	r = register_region(k, reg->fd, reg->size, &reg->id);
+	if (r < 0)
+		return r;
+	reg->k = k;
+	reg->next = k->regions;
+	k->regions = reg;
+	return 0;
+}
+
+KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
+				       struct kvswap_region **ret)
+{
+	struct kvswap_region *reg;
+	char ebuf[128];
+	long page;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!ret || size == 0) {
+		set_error(k, "region_create: size must be at least 1");
+		return -EINVAL;
+	}
+	page = sysconf(_SC_PAGESIZE);
+	if (page <= 0)
+		page = 4096;
+	if (size > (size_t)INT64_MAX - (size_t)page) {
+		set_error(k, "region_create: size %zu too large", size);
+		return -EINVAL;
+	}
+	size = (size + (size_t)page - 1) & ~((size_t)page - 1);
+
+	reg = calloc(1, sizeof(*reg));
+	if (!reg) {
+		set_error(k, "out of memory");
+		return -ENOMEM;
+	}
+	reg->created = true;
+	reg->size = size;
+	reg->fd = memfd_create("kvswap-region",
+			       MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (reg->fd < 0) {
+		r = -errno;
+		set_error(k, "memfd_create: %s",
+			  errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_free;
+	}
+	if (ftruncate(reg->fd, (off_t)size) < 0) {
+		r = -errno;
+		set_error(k, "ftruncate memfd to %zu bytes: %s", size,
+			  errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_close;
+	}
+	if (fcntl(reg->fd, F_ADD_SEALS,
+		  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		r = -errno;
+		set_error(k, "seal memfd: %s", errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_close;
+	}
+	reg->addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 reg->fd, 0);
+	if (reg->addr == MAP_FAILED) {
+		r = -errno;
+		set_error(k, "mmap %zu bytes: %s", size,
+			  errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_close;
+	}
+	r = region_add(k, reg);
+	if (r < 0)
+		goto out_unmap;
+	*ret = reg;
+	return 0;
+out_unmap:
+	munmap(reg->addr, size);
+out_close:
+	close(reg->fd);
+out_free:
+	free(reg);
+	return r;
+}
+
+KVSWAP_EXPORT int kvswap_region_import(struct kvswap *k, int fd, void *addr,
+				       size_t size, struct kvswap_region **ret)
+{
+	struct kvswap_region *reg;
+	char ebuf[128];
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!ret || fd < 0 || size == 0) {
+		set_error(k, "region_import: needs an fd and a size of at least 1");
+		return -EINVAL;
+	}
+	reg = calloc(1, sizeof(*reg));
+	if (!reg) {
+		set_error(k, "out of memory");
+		return -ENOMEM;
+	}
+	reg->addr = addr;
+	reg->size = size;
+	reg->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (reg->fd < 0) {
+		r = -errno;
+		set_error(k, "duplicate fd %d: %s", fd,
+			  errstr(-r, ebuf, sizeof(ebuf)));
+		goto out_free;
+	}
+	r = region_add(k, reg);
+	if (r < 0)
+		goto out_close;
+	*ret = reg;
+	return 0;
+out_close:
+	close(reg->fd);
+out_free:
+	free(reg);
+	return r;
+}
+
+/*
+ * On a connection that has ended there is no daemon to ask: the region is
+ * freed and -ENOTCONN returned.
+ */
+KVSWAP_EXPORT int kvswap_region_release(struct kvswap *k,
+					struct kvswap_region *reg)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__UnregisterRegion ur = KVSWAP__V1__UNREGISTER_REGION__INIT;
+	struct kvswap_region **p;
+	Kvswap__V1__Event *ev;
+	int r;
+
+	if (!reg)
+		return 0;
+	/* Freeing another connection's region would corrupt its list. */
+	if (!k || reg->k != k)
+		return -EINVAL;
+	r = check_conn(k);
+	if (r == 0) {
+		ur.has_region = true;
+		ur.region = reg->id;
+		rq.body_case = KVSWAP__V1__REQUEST__BODY_UNREGISTER_REGION;
+		rq.unregister_region = &ur;
+		r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_UNREGISTERED, &ev);
+		if (r == 0)
+			kvswap__v1__event__free_unpacked(ev, NULL);
+	}
+	for (p = &k->regions; *p; p = &(*p)->next) {
+		if (*p == reg) {
+			*p = reg->next;
+			break;
+		}
+	}
+	if (reg->created)
+		munmap(reg->addr, reg->size);
+	close(reg->fd);
+	free(reg);
+	return r;
+}
+
+KVSWAP_EXPORT void *kvswap_region_addr(const struct kvswap_region *r)
+{
+	return r ? r->addr : NULL;
+}
+
+KVSWAP_EXPORT size_t kvswap_region_size(const struct kvswap_region *r)
+{
+	return r ? r->size : 0;
+}
+
+KVSWAP_EXPORT uint32_t kvswap_region_id(const struct kvswap_region *r)
+{
+	return r ? r->id : 0;
+}
+
+/* --- asynchronous swaps --------------------------------------------------- */
+
+static struct kvswap_req *req_new(uint32_t nseg,
+				  Kvswap__V1__Event__BodyCase reply)
+{
+	struct kvswap_req *req;
+	uint32_t i;
+
+	req = calloc(1, sizeof(*req) +
+		     (size_t)nseg * (sizeof(int32_t) + sizeof(uint32_t)));
+	if (!req)
+		return NULL;
+	req->seg_status = (int32_t *)(req + 1);
+	req->fifo = (uint32_t *)(req->seg_status + nseg);
+	req->nseg = nseg;
+	req->reply = reply;
+	req->status = -EINPROGRESS;
+	for (i = 0; i < nseg; i++)
+		req->seg_status[i] = SEG_PENDING;
+	return req;
+}
+
+/* Checks shared by swap-out and swap-in before anything is built. */
+static int swap_check(struct kvswap *k, const void *key, size_t key_len,
+		      struct kvswap_region *reg, const void *segs,
+		      uint32_t nseg, struct kvswap_req **ret)
+{
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!ret || !bytes_ok(key, key_len) || (!segs && nseg)) {
+		set_error(k, "swap: NULL key, segments or request pointer");
+		return -EINVAL;
+	}
+	if (!reg || reg->k != k) {
+		set_error(k, "swap: the region is not one of this connection");
+		return -EINVAL;
+	}
+	/*
+	 * Limits are the daemon's to check and explain; this only stops a
+	 * count that could not fit one message from costing memory here.
+	 */
+	if (nseg > k->max_send) {
+		set_error(k, "swap: %u segments cannot fit one message", nseg);
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+/* Sends an async request and enters `req` in the table. Consumes req. */
+static int swap_send(struct kvswap *k, Kvswap__V1__Request *rq,
+		     struct kvswap_req *req, struct kvswap_req **ret)
+{
+	int r;
+
+	if (!req) {
+		set_error(k, "out of memory");
+		return -ENOMEM;
+	}
+	r = send_request(k, rq, -1, &req->id);
+	if (r < 0) {
+		req_destroy(req);
+		return r;
+	}
+	req->k = k;
+	table_add(k, req);
+	*ret = req;
+	return 0;
+}
+
+KVSWAP_EXPORT int kvswap_swap_out(struct kvswap *k, const void *key,
+				  size_t key_len, struct kvswap_region *r,
+				  const struct kvswap_seg_out *segs,
+				  uint32_t nseg, const void *metadata,
+				  size_t metadata_len, uint32_t flags,
+				  struct kvswap_req **ret)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__SwapOut so = KVSWAP__V1__SWAP_OUT__INIT;
+	Kvswap__V1__SegmentOut *msgs = NULL, **ptrs = NULL;
+	uint32_t i;
+	int err;
+
+	err = swap_check(k, key, key_len, r, segs, nseg, ret);
+	if (err < 0)
+		return err;
+	if (!bytes_ok(metadata, metadata_len)) {
+		set_error(k, "swap_out: NULL metadata");
+		return -EINVAL;
+	}
+	if (nseg) {
+		msgs = calloc(nseg, sizeof(*msgs));
+		ptrs = calloc(nseg, sizeof(*ptrs));
+		if (!msgs || !ptrs) {
+			set_error(k, "out of memory");
+			err = -ENOMEM;
+			goto out_free;
+		}
+	}
+	for (i = 0; i < nseg; i++) {
+		kvswap__v1__segment_out__init(&msgs[i]);
+		msgs[i].has_offset = true;
+		msgs[i].offset = segs[i].offset;
+		msgs[i].has_length = true;
+		msgs[i].length = segs[i].length;
+		ptrs[i] = &msgs[i];
+	}
+	so.has_key = true;
+	so.key.data = (uint8_t *)key;
+	so.key.len = key_len;
+	so.has_region = true;
+	so.region = r->id;
+	so.n_segments = nseg;
+	so.segments = ptrs;
+	if (metadata_len) {
+		so.has_metadata = true;
+		so.metadata.data = (uint8_t *)metadata;
+		so.metadata.len = metadata_len;
+	}
+	so.has_flags = true;
+	so.flags = flags;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_SWAP_OUT;
+	rq.swap_out = &so;
+	err = swap_send(k, &rq, req_new(nseg, KVSWAP__V1__EVENT__BODY_SWAP_OUT),
+			ret);
+out_free:
+	free(ptrs);
+	free(msgs);
+	return err;
+}
+
+KVSWAP_EXPORT int kvswap_swap_in(struct kvswap *k, const void *key,
+				 size_t key_len, struct kvswap_region *r,
+				 const struct kvswap_seg_in *segs,
+				 uint32_t nseg, struct kvswap_req **ret)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__SwapIn si = KVSWAP__V1__SWAP_IN__INIT;
+	Kvswap__V1__SegmentIn *msgs = NULL, **ptrs = NULL;
+	uint32_t i;
+	int err;
+
+	err = swap_check(k, key, key_len, r, segs, nseg, ret);
+	if (err < 0)
+		return err;
+	if (nseg) {
+		msgs = calloc(nseg, sizeof(*msgs));
+		ptrs = calloc(nseg, sizeof(*ptrs));
+		if (!msgs || !ptrs) {
+			set_error(k, "out of memory");
+			err = -ENOMEM;
+			goto out_free;
+		}
+	}
+	for (i = 0; i < nseg; i++) {
+		kvswap__v1__segment_in__init(&msgs[i]);
+		msgs[i].has_index = true;
+		msgs[i].index = segs[i].index;
+		msgs[i].has_offset = true;
+		msgs[i].offset = segs[i].offset;
+		ptrs[i] = &msgs[i];
+	}
+	si.has_key = true;
+	si.key.data = (uint8_t *)key;
+	si.key.len = key_len;
+	si.has_region = true;
+	si.region = r->id;
+	si.n_segments = nseg;
+	si.segments = ptrs;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_SWAP_IN;
+	rq.swap_in = &si;
+	err = swap_send(k, &rq, req_new(nseg, KVSWAP__V1__EVENT__BODY_SWAP_IN),
+			ret);
+out_free:
+	free(ptrs);
+	free(msgs);
+	return err;
+}
+
+/*
+ * Once the request has finished and every segment event received has been
+ * returned, this returns -ENODATA, also when the request ended (final
+ * error, connection lost) before reporting every segment: no more will
+ * come, and kvswap_wait() or kvswap_req_status() gives the final status.
+ */
+KVSWAP_EXPORT int kvswap_wait_segment(struct kvswap *k, struct kvswap_req *req,
+				      int timeout_ms, uint32_t *ret_index)
+{
+	int64_t deadline;
+	uint32_t idx;
+	int r;
+
+	if (!req || !ret_index)
+		return -EINVAL;
+	deadline = deadline_after(timeout_ms);
+	for (;;) {
+		if (req->nconsumed < req->nreported) {
+			idx = req->fifo[req->nconsumed++];
+			*ret_index = idx;
+			return req->seg_status[idx];
+		}
+		if (req->done)
+			return -ENODATA;
+		if (!k || req->k != k)
+			return -EINVAL;
+		r = pump(k, deadline);
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0 && !req->done)
+			return r;
+	}
+}
+
+KVSWAP_EXPORT int kvswap_wait(struct kvswap *k, struct kvswap_req *req,
+			      int timeout_ms)
+{
+	int64_t deadline;
+	int r;
+
+	if (!req)
+		return -EINVAL;
+	deadline = deadline_after(timeout_ms);
+	while (!req->done) {
+		if (!k || req->k != k)
+			return -EINVAL;
+		r = pump(k, deadline);
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0 && !req->done)
+			return r;
+	}
+	return req->status;
+}
+
+KVSWAP_EXPORT bool kvswap_req_done(const struct kvswap_req *req)
+{
+	return req && req->done;
+}
+
+KVSWAP_EXPORT int kvswap_req_status(const struct kvswap_req *req)
+{
+	if (!req)
+		return -EINVAL;
+	return req->done ? req->status : -EINPROGRESS;
+}
+
+KVSWAP_EXPORT uint32_t kvswap_req_segments_done(const struct kvswap_req *req)
+{
+	return req ? req->nreported : 0;
+}
+
+KVSWAP_EXPORT uint32_t kvswap_req_segments(const struct kvswap_req *req)
+{
+	return req ? req->nseg : 0;
+}
+
+KVSWAP_EXPORT const void *kvswap_req_metadata(const struct kvswap_req *req,
+					      size_t *len)
+{
+	if (!req || !req->done || !req->metadata) {
+		if (len)
+			*len = 0;
+		return NULL;
+	}
+	if (len)
+		*len = req->metadata_len;
+	return req->metadata;
+}
+
+/* In flight, the request becomes the connection's: see the top comment. */
+KVSWAP_EXPORT void kvswap_req_free(struct kvswap_req *req)
+{
+	if (!req)
+		return;
+	if (!req->done && req->k) {
+		req->orphan = true;
+		return;
+	}
+	req_destroy(req);
+}
+
+/* --- blocking calls ------------------------------------------------------- */
+
+KVSWAP_EXPORT int kvswap_put(struct kvswap *k, const void *key, size_t key_len,
+			     struct kvswap_region *r,
+			     const struct kvswap_seg_out *segs, uint32_t nseg,
+			     const void *metadata, size_t metadata_len)
+{
+	struct kvswap_req *req;
+	int err;
+
+	err = kvswap_swap_out(k, key, key_len, r, segs, nseg, metadata,
+			      metadata_len, 0, &req);
+	if (err < 0)
+		return err;
+	err = kvswap_wait(k, req, -1);
+	kvswap_req_free(req);
+	return err;
+}
+
+KVSWAP_EXPORT int kvswap_get(struct kvswap *k, const void *key, size_t key_len,
+			     struct kvswap_region *r,
+			     const struct kvswap_seg_in *segs, uint32_t nseg)
+{
+	struct kvswap_req *req;
+	int err;
+
+	err = kvswap_swap_in(k, key, key_len, r, segs, nseg, &req);
+	if (err < 0)
+		return err;
+	err = kvswap_wait(k, req, -1);
+	kvswap_req_free(req);
+	return err;
+}
+
+KVSWAP_EXPORT int kvswap_lookup(struct kvswap *k, const void *const *keys,
+				const size_t *key_lens, uint32_t n,
+				bool *present)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Lookup lk = KVSWAP__V1__LOOKUP__INIT;
+	ProtobufCBinaryData *bins = NULL;
+	Kvswap__V1__LookupReply *lr;
+	Kvswap__V1__Event *ev;
+	uint32_t i, prefix;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (n && (!keys || !key_lens)) {
+		set_error(k, "lookup: NULL keys");
+		return -EINVAL;
+	}
+	if (n > k->limits.max_lookup_keys) {
+		set_error(k, "lookup: %u keys exceed max_lookup_keys %u", n,
+			  k->limits.max_lookup_keys);
+		return -E2BIG;
+	}
+	if (n) {
+		bins = calloc(n, sizeof(*bins));
+		if (!bins) {
+			set_error(k, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (!bytes_ok(keys[i], key_lens[i])) {
+			set_error(k, "lookup: keys[%u] is NULL", i);
+			r = -EINVAL;
+			goto out_bins;
+		}
+		bins[i].data = (uint8_t *)keys[i];
+		bins[i].len = key_lens[i];
+	}
+	lk.n_keys = n;
+	lk.keys = bins;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_LOOKUP;
+	rq.lookup = &lk;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_LOOKUP, &ev);
+	if (r < 0)
+		goto out_bins;
+	lr = ev->lookup;
+	prefix = lr->has_prefix ? lr->prefix : 0;
+	if (lr->n_present != n || prefix > n) {
+		set_error(k, "kvswapd answered a lookup of %u keys with %zu flags, prefix %u",
+			  n, lr->n_present, prefix);
+		r = -EPROTO;
+		goto out_ev;
+	}
+	if (present)
+		for (i = 0; i < n; i++)
+			present[i] = lr->present[i];
+	r = (int)prefix;
+out_ev:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+out_bins:
+	free(bins);
+	return r;
+}
+
+/* Copies one EntryInfo; lengths and metadata only when with_layout. */
+static int entry_fill(struct kvswap_entry *e, const Kvswap__V1__EntryInfo *info,
+		      bool with_layout)
+{
+	memset(e, 0, sizeof(*e));
+	e->key = memdup(info->key.data, info->key.len);
+	if (!e->key)
+		return -ENOMEM;
+	e->key_len = info->key.len;
+	e->size = info->size;
+	e->segments = info->has_segments ? info->segments :
+		(uint32_t)info->n_lengths;
+	if (!with_layout)
+		return 0;
+	if (info->n_lengths) {
+		e->lengths = memdup(info->lengths,
+				    info->n_lengths * sizeof(uint64_t));
+		if (!e->lengths)
+			goto out_clear;
+	}
+	if (info->has_metadata && info->metadata.len) {
+		e->metadata = memdup(info->metadata.data, info->metadata.len);
+		if (!e->metadata)
+			goto out_clear;
+		e->metadata_len = info->metadata.len;
+	}
+	return 0;
+out_clear:
+	free(e->lengths);
+	free(e->key);
+	memset(e, 0, sizeof(*e));
+	return -ENOMEM;
+}
+
+KVSWAP_EXPORT int kvswap_describe(struct kvswap *k, const void *key,
+				  size_t key_len, struct kvswap_entry *ret)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Describe d = KVSWAP__V1__DESCRIBE__INIT;
+	Kvswap__V1__Event *ev;
+	struct kvswap_entry e;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!ret || !bytes_ok(key, key_len)) {
+		set_error(k, "describe: NULL key or entry");
+		return -EINVAL;
+	}
+	d.has_key = true;
+	d.key.data = (uint8_t *)key;
+	d.key.len = key_len;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_DESCRIBE;
+	rq.describe = &d;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_DESCRIBE, &ev);
+	if (r < 0)
+		return r;
+	/* The daemon may leave out the key it was asked about. */
+	if (!ev->describe->has_key) {
+		ev->describe->key.data = (uint8_t *)key;
+		ev->describe->key.len = key_len;
+	}
+	r = entry_fill(&e, ev->describe, true);
+	if (!ev->describe->has_key)
+		ev->describe->key.data = NULL;
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	if (r < 0) {
+		set_error(k, "out of memory");
+		return r;
+	}
+	*ret = e;
+	return 0;
+}
+
+KVSWAP_EXPORT void kvswap_entry_clear(struct kvswap_entry *e)
+{
+	if (!e)
+		return;
+	free(e->key);
+	free(e->lengths);
+	free(e->metadata);
+	memset(e, 0, sizeof(*e));
+}
+
+KVSWAP_EXPORT int kvswap_delete(struct kvswap *k, const void *key,
+				size_t key_len)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Delete d = KVSWAP__V1__DELETE__INIT;
+	Kvswap__V1__Event *ev;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!bytes_ok(key, key_len)) {
+		set_error(k, "delete: NULL key");
+		return -EINVAL;
+	}
+	d.has_key = true;
+	d.key.data = (uint8_t *)key;
+	d.key.len = key_len;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_DELETE;
+	rq.delete_ = &d;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_DELETE, &ev);
+	if (r < 0)
+		return r;
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return 0;
+}
+
+/* A page with no entries gives *ret_entries NULL and *ret_n 0. */
+KVSWAP_EXPORT int kvswap_list(struct kvswap *k, uint64_t *cursor,
+			      uint32_t limit,
+			      struct kvswap_entry **ret_entries,
+			      uint32_t *ret_n)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__List l = KVSWAP__V1__LIST__INIT;
+	struct kvswap_entry *entries = NULL;
+	Kvswap__V1__ListReply *lr;
+	Kvswap__V1__Event *ev;
+	uint32_t i, n;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!cursor || !ret_entries || !ret_n) {
+		set_error(k, "list: NULL cursor or result pointer");
+		return -EINVAL;
+	}
+	l.has_cursor = true;
+	l.cursor = *cursor;
+	/* 0 leaves the page size to the daemon's default. */
+	if (limit) {
+		l.has_limit = true;
+		l.limit = limit;
+	}
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_LIST;
+	rq.list = &l;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_LIST, &ev);
+	if (r < 0)
+		return r;
+	lr = ev->list;
+	if (lr->n_entries > UINT32_MAX) {
+		set_error(k, "kvswapd listed %zu entries", lr->n_entries);
+		r = -EPROTO;
+		goto out_ev;
+	}
+	n = (uint32_t)lr->n_entries;
+	if (n) {
+		entries = calloc(n, sizeof(*entries));
+		if (!entries) {
+			r = -ENOMEM;
+			goto out_nomem;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		r = entry_fill(&entries[i], lr->entries[i], false);
+		if (r < 0) {
+			kvswap_entries_free(entries, i);
+			goto out_nomem;
+		}
+	}
+	*cursor = lr->has_cursor ? lr->cursor : 0;
+	*ret_entries = entries;
+	*ret_n = n;
+	r = 0;
+	goto out_ev;
+out_nomem:
+	set_error(k, "out of memory");
+out_ev:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return r;
+}
+
+KVSWAP_EXPORT void kvswap_entries_free(struct kvswap_entry *entries,
+				       uint32_t n)
+{
+	uint32_t i;
+
+	if (!entries)
+		return;
+	for (i = 0; i < n; i++)
+		kvswap_entry_clear(&entries[i]);
+	free(entries);
+}
+
+KVSWAP_EXPORT int kvswap_stat(struct kvswap *k, struct kvswap_stat *ret)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Stat s = KVSWAP__V1__STAT__INIT;
+	Kvswap__V1__StatReply *sr;
+	Kvswap__V1__Event *ev;
+	int r;
+
+	r = check_conn(k);
+	if (r < 0)
+		return r;
+	if (!ret) {
+		set_error(k, "stat: NULL result pointer");
+		return -EINVAL;
+	}
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_STAT;
+	rq.stat = &s;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_STAT, &ev);
+	if (r < 0)
+		return r;
+	sr = ev->stat;
+	*ret = (struct kvswap_stat){
+		.capacity = sr->capacity,
+		.used = sr->used,
+		.entries = sr->entries,
+		.bytes_in = sr->bytes_in,
+		.bytes_out = sr->bytes_out,
+		.requests = sr->requests,
+		.errors = sr->errors,
+		.in_flight = sr->in_flight,
+		.clients = sr->clients,
+		.regions = sr->regions,
+		.store_files = sr->store_files,
+		.queue_depth = sr->queue_depth,
+		.cpu_user_us = sr->cpu_user_us,
+		.cpu_system_us = sr->cpu_system_us,
+		.uptime_ms = sr->uptime_ms,
+	};
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return 0;
+}
+
+/* --- errno names ---------------------------------------------------------- */
+
+#define E(name) [name] = #name
+static const char *const errno_names[] = {
+	E(EPERM), E(ENOENT), E(ESRCH), E(EINTR), E(EIO), E(ENXIO), E(E2BIG),
+	E(ENOEXEC), E(EBADF), E(ECHILD), E(EAGAIN), E(ENOMEM), E(EACCES),
+	E(EFAULT), E(EBUSY), E(EEXIST), E(EXDEV), E(ENODEV), E(ENOTDIR),
+	E(EISDIR), E(EINVAL), E(ENFILE), E(EMFILE), E(ENOTTY), E(EFBIG),
+	E(ENOSPC), E(ESPIPE), E(EROFS), E(EMLINK), E(EPIPE), E(EDOM),
+	E(ERANGE), E(EDEADLK), E(ENAMETOOLONG), E(ENOLCK), E(ENOSYS),
+	E(ENOTEMPTY), E(ELOOP), E(ENOMSG), E(ENODATA), E(ETIME), E(ENOLINK),
+	E(EPROTO), E(EBADMSG), E(EOVERFLOW), E(EILSEQ), E(ENOTSOCK),
+	E(EDESTADDRREQ), E(EMSGSIZE), E(EPROTOTYPE), E(ENOPROTOOPT),
+	E(EPROTONOSUPPORT), E(EOPNOTSUPP), E(EAFNOSUPPORT), E(EADDRINUSE),
+	E(EADDRNOTAVAIL), E(ENETDOWN), E(ENETUNREACH), E(ECONNABORTED),
+	E(ECONNRESET), E(ENOBUFS), E(EISCONN), E(ENOTCONN), E(ESHUTDOWN),
+	E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTUNREACH), E(EALREADY),
+	E(EINPROGRESS), E(ESTALE), E(EDQUOT), E(ECANCELED), E(EOWNERDEAD),
+	E(ENOTRECOVERABLE),
+};
+#undef E
+
+KVSWAP_EXPORT const char *kvswap_errno_name(int code)
+{
+	if (code <= 0 ||
+	    (size_t)code >= sizeof(errno_names) / sizeof(errno_names[0]))
+		return NULL;
+	return errno_names[code];
+}
