@@ -257,6 +257,13 @@ static int open_file(struct store_file *f, uint32_t index, uint32_t nfiles,
 				    (long long)st.st_size, (unsigned long long)f->size);
 		*have_id = true;
 	}
+	/*
+	 * A daemon that just exited may still hold the lock for a moment: its
+	 * ring, which has the file registered, is torn down asynchronously.
+	 */
+	for (int i = 0; i < 50 && flock(f->fd, LOCK_EX | LOCK_NB) < 0 &&
+	     errno == EWOULDBLOCK; i++)
+		usleep(20000);
 	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK)
 			return fail(err, len, -EBUSY, "%s: store file is in use by "
@@ -330,8 +337,11 @@ int store_open(struct store *s, const char *paths, uint64_t size,
 void store_close(struct store *s)
 {
 	for (uint32_t i = 0; i < s->nfiles; i++) {
-		if (s->files[i].fd >= 0)
+		/* Unlock now: the ring may keep the file open a little longer. */
+		if (s->files[i].fd >= 0) {
+			flock(s->files[i].fd, LOCK_UN);
 			close(s->files[i].fd);
+		}
 		alloc_fini(&s->files[i].alloc);
 		free(s->files[i].path);
 	}
