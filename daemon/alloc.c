@@ -136,3 +136,54 @@ int alloc_put(struct alloc *a, uint64_t start, uint64_t len)
 	a->avail += len;
 	return 0;
 }
+
+int alloc_reserve(struct alloc *a, uint64_t start, uint64_t len)
+{
+	uint32_t lo = 0, hi = a->n;
+	uint64_t end = start + len;
+	struct extent *f;
+
+	if (!len || end < start)
+		return -EINVAL;
+	/* The last free extent that starts at or before `start`. */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (a->free[mid].start <= start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return -EINVAL;
+	f = &a->free[lo - 1];
+	if (end > f->start + f->len)
+		return -EINVAL;
+	if (f->start == start) {
+		f->start += len;
+		f->len -= len;
+		if (!f->len)
+			remove_at(a, lo - 1);
+	} else if (f->start + f->len == end) {
+		f->len -= len;
+	} else {
+		/* Split in two: the head stays, the tail is inserted after. */
+		struct extent tail = { end, f->start + f->len - end };
+
+		if (a->n == a->cap) {
+			struct extent *nf = realloc(a->free, 2 * a->cap * sizeof(*nf));
+
+			if (!nf)
+				return -ENOMEM;
+			a->free = nf;
+			a->cap *= 2;
+			f = &a->free[lo - 1];
+		}
+		f->len = start - f->start;
+		memmove(&a->free[lo + 1], &a->free[lo], (a->n - lo) * sizeof(*a->free));
+		a->free[lo] = tail;
+		a->n++;
+	}
+	a->avail -= len;
+	return 0;
+}

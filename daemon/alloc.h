@@ -45,4 +45,11 @@ int alloc_get(struct alloc *a, uint64_t want, struct extent *out,
  */
 int alloc_put(struct alloc *a, uint64_t start, uint64_t len);
 
+/*
+ * Takes the specific range [start, start + len) out of the free space, as
+ * recovery does for the extents of every recovered entry. Returns 0, or
+ * -EINVAL if any of it is not free (two entries claim the same block).
+ */
+int alloc_reserve(struct alloc *a, uint64_t start, uint64_t len);
+
 #endif

@@ -86,6 +86,7 @@ int index_init(struct index *ix)
 	if (!ix->buckets)
 		return -ENOMEM;
 	ix->mask = INDEX_MIN_BUCKETS - 1;
+	ix->lru.lru_next = ix->lru.lru_prev = &ix->lru;
 	return 0;
 }
 
@@ -132,6 +133,41 @@ static void grow(struct index *ix)
 	ix->mask = n - 1;
 }
 
+static void lru_remove(struct entry *e)
+{
+	if (!e->lru_next)
+		return;
+	e->lru_prev->lru_next = e->lru_next;
+	e->lru_next->lru_prev = e->lru_prev;
+	e->lru_next = e->lru_prev = NULL;
+}
+
+static void lru_append(struct index *ix, struct entry *e)
+{
+	e->lru_prev = ix->lru.lru_prev;
+	e->lru_next = &ix->lru;
+	ix->lru.lru_prev->lru_next = e;
+	ix->lru.lru_prev = e;
+}
+
+void index_touch(struct index *ix, struct entry *e)
+{
+	if (!e->linked || !e->lru_next)
+		return;
+	lru_remove(e);
+	lru_append(ix, e);
+}
+
+struct entry *index_lru_first(const struct index *ix)
+{
+	return ix->lru.lru_next == &ix->lru ? NULL : ix->lru.lru_next;
+}
+
+struct entry *index_lru_next(const struct index *ix, const struct entry *e)
+{
+	return e->lru_next == &ix->lru ? NULL : e->lru_next;
+}
+
 static struct entry *unlink_key(struct index *ix, uint64_t h, const void *key,
 				size_t len)
 {
@@ -145,6 +181,9 @@ static struct entry *unlink_key(struct index *ix, uint64_t h, const void *key,
 			e->hnext = NULL;
 			e->linked = false;
 			ix->count--;
+			lru_remove(e);
+			if (e->flags & ENTRY_PINNED)
+				ix->pinned_bytes -= e->size;
 			return e;
 		}
 	}
@@ -163,6 +202,10 @@ struct entry *index_put(struct index *ix, struct entry *e)
 	ix->buckets[e->hash & ix->mask] = e;
 	e->linked = true;
 	ix->count++;
+	if (e->flags & ENTRY_PINNED)
+		ix->pinned_bytes += e->size;
+	else
+		lru_append(ix, e);
 	return old;
 }
 

@@ -18,7 +18,11 @@ struct sseg {
 	uint64_t len;
 	uint32_t ext;
 	uint32_t next;
+	uint32_t crc;		/* CRC32C of the segment's bytes */
+	uint32_t pad;
 };
+
+#define ENTRY_PINNED	0x1	/* never evicted */
 
 /*
  * A stored entry. One allocation holds the struct, its segments, extents,
@@ -28,9 +32,13 @@ struct sseg {
  */
 struct entry {
 	struct entry *hnext;
+	struct entry *lru_prev;	/* evictable entries, oldest first */
+	struct entry *lru_next;
 	uint64_t hash;
 	uint64_t size;
+	uint64_t lease_until;	/* ms: not evicted before (Lookup lease) */
 	uint32_t refs;
+	uint16_t flags;		/* ENTRY_* */
 	bool linked;
 	uint32_t nseg;
 	uint32_t next;
@@ -47,6 +55,8 @@ struct index {
 	uint64_t mask;		/* buckets - 1, a power of two minus one */
 	uint64_t count;
 	uint64_t seed[2];
+	struct entry lru;	/* sentinel: lru.lru_next is the oldest */
+	uint64_t pinned_bytes;
 };
 
 /*
@@ -68,11 +78,11 @@ void index_fini(struct index *ix);
 struct entry *index_get(const struct index *ix, const void *key, size_t len);
 
 /*
- * Links e (e->linked = true) and returns the entry it replaced, now
- * unlinked, or NULL. The index takes over the caller's reference to e and
- * hands the replaced entry's index reference to the caller. Returns
- * ERR: never; on out of memory for growing the table it keeps the current
- * size (lookups stay correct, only slower).
+ * Links e (e->linked = true; evictable entries become the newest in the
+ * LRU) and returns the entry it replaced, now unlinked, or NULL. The index
+ * takes over the caller's reference to e and hands the replaced entry's
+ * index reference to the caller. On out of memory for growing the table it
+ * keeps the current size (lookups stay correct, only slower).
  */
 struct entry *index_put(struct index *ix, struct entry *e);
 
@@ -89,5 +99,12 @@ uint64_t index_scan(const struct index *ix, uint64_t cursor,
 		    void (*fn)(struct entry *e, void *arg), void *arg);
 
 uint64_t index_hash(const struct index *ix, const void *key, size_t len);
+
+/* Marks e as just used: the newest in the LRU. */
+void index_touch(struct index *ix, struct entry *e);
+
+/* The least recently used evictable entry, or NULL. */
+struct entry *index_lru_first(const struct index *ix);
+struct entry *index_lru_next(const struct index *ix, const struct entry *e);
 
 #endif

@@ -10,10 +10,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "log.h"
 #include "store.h"
 
-/* On-disk superblock at offset 0 of each file, little-endian. */
+/*
+ * On-disk superblock, little-endian, at block 0 and block 1 of a file: the
+ * valid copy (magic, crc) with the higher generation is live. Only file 0's
+ * copies change after creation: they point at the live log half.
+ */
 struct superblock {
 	char magic[8];
 	uint32_t version;
@@ -23,7 +28,15 @@ struct superblock {
 	uint32_t nfiles;
 	uint8_t store_id[16];
 	uint64_t data_start;
+	uint64_t meta_start;	/* file 0: the log halves */
+	uint64_t meta_half;
+	uint64_t gen;
+	uint64_t nonce;		/* tags the live half's log blocks */
+	uint32_t active;	/* live half: 0 or 1 */
+	uint32_t crc;		/* CRC32C of the bytes before it */
 };
+
+_Static_assert(sizeof(struct superblock) <= STORE_SB_BYTES, "superblock size");
 
 static int fail(char *err, size_t len, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -36,6 +49,35 @@ static int fail(char *err, size_t len, int ret, const char *fmt, ...)
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
 	return ret;
+}
+
+static uint64_t data_start(const struct store *s, uint32_t index)
+{
+	return index ? STORE_HEADER_BYTES : s->meta_start + 2 * s->meta_half;
+}
+
+void store_sb_encode(const struct store *s, uint32_t index, uint64_t gen,
+		     uint64_t nonce, uint32_t active, void *block)
+{
+	struct superblock sb;
+
+	memset(&sb, 0, sizeof(sb));
+	memcpy(sb.magic, STORE_MAGIC, 8);
+	sb.version = STORE_VERSION;
+	sb.block_size = STORE_BLOCK;
+	sb.file_size = s->files[index].size;
+	sb.file_index = index;
+	sb.nfiles = s->nfiles;
+	memcpy(sb.store_id, s->id, 16);
+	sb.data_start = data_start(s, index);
+	sb.meta_start = s->meta_start;
+	sb.meta_half = s->meta_half;
+	sb.gen = gen;
+	sb.nonce = nonce;
+	sb.active = active;
+	sb.crc = crc32c(0, &sb, offsetof(struct superblock, crc));
+	memset(block, 0, STORE_BLOCK);
+	memcpy(block, &sb, sizeof(sb));
 }
 
 /* The device's O_DIRECT alignment must divide our block size. */
@@ -80,14 +122,14 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 /*
- * Creates a file: preallocate, then write it once, so later writes land in
- * written extents and need no metadata conversion at completion.
+ * Writes a new file once over (preallocated by fallocate first), so later
+ * writes land in written extents and need no metadata conversion at
+ * completion; then its superblock.
  */
-static int create_file(struct store_file *f, uint32_t index, uint32_t nfiles,
-		       const uint8_t id[16], char *err, size_t len)
+static int create_file(struct store *s, uint32_t index, char *err, size_t len)
 {
+	struct store_file *f = &s->files[index];
 	const size_t chunk = 1u << 20;
-	struct superblock *sb;
 	void *buf;
 	int r;
 
@@ -98,7 +140,7 @@ static int create_file(struct store_file *f, uint32_t index, uint32_t nfiles,
 	if (posix_memalign(&buf, STORE_BLOCK, chunk))
 		return fail(err, len, -ENOMEM, "out of memory");
 	memset(buf, 0, chunk);
-	for (uint64_t off = STORE_HEADER_BYTES; off < f->size; off += chunk) {
+	for (uint64_t off = 0; off < f->size; off += chunk) {
 		size_t n = f->size - off < chunk ? f->size - off : chunk;
 
 		r = write_full(f->fd, buf, n, off);
@@ -108,16 +150,8 @@ static int create_file(struct store_file *f, uint32_t index, uint32_t nfiles,
 			goto out_free;
 		}
 	}
-	sb = buf;
-	memcpy(sb->magic, STORE_MAGIC, 8);
-	sb->version = STORE_VERSION;
-	sb->block_size = STORE_BLOCK;
-	sb->file_size = f->size;
-	sb->file_index = index;
-	sb->nfiles = nfiles;
-	memcpy(sb->store_id, id, 16);
-	sb->data_start = STORE_HEADER_BYTES;
-	r = write_full(f->fd, buf, STORE_HEADER_BYTES, 0);
+	store_sb_encode(s, index, 0, 0, 0, buf);
+	r = write_full(f->fd, buf, STORE_BLOCK, 0);
 	if (!r && fdatasync(f->fd) < 0)
 		r = -errno;
 	if (r < 0)
@@ -128,66 +162,10 @@ out_free:
 	return r;
 }
 
-static int check_file(struct store_file *f, uint32_t index, uint32_t nfiles,
-		      uint8_t id[16], bool have_id, char *err, size_t len)
+/* Creates f->path under a temporary name and renames it once written. */
+static int create_path(struct store *s, uint32_t index, char *err, size_t len)
 {
-	struct superblock sb;
-	void *buf;
-	ssize_t n;
-	int r = 0;
-
-	if (posix_memalign(&buf, STORE_BLOCK, STORE_BLOCK))
-		return fail(err, len, -ENOMEM, "out of memory");
-	n = pread(f->fd, buf, STORE_BLOCK, 0);
-	if (n < 0) {
-		r = fail(err, len, -errno, "reading superblock of %s: %m", f->path);
-		goto out_free;
-	}
-	if (n != STORE_BLOCK) {
-		r = fail(err, len, -EINVAL, "%s: truncated store file (%zd bytes)",
-			 f->path, n);
-		goto out_free;
-	}
-	memcpy(&sb, buf, sizeof(sb));
-	if (memcmp(sb.magic, STORE_MAGIC, 8)) {
-		r = fail(err, len, -EINVAL, "%s: not a kvswap store (bad magic)",
-			 f->path);
-	} else if (sb.version != STORE_VERSION) {
-		r = fail(err, len, -EPROTONOSUPPORT,
-			 "%s: store format version %u, this kvswapd reads version %u",
-			 f->path, sb.version, STORE_VERSION);
-	} else if (sb.block_size != STORE_BLOCK ||
-		   sb.data_start != STORE_HEADER_BYTES) {
-		r = fail(err, len, -EINVAL, "%s: unsupported block size %u",
-			 f->path, sb.block_size);
-	} else if (sb.file_size != f->size) {
-		r = fail(err, len, -EINVAL,
-			 "%s: store file is %llu bytes, --store-size asks for %llu; "
-			 "use the same size or remove the file",
-			 f->path, (unsigned long long)sb.file_size,
-			 (unsigned long long)f->size);
-	} else if (sb.file_index != index || sb.nfiles != nfiles ||
-		   (have_id && memcmp(sb.store_id, id, 16))) {
-		r = fail(err, len, -EINVAL,
-			 "%s: file %u of a %u-file store, but named as file %u of %u; "
-			 "list the files in their original order",
-			 f->path, sb.file_index, sb.nfiles, index, nfiles);
-	} else {
-		memcpy(id, sb.store_id, 16);
-	}
-out_free:
-	free(buf);
-	return r;
-}
-
-/*
- * Creates f->path under a temporary name and renames it into place only
- * once written, so a crash mid-creation never leaves a file that looks
- * like a store.
- */
-static int create_path(struct store_file *f, uint32_t index, uint32_t nfiles,
-		       const uint8_t id[16], char *err, size_t len)
-{
+	struct store_file *f = &s->files[index];
 	char tmp[4096];
 	int r;
 
@@ -204,7 +182,7 @@ static int create_path(struct store_file *f, uint32_t index, uint32_t nfiles,
 	if (!r) {
 		log_notice("creating store file %s (%llu MiB)", f->path,
 			   (unsigned long long)(f->size >> 20));
-		r = create_file(f, index, nfiles, id, err, len);
+		r = create_file(s, index, err, len);
 	}
 	if (!r && rename(tmp, f->path) < 0)
 		r = fail(err, len, -errno, "rename %s: %m", tmp);
@@ -213,55 +191,129 @@ static int create_path(struct store_file *f, uint32_t index, uint32_t nfiles,
 	return r;
 }
 
-static int open_file(struct store_file *f, uint32_t index, uint32_t nfiles,
-		     uint8_t id[16], bool *have_id, char *err, size_t len)
+static bool sb_valid(const struct superblock *sb)
 {
+	return !memcmp(sb->magic, STORE_MAGIC, 8) &&
+	       sb->crc == crc32c(0, sb, offsetof(struct superblock, crc));
+}
+
+/* Reads both superblock slots of an existing file; checks them. */
+static int check_file(struct store *s, uint32_t index, bool *have_id,
+		      char *err, size_t len)
+{
+	struct store_file *f = &s->files[index];
+	struct superblock sb[2], *live = NULL;
+	void *buf;
+	ssize_t n;
+	int r = 0;
+
+	if (posix_memalign(&buf, STORE_BLOCK, 2 * STORE_BLOCK))
+		return fail(err, len, -ENOMEM, "out of memory");
+	n = pread(f->fd, buf, 2 * STORE_BLOCK, 0);
+	if (n != 2 * STORE_BLOCK) {
+		r = fail(err, len, n < 0 ? -errno : -EINVAL,
+			 "%s: cannot read the superblock: %s", f->path,
+			 n < 0 ? strerror(errno) : "truncated store file");
+		goto out_free;
+	}
+	memcpy(&sb[0], buf, sizeof(sb[0]));
+	memcpy(&sb[1], (char *)buf + STORE_BLOCK, sizeof(sb[1]));
+	/* Version 1 had no CRC and one slot: tell it apart first. */
+	if (!memcmp(sb[0].magic, STORE_MAGIC, 8) && sb[0].version != STORE_VERSION) {
+		r = fail(err, len, -EPROTONOSUPPORT,
+			 "%s: store format version %u, this kvswapd reads version "
+			 "%u; remove the store files to start a new store",
+			 f->path, sb[0].version, STORE_VERSION);
+		goto out_free;
+	}
+	for (int i = 0; i < 2; i++)
+		if (sb_valid(&sb[i]) && (!live || sb[i].gen > live->gen))
+			live = &sb[i];
+	if (!live) {
+		r = fail(err, len, -EINVAL, "%s: not a kvswap store (no valid "
+			 "superblock)", f->path);
+		goto out_free;
+	}
+	if (live->version != STORE_VERSION) {
+		r = fail(err, len, -EPROTONOSUPPORT,
+			 "%s: store format version %u, this kvswapd reads version %u",
+			 f->path, live->version, STORE_VERSION);
+	} else if (live->block_size != STORE_BLOCK) {
+		r = fail(err, len, -EINVAL, "%s: unsupported block size %u",
+			 f->path, live->block_size);
+	} else if (live->file_size != f->size) {
+		r = fail(err, len, -EINVAL,
+			 "%s: store file is %llu bytes, --store-size asks for %llu; "
+			 "use the same size or remove the store",
+			 f->path, (unsigned long long)live->file_size,
+			 (unsigned long long)f->size);
+	} else if (live->file_index != index || live->nfiles != s->nfiles ||
+		   (*have_id && memcmp(live->store_id, s->id, 16))) {
+		r = fail(err, len, -EINVAL,
+			 "%s: file %u of a %u-file store, but named as file %u of %u; "
+			 "list the files in their original order",
+			 f->path, live->file_index, live->nfiles, index, s->nfiles);
+	} else if (index == 0) {
+		s->meta_start = live->meta_start;
+		s->meta_half = live->meta_half;
+		s->sb_gen = live->gen;
+		s->sb_nonce = live->nonce;
+		s->sb_active = live->active;
+		if (live->active > 1 || s->meta_start < STORE_HEADER_BYTES ||
+		    data_start(s, 0) >= f->size || live->data_start != data_start(s, 0))
+			r = fail(err, len, -EINVAL, "%s: superblock has a bad "
+				 "metadata layout", f->path);
+	}
+	if (!r) {
+		memcpy(s->id, live->store_id, 16);
+		*have_id = true;
+	}
+out_free:
+	free(buf);
+	return r;
+}
+
+static int open_existing(struct store *s, uint32_t index, bool *have_id,
+			 char *err, size_t len)
+{
+	struct store_file *f = &s->files[index];
 	struct stat st;
 	int r;
 
 	f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC);
-	if (f->fd < 0 && errno == ENOENT) {
-		if (!*have_id && getrandom(id, 16, 0) != 16)
-			return fail(err, len, -errno, "getrandom: %m");
-		*have_id = true;
-		r = create_path(f, index, nfiles, id, err, len);
-		if (r < 0)
-			return r;
-	} else if (f->fd < 0 && errno == EINVAL) {
+	if (f->fd < 0 && errno == EINVAL)
 		return fail(err, len, -EINVAL,
 			    "%s: the filesystem refuses O_DIRECT; put the store on a "
 			    "filesystem that supports it (not tmpfs)", f->path);
-	} else if (f->fd < 0) {
+	if (f->fd < 0)
 		return fail(err, len, -errno, "open %s: %m", f->path);
-	} else {
-		if (fstat(f->fd, &st) < 0)
-			return fail(err, len, -errno, "fstat %s: %m", f->path);
-		if (!S_ISREG(st.st_mode))
-			return fail(err, len, -EINVAL, "%s: not a regular file",
-				    f->path);
-		if ((uint64_t)st.st_size < STORE_BLOCK)
-			return fail(err, len, -EINVAL,
-				    "%s: truncated store file (%lld bytes)", f->path,
-				    (long long)st.st_size);
-		r = check_dio(f->fd, f->path, err, len);
-		if (r < 0)
-			return r;
-		/* The superblock's own size check names the file's size. */
-		r = check_file(f, index, nfiles, id, *have_id, err, len);
-		if (r < 0)
-			return r;
-		if ((uint64_t)st.st_size != f->size)
-			return fail(err, len, -EINVAL,
-				    "%s: store file is %lld bytes, but its superblock "
-				    "says %llu: truncated?", f->path,
-				    (long long)st.st_size, (unsigned long long)f->size);
-		*have_id = true;
-	}
+	if (fstat(f->fd, &st) < 0)
+		return fail(err, len, -errno, "fstat %s: %m", f->path);
+	if (!S_ISREG(st.st_mode))
+		return fail(err, len, -EINVAL, "%s: not a regular file", f->path);
+	if ((uint64_t)st.st_size < 2 * STORE_BLOCK)
+		return fail(err, len, -EINVAL, "%s: truncated store file (%lld "
+			    "bytes)", f->path, (long long)st.st_size);
+	r = check_dio(f->fd, f->path, err, len);
+	if (r < 0)
+		return r;
+	r = check_file(s, index, have_id, err, len);
+	if (r < 0)
+		return r;
+	if ((uint64_t)st.st_size != f->size)
+		return fail(err, len, -EINVAL, "%s: store file is %lld bytes, but "
+			    "its superblock says %llu: truncated?", f->path,
+			    (long long)st.st_size, (unsigned long long)f->size);
+	return 0;
+}
+
+static int lock_file(struct store_file *f, char *err, size_t len)
+{
 	/*
 	 * A daemon that just exited may still hold the lock for a moment: its
 	 * ring, which has the file registered, is torn down asynchronously.
 	 */
-	for (int i = 0; i < 50 && flock(f->fd, LOCK_EX | LOCK_NB) < 0 &&
+	for (int i = 0; i < 100 && flock(f->fd, LOCK_EX | LOCK_NB) < 0 &&
 	     errno == EWOULDBLOCK; i++)
 		usleep(20000);
 	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
@@ -273,21 +325,23 @@ static int open_file(struct store_file *f, uint32_t index, uint32_t nfiles,
 	return 0;
 }
 
-int store_open(struct store *s, const char *paths, uint64_t size,
-	       char *err, size_t len)
+/* Log halves: 1/32 of file 0 each, in whole MiB, at least 1 MiB. */
+static void meta_layout(struct store *s)
 {
-	uint8_t id[16] = { 0 };
-	bool have_id = false;
+	uint64_t half = (s->files[0].size / 32) & ~((1ull << 20) - 1);
+
+	if (half < (1ull << 20))
+		half = 1ull << 20;
+	s->meta_start = STORE_HEADER_BYTES;
+	s->meta_half = half;
+}
+
+static int split_paths(struct store *s, const char *paths, uint64_t size,
+		       char *err, size_t len)
+{
 	char *list, *p, *save = NULL;
 	uint32_t n = 1;
-	int r = 0;
 
-	memset(s, 0, sizeof(*s));
-	s->block = STORE_BLOCK;
-	if (size % STORE_BLOCK || size < STORE_HEADER_BYTES + STORE_BLOCK)
-		return fail(err, len, -EINVAL,
-			    "--store-size must be a multiple of %u and at least %u bytes",
-			    STORE_BLOCK, STORE_HEADER_BYTES + STORE_BLOCK);
 	for (const char *c = paths; *c; c++)
 		n += *c == ',';
 	if (n > STORE_MAX_FILES)
@@ -300,34 +354,78 @@ int store_open(struct store *s, const char *paths, uint64_t size,
 		return fail(err, len, -ENOMEM, "out of memory");
 	}
 	for (p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-		struct store_file *f = &s->files[s->nfiles];
+		struct store_file *f = &s->files[s->nfiles++];
 
 		f->fd = -1;
 		f->size = size;
 		f->path = strdup(p);
-		s->nfiles++;
 		if (!f->path) {
-			r = fail(err, len, -ENOMEM, "out of memory");
-			break;
+			free(list);
+			return fail(err, len, -ENOMEM, "out of memory");
 		}
 	}
 	free(list);
-	if (!r && s->nfiles != n)
-		r = fail(err, len, -EINVAL, "--store: empty file name in \"%s\"", paths);
+	if (s->nfiles != n)
+		return fail(err, len, -EINVAL, "--store: empty file name in \"%s\"",
+			    paths);
+	for (uint32_t i = 0; i < s->nfiles; i++)
+		for (uint32_t j = 0; j < i; j++)
+			if (!strcmp(s->files[j].path, s->files[i].path))
+				return fail(err, len, -EINVAL, "--store names %s twice",
+					    s->files[i].path);
+	return 0;
+}
+
+int store_open(struct store *s, const char *paths, uint64_t size,
+	       char *err, size_t len)
+{
+	uint32_t missing = 0, first_missing = 0;
+	bool have_id = false;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->block = STORE_BLOCK;
+	if (size % STORE_BLOCK || size < 8ull << 20)
+		return fail(err, len, -EINVAL,
+			    "--store-size must be a multiple of %u and at least 8M",
+			    STORE_BLOCK);
+	r = split_paths(s, paths, size, err, len);
+	for (uint32_t i = 0; !r && i < s->nfiles; i++) {
+		if (access(s->files[i].path, F_OK) == 0)
+			continue;
+		if (errno != ENOENT) {
+			r = fail(err, len, -errno, "%s: %m", s->files[i].path);
+		} else if (!missing++) {
+			first_missing = i;
+		}
+	}
+	/* A store is created whole or not at all: entries span its files. */
+	if (!r && missing && missing != s->nfiles)
+		r = fail(err, len, -ENOENT, "%s: store file %u of %u is missing; "
+			 "the other files hold entries that use it",
+			 s->files[first_missing].path, first_missing, s->nfiles);
+	if (!r && missing) {
+		s->created = true;
+		meta_layout(s);
+		if (data_start(s, 0) + (1ull << 20) > size)
+			r = fail(err, len, -EINVAL, "--store-size is too small");
+		if (!r && getrandom(s->id, 16, 0) != 16)
+			r = fail(err, len, -errno, "getrandom: %m");
+	}
 	for (uint32_t i = 0; !r && i < s->nfiles; i++) {
 		struct store_file *f = &s->files[i];
 
-		for (uint32_t j = 0; j < i && !r; j++)
-			if (!strcmp(s->files[j].path, f->path))
-				r = fail(err, len, -EINVAL,
-					 "--store names %s twice", f->path);
+		r = s->created ? create_path(s, i, err, len)
+			       : open_existing(s, i, &have_id, err, len);
 		if (!r)
-			r = open_file(f, i, s->nfiles, id, &have_id, err, len);
-		if (!r)
-			r = alloc_init(&f->alloc, STORE_HEADER_BYTES / STORE_BLOCK,
-				       (size - STORE_HEADER_BYTES) / STORE_BLOCK);
-		if (!r)
-			s->capacity += size - STORE_HEADER_BYTES;
+			r = lock_file(f, err, len);
+		if (!r) {
+			uint64_t start = data_start(s, i);
+
+			r = alloc_init(&f->alloc, start / STORE_BLOCK,
+				       (size - start) / STORE_BLOCK);
+			s->capacity += size - start;
+		}
 	}
 	if (r < 0)
 		store_close(s);
@@ -405,6 +503,22 @@ void store_free(struct store *s, const struct sext *x, unsigned n)
 				(unsigned long long)x[i].block, x[i].nblocks,
 				x[i].file, strerror(-r));
 	}
+}
+
+int store_reserve(struct store *s, const struct sext *x, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		int r = x[i].file < s->nfiles
+			? alloc_reserve(&s->files[x[i].file].alloc, x[i].block,
+					x[i].nblocks)
+			: -EINVAL;
+
+		if (r < 0) {
+			store_free(s, x, i);
+			return r;
+		}
+	}
+	return 0;
 }
 
 void store_entry_put(struct store *s, struct entry *e)

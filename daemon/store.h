@@ -2,17 +2,23 @@
 #ifndef KVSWAP_STORE_H
 #define KVSWAP_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "alloc.h"
 #include "index.h"
 
 #define STORE_BLOCK		4096u
-/* The first MiB of each file is the header area: superblock, room to grow. */
+/*
+ * The first MiB of each file is the header area: two superblock slots at
+ * blocks 0 and 1, room to grow. File 0 then holds the two halves of the
+ * metadata log (journal.c); data follows. docs/STORE_FORMAT.md.
+ */
 #define STORE_HEADER_BYTES	(1u << 20)
 #define STORE_MAGIC		"KVSWAPST"
-#define STORE_VERSION		1u
+#define STORE_VERSION		2u
 #define STORE_MAX_FILES		64
+#define STORE_SB_BYTES		128
 
 struct store_file {
 	int fd;
@@ -31,8 +37,22 @@ struct store {
 	uint32_t nfiles;
 	uint32_t block;
 	uint64_t capacity;	/* data bytes over all files */
-	uint32_t rr;		/* next preferred file */
+	uint8_t id[16];
+	bool created;		/* the files were created by this start */
+	/* File 0's log halves, and its live superblock. */
+	uint64_t meta_start;
+	uint64_t meta_half;
+	uint64_t sb_gen;
+	uint64_t sb_nonce;
+	uint32_t sb_active;
 };
+
+/*
+ * Encodes file `index`'s superblock for log state (gen, nonce, active)
+ * into a block-sized buffer. The slot to write it to is gen % 2.
+ */
+void store_sb_encode(const struct store *s, uint32_t index, uint64_t gen,
+		     uint64_t nonce, uint32_t active, void *block);
 
 /*
  * Opens the comma-separated list of store files, creating (fallocate, then
@@ -58,6 +78,12 @@ int store_alloc(struct store *s, uint64_t bytes, uint32_t pref,
 
 /* Returns extents to the free space. */
 void store_free(struct store *s, const struct sext *x, unsigned n);
+
+/*
+ * Takes exactly these extents out of the free space (recovery). All or
+ * nothing: -EINVAL if any block is outside the data area or not free.
+ */
+int store_reserve(struct store *s, const struct sext *x, unsigned n);
 
 /*
  * Drops one reference to e; the last one returns its extents to the free
