@@ -103,7 +103,7 @@ static void recv_arm(struct server *srv, struct conn *c)
 	struct io_uring_sqe *sqe;
 
 	if (c->closing || c->close_on_send || c->recv_armed ||
-	    c->xfers >= KVS_MAX_REQUESTS)
+	    c->xfers >= KVS_MAX_REQUESTS || c->backlog_bytes >= CONN_MAX_BACKLOG)
 		return;
 	c->iov = (struct iovec){ c->rbuf, sizeof(c->rbuf) };
 	c->msg = (struct msghdr){
@@ -164,8 +164,20 @@ void conn_accept_done(struct server *srv, struct io_uring_cqe *cqe)
 	recv_arm(srv, c);
 }
 
+static void backlog_free(struct conn *c)
+{
+	struct out *o;
+
+	while ((o = c->backlog)) {
+		c->backlog = o->next;
+		free(o);
+	}
+	c->backlog_tail = NULL;
+	c->backlog_bytes = 0;
+}
+
 /* Unlinks r from its connection and frees it. */
-static void region_drop(struct conn *c, struct region *r)
+static void region_drop(struct server *srv, struct conn *c, struct region *r)
 {
 	struct region **pp;
 
@@ -173,6 +185,7 @@ static void region_drop(struct conn *c, struct region *r)
 		;
 	*pp = r->next;
 	c->nregions--;
+	srv->nregions--;
 	free(r);
 }
 
@@ -186,10 +199,11 @@ static void conn_maybe_free(struct server *srv, struct conn *c)
 	for (r = c->regions; r; r = next) {
 		next = r->next;
 		if (region_release(srv, r) < 0)
-			region_drop(c, r);
+			region_drop(srv, c, r);
 	}
 	if (c->regions)
 		return;
+	backlog_free(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -241,37 +255,76 @@ void conn_abort_all(struct server *srv)
 	}
 }
 
-int conn_send(struct server *srv, struct conn *c, struct xfer *x,
-	      const Event *ev)
+static void backlog_arm(struct server *srv, struct conn *c)
 {
-	size_t n = kvswap__v1__event__get_packed_size(ev);
 	struct io_uring_sqe *sqe;
-	struct out *o;
+	struct out *o = c->backlog;
 
-	if (c->closing)
-		return -ENOTCONN;
-	if (n > KVS_MAX_MESSAGE) {
-		/* The daemon's own bug: every reply is built to fit. */
-		log_err("client %s: event of %zu bytes exceeds the maximum", c->name, n);
-		return -EMSGSIZE;
-	}
-	o = aligned_alloc(16, (sizeof(*o) + n + 15) & ~(size_t)15);
-	if (!o)
-		return -ENOMEM;
-	o->c = c;
-	o->x = x;
-	o->len = (uint32_t)kvswap__v1__event__pack(ev, o->buf);
+	if (!o || c->backlog_armed || c->closing)
+		return;
+	/* Waits for room: the kernel polls the socket, the loop goes on. */
 	sqe = server_sqe(srv);
 	io_uring_prep_send(sqe, c->fd, o->buf, o->len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make(o, UD_SEND));
+	c->backlog_armed = true;
 	c->ops++;
-	if (x)
-		xfer_hold(x);
+}
+
+int conn_send_bytes(struct server *srv, struct conn *c, const void *buf,
+		    size_t len)
+{
+	struct out *o;
+	ssize_t n;
+
+	if (c->closing)
+		return -ENOTCONN;
+	if (!c->backlog) {
+		n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n == (ssize_t)len)
+			return 0;
+		if (n >= 0 || (errno != EAGAIN && errno != ENOBUFS)) {
+			conn_abort(srv, c, n >= 0 || errno == EPIPE ||
+				   errno == ECONNRESET ? NULL : strerror(errno));
+			return -ENOTCONN;
+		}
+	}
+	o = aligned_alloc(16, (sizeof(*o) + len + 15) & ~(size_t)15);
+	if (!o) {
+		/* Never drop an event silently: the client sees the close. */
+		conn_abort(srv, c, "out of memory for its events");
+		return -ENOTCONN;
+	}
+	o->next = NULL;
+	o->c = c;
+	o->len = (uint32_t)len;
+	memcpy(o->buf, buf, len);
+	if (c->backlog_tail)
+		c->backlog_tail->next = o;
+	else
+		c->backlog = o;
+	c->backlog_tail = o;
+	c->backlog_bytes += len;
+	backlog_arm(srv, c);
 	return 0;
 }
 
-int conn_send_error(struct server *srv, struct conn *c, struct xfer *x,
-		    uint64_t id, int code, int64_t seg, const char *msg)
+int conn_send(struct server *srv, struct conn *c, const Event *ev)
+{
+	static uint8_t buf[KVS_MAX_MESSAGE];
+	size_t n = kvswap__v1__event__get_packed_size(ev);
+
+	if (n > sizeof(buf)) {
+		/* The daemon's own bug: every reply is built to fit. */
+		log_err("client %s: event of %zu bytes exceeds the maximum", c->name, n);
+		conn_abort(srv, c, "event too large");
+		return -EMSGSIZE;
+	}
+	kvswap__v1__event__pack(ev, buf);
+	return conn_send_bytes(srv, c, buf, n);
+}
+
+int conn_send_error(struct server *srv, struct conn *c, uint64_t id, int code,
+		    int64_t seg, const char *msg)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__Error e = KVSWAP__V1__ERROR__INIT;
@@ -290,27 +343,43 @@ int conn_send_error(struct server *srv, struct conn *c, struct xfer *x,
 	ev.error = &e;
 	log_debug("client %s: request %llu: %s", c->name, (unsigned long long)id,
 		  msg);
-	return conn_send(srv, c, x, &ev);
+	return conn_send(srv, c, &ev);
+}
+
+void conn_close_after_send(struct server *srv, struct conn *c)
+{
+	if (!c->backlog)
+		conn_abort(srv, c, "after a protocol error");
+	else
+		c->close_on_send = true;
 }
 
 void conn_send_done(struct server *srv, struct out *o, int res)
 {
 	struct conn *c = o->c;
-	struct xfer *x = o->x;
-	uint32_t len = o->len;
 
-	free(o);
 	c->ops--;
-	if (res < 0 && !c->closing)
+	c->backlog_armed = false;
+	if (c->closing) {
+		conn_maybe_free(srv, c);
+		return;
+	}
+	if (res != (int)o->len) {
 		conn_abort(srv, c, res == -EPIPE || res == -ECONNRESET ? NULL
-								       : strerror(-res));
-	else if (res >= 0 && (uint32_t)res != len && !c->closing)
-		conn_abort(srv, c, "short send");
-	else if (c->close_on_send && !c->closing)
+			   : res < 0 ? strerror(-res) : "short send");
+		return;
+	}
+	c->backlog = o->next;
+	if (!c->backlog)
+		c->backlog_tail = NULL;
+	c->backlog_bytes -= o->len;
+	free(o);
+	if (c->close_on_send && !c->backlog) {
 		conn_abort(srv, c, "after a protocol error");
-	if (x)
-		xfer_release(srv, x);
-	conn_maybe_free(srv, c);
+		return;
+	}
+	backlog_arm(srv, c);
+	recv_arm(srv, c);
 }
 
 /* Sends a connection-level error (id 0) and closes after it. */
@@ -318,10 +387,8 @@ static void fatal_error(struct server *srv, struct conn *c, int code,
 			const char *msg)
 {
 	log_info("client %s: %s", c->name, msg);
-	if (conn_send_error(srv, c, NULL, 0, code, -1, msg) == 0)
-		c->close_on_send = true;
-	else
-		conn_abort(srv, c, msg);
+	if (conn_send_error(srv, c, 0, code, -1, msg) == 0)
+		conn_close_after_send(srv, c);
 }
 
 /* Collects the SCM_RIGHTS fds of the last packet. Returns how many. */
@@ -380,7 +447,7 @@ static void handle(struct server *srv, struct conn *c, Request *req,
 	if (r < 0) {
 		if (fd >= 0)
 			close(fd);
-		conn_send_error(srv, c, NULL, req->id, r, -1, err);
+		conn_send_error(srv, c, req->id, r, -1, err);
 		return;
 	}
 	switch (req->body_case) {
@@ -455,7 +522,7 @@ void conn_region_gone(struct server *srv, struct region *r, int err)
 
 	if (r->reply && !c->closing) {
 		if (err < 0) {
-			conn_send_error(srv, c, NULL, r->reply_id, err, -1,
+			conn_send_error(srv, c, r->reply_id, err, -1,
 					"unregister_region: the kernel refused "
 					"to release the buffers");
 		} else {
@@ -468,10 +535,10 @@ void conn_region_gone(struct server *srv, struct region *r, int err)
 			ev.id = r->reply_id;
 			ev.body_case = KVSWAP__V1__EVENT__BODY_UNREGISTERED;
 			ev.unregistered = &u;
-			conn_send(srv, c, NULL, &ev);
+			conn_send(srv, c, &ev);
 		}
 	}
-	region_drop(c, r);
+	region_drop(srv, c, r);
 	conn_maybe_free(srv, c);
 }
 

@@ -29,7 +29,8 @@ struct conn {
 	char name[64];
 	bool hello;
 	bool closing;		/* shut down; draining */
-	bool close_on_send;	/* close once the pending error is sent */
+	bool close_on_send;	/* close once the backlog is sent */
+	bool backlog_armed;	/* a SEND of the backlog's head in flight */
 	bool recv_armed;
 	bool dead;		/* freed at the end of the batch */
 	uint32_t ops;		/* recv and sends in flight */
@@ -37,6 +38,10 @@ struct conn {
 	struct region *regions;
 	uint32_t nregions;
 	uint32_t region_serial;
+	/* Events the socket had no room for, sent in order. */
+	struct out *backlog;
+	struct out *backlog_tail;
+	size_t backlog_bytes;
 	struct msghdr msg;
 	struct iovec iov;
 	union {
@@ -46,10 +51,17 @@ struct conn {
 	uint8_t rbuf[KVS_MAX_MESSAGE];
 } __attribute__((aligned(16)));
 
-/* An event on its way to a client; freed when its SEND completes. */
+/*
+ * Stop reading a client's requests while this many bytes of its events
+ * wait for room in its socket: a client that does not read cannot make
+ * the daemon queue without bound.
+ */
+#define CONN_MAX_BACKLOG (1u << 20)
+
+/* An event waiting in a connection's backlog. */
 struct out {
+	struct out *next;
 	struct conn *c;
-	struct xfer *x;		/* counted in x->pending until sent */
 	uint32_t len;
 	uint8_t buf[] __attribute__((aligned(16)));
 } __attribute__((aligned(16)));
@@ -66,16 +78,24 @@ void conn_recv_done(struct server *srv, struct conn *c, int res);
 void conn_send_done(struct server *srv, struct out *o, int res);
 
 /*
- * Queues ev to the client. If x is not NULL the send counts in x->pending
- * until it completes. Returns 0, or -ENOTCONN if the connection is closing
- * (the event is dropped), or -ENOMEM.
+ * Sends ev to the client: at once with a non-blocking send when its socket
+ * has room and nothing is waiting before it, else after the backlog, in
+ * order. Never blocks the loop, never stalls other clients. Returns 0, or
+ * -ENOTCONN if the connection is closing or broke (the event is dropped;
+ * the connection is then being closed).
  */
-int conn_send(struct server *srv, struct conn *c, struct xfer *x,
-	      const Event *ev);
+int conn_send(struct server *srv, struct conn *c, const Event *ev);
 
-/* Queues an Error event; seg < 0 means a final error. Counts in stats. */
-int conn_send_error(struct server *srv, struct conn *c, struct xfer *x,
-		    uint64_t id, int code, int64_t seg, const char *msg);
+/* The same for an event already packed (a segment event, say). */
+int conn_send_bytes(struct server *srv, struct conn *c, const void *buf,
+		    size_t len);
+
+/* Sends an Error event; seg < 0 means a final error. Counts in stats. */
+int conn_send_error(struct server *srv, struct conn *c, uint64_t id,
+		    int code, int64_t seg, const char *msg);
+
+/* Closes the connection once everything queued to it has been sent. */
+void conn_close_after_send(struct server *srv, struct conn *c);
 
 /* Frees the connections that died during the last batch of completions. */
 void conn_reap(struct server *srv);

@@ -27,8 +27,8 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 		snprintf(err, sizeof(err), "hello.version %u is not supported; "
 			 "this daemon speaks version %d", m->version,
 			 KVS_PROTOCOL_VERSION);
-		if (conn_send_error(srv, c, NULL, req->id, EPROTONOSUPPORT, -1, err) == 0)
-			c->close_on_send = true;
+		if (conn_send_error(srv, c, req->id, EPROTONOSUPPORT, -1, err) == 0)
+			conn_close_after_send(srv, c);
 		return;
 	}
 	if (!c->hello && m->client_name && *m->client_name) {
@@ -56,7 +56,7 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 	h.store_files = srv->store.nfiles;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_HELLO;
 	ev.hello = &h;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 	log_debug("client %s: hello", c->name);
 }
 
@@ -73,13 +73,13 @@ static void register_region(struct server *srv, struct conn *c, Request *req,
 		close(fd);
 		snprintf(err, sizeof(err), "register_region: this connection "
 			 "already has %d regions", KVS_MAX_REGIONS);
-		conn_send_error(srv, c, NULL, req->id, EMFILE, -1, err);
+		conn_send_error(srv, c, req->id, EMFILE, -1, err);
 		return;
 	}
 	ret = region_new(srv, c, fd, req->register_region->size, &r, err,
 			 sizeof(err));
 	if (ret < 0) {
-		conn_send_error(srv, c, NULL, req->id, ret, -1, err);
+		conn_send_error(srv, c, req->id, ret, -1, err);
 		return;
 	}
 	r->id = ++c->region_serial;
@@ -91,7 +91,7 @@ static void register_region(struct server *srv, struct conn *c, Request *req,
 	rr.size = r->size;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_REGION;
 	ev.region = &rr;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 }
 
 static void unregister_region(struct server *srv, struct conn *c, Request *req)
@@ -104,7 +104,7 @@ static void unregister_region(struct server *srv, struct conn *c, Request *req)
 	if (!r) {
 		snprintf(err, sizeof(err), "unregister_region.region %u: no such "
 			 "region on this connection", id);
-		conn_send_error(srv, c, NULL, req->id, ENOENT, -1, err);
+		conn_send_error(srv, c, req->id, ENOENT, -1, err);
 		return;
 	}
 	r->reply = true;
@@ -133,13 +133,13 @@ static void lookup(struct server *srv, struct conn *c, Request *req)
 	lr.present = present;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_LOOKUP;
 	ev.lookup = &lr;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 }
 
 static void not_found(struct server *srv, struct conn *c, Request *req,
 		      const char *field)
 {
-	conn_send_error(srv, c, NULL, req->id, ENOENT, -1, field);
+	conn_send_error(srv, c, req->id, ENOENT, -1, field);
 }
 
 static void describe(struct server *srv, struct conn *c, Request *req)
@@ -164,7 +164,7 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 	info.metadata = (ProtobufCBinaryData){ e->meta_len, e->meta };
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DESCRIBE;
 	ev.describe = &info;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 }
 
 static void delete(struct server *srv, struct conn *c, Request *req)
@@ -181,7 +181,7 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 	store_entry_put(&srv->store, e);
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DELETE;
 	ev.delete_ = &dr;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 }
 
 /*
@@ -233,7 +233,7 @@ static void list(struct server *srv, struct conn *c, Request *req)
 	p.info = calloc(limit + 64, sizeof(*p.info));
 	p.ptrs = calloc(limit + 64, sizeof(*p.ptrs));
 	if (!p.info || !p.ptrs) {
-		conn_send_error(srv, c, NULL, req->id, ENOMEM, -1,
+		conn_send_error(srv, c, req->id, ENOMEM, -1,
 				"list: out of memory");
 		goto out_free;
 	}
@@ -245,7 +245,7 @@ static void list(struct server *srv, struct conn *c, Request *req)
 			break;
 		if (need[0] > 64 || need[1] > LIST_BUDGET) {
 			/* Only a hash attack could fill one bucket so. */
-			conn_send_error(srv, c, NULL, req->id, EOVERFLOW, -1,
+			conn_send_error(srv, c, req->id, EOVERFLOW, -1,
 					"list: a hash bucket is too full to list");
 			goto out_free;
 		}
@@ -257,7 +257,7 @@ static void list(struct server *srv, struct conn *c, Request *req)
 	lr.entries = p.ptrs;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_LIST;
 	ev.list = &lr;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 out_free:
 	free(p.info);
 	free(p.ptrs);
@@ -296,7 +296,7 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.uptime_ms = now_ms() - srv->start_ms;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
-	conn_send(srv, c, NULL, &ev);
+	conn_send(srv, c, &ev);
 }
 
 void control_handle(struct server *srv, struct conn *c, Request *req, int fd)

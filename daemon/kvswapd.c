@@ -93,8 +93,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 			break;
 		case OPT_STORE_SIZE:
 			if (parse_size(optarg, &cfg->store_size) < 0) {
-				fprintf(stderr, "kvswapd: --store-size %s: not a size "
-					"(e.g. 4G, 512M)\n", optarg);
+				log_err("--store-size %s: not a size (e.g. 4G, 512M)", optarg);
 				return -EINVAL;
 			}
 			break;
@@ -102,8 +101,8 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 			errno = 0;
 			n = strtoul(optarg, &end, 10);
 			if (errno || *end || !n || n > MAX_QUEUE_DEPTH) {
-				fprintf(stderr, "kvswapd: --queue-depth %s: must be "
-					"1..%d\n", optarg, MAX_QUEUE_DEPTH);
+				log_err("--queue-depth %s: must be 1..%d", optarg,
+					MAX_QUEUE_DEPTH);
 				return -EINVAL;
 			}
 			cfg->queue_depth = (uint32_t)n;
@@ -111,8 +110,8 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 		case OPT_LOG_LEVEL:
 			c = log_parse_level(optarg);
 			if (c < 0) {
-				fprintf(stderr, "kvswapd: --log-level %s: use err, "
-					"warning, notice, info or debug\n", optarg);
+				log_err("--log-level %s: use err, warning, notice, "
+					"info or debug", optarg);
 				return -EINVAL;
 			}
 			log_max_level = c;
@@ -129,7 +128,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "kvswapd: unexpected argument '%s'\n", argv[optind]);
+		log_err("unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
 	return 0;
@@ -148,8 +147,9 @@ int main(int argc, char **argv)
 	char err[512] = "";
 	int ret;
 
+	/* Every startup error, bad options included, exits 1 (systemd). */
 	if (parse_args(argc, argv, &cfg) < 0)
-		return 2;
+		return 1;
 	ret = server_init(&srv, &cfg, err, sizeof(err));
 	if (ret < 0) {
 		log_err("%s", *err ? err : strerror(-ret));

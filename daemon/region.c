@@ -132,6 +132,34 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 	/* Pins and faults in every page: CPU work, bounded by the size. */
 	ret_code = io_uring_register_buffers_update_tag(&srv->ring, r->slot0, iov,
 						       tags, nslots);
+	if (ret_code >= 0 && (uint32_t)ret_code < nslots) {
+		/*
+		 * Only some slots took. Clear them; the region is freed when
+		 * their tags arrive, never before the kernel lets go.
+		 */
+		struct iovec empty[64] = { { 0 } };
+		__u64 notag[64] = { 0 };
+
+		snprintf(err, len, "register_region: the kernel registered only %d "
+			 "of %u slots of 1 GiB", ret_code, nslots);
+		r->zombie = true;
+		r->tags_pending = (uint32_t)ret_code;
+		if (ret_code && io_uring_register_buffers_update_tag(&srv->ring,
+				r->slot0, empty, notag, (unsigned)ret_code) < 0) {
+			log_err("clearing a partly registered region failed; "
+				"keeping it mapped");
+			r->tags_pending = 0;
+			close(fd);
+			return -ENOMEM;
+		}
+		if (!ret_code) {
+			ret_code = -ENOMEM;
+			goto out_slots;
+		}
+		close(fd);
+		r->fd = -1;
+		return -ENOMEM;
+	}
 	if (ret_code < 0) {
 		struct rlimit rl = { 0 };
 
@@ -190,7 +218,10 @@ void region_tag(struct server *srv, struct region *r)
 		return;
 	slots_put(srv, r->slot0, r->nslots);
 	munmap(r->addr, r->size);
+	if (r->zombie) {
+		free(r);
+		return;
+	}
 	close(r->fd);
-	srv->nregions--;
 	conn_region_gone(srv, r, 0);
 }

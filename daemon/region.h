@@ -29,6 +29,7 @@ struct region {
 	uint32_t tags_pending;
 	bool dying;		/* unregister asked: no new users */
 	bool reply;		/* send UnregisterReply when released */
+	bool zombie;		/* failed registration: freed by its tags */
 	uint64_t reply_id;
 } __attribute__((aligned(16)));
 

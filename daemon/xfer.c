@@ -55,7 +55,6 @@ struct xfer {
 	uint32_t next;		/* next segment to submit */
 	uint32_t done;		/* segments finished, well or not */
 	uint32_t failed;
-	uint32_t pending;	/* event sends in flight */
 	uint64_t bytes;
 	int err;		/* first failure */
 	char errmsg[200];
@@ -136,7 +135,7 @@ static void reply_error(struct server *srv, struct conn *c, const Request *req,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	conn_send_error(srv, c, NULL, req->id, code, -1, msg);
+	conn_send_error(srv, c, req->id, code, -1, msg);
 }
 
 void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
@@ -274,7 +273,7 @@ static void finish(struct server *srv, struct xfer *x)
 	} else if (x->failed) {
 		snprintf(msg, sizeof(msg), "%s: %u of %u segments failed; first: %s",
 			 op_name(x), x->failed, x->nseg, x->errmsg);
-		conn_send_error(srv, c, NULL, x->id, x->err, -1, msg);
+		conn_send_error(srv, c, x->id, x->err, -1, msg);
 	} else if (x->out) {
 		/* Visible from now on; a replaced entry is freed once unread. */
 		store_entry_put(&srv->store, index_put(&srv->index, x->e));
@@ -284,7 +283,7 @@ static void finish(struct server *srv, struct xfer *x)
 		so.bytes = x->bytes;
 		ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_OUT;
 		ev.swap_out = &so;
-		conn_send(srv, c, NULL, &ev);
+		conn_send(srv, c, &ev);
 	} else {
 		si.has_segments = si.has_bytes = si.has_metadata = 1;
 		si.segments = x->nseg;
@@ -292,7 +291,7 @@ static void finish(struct server *srv, struct xfer *x)
 		si.metadata = (ProtobufCBinaryData){ x->e->meta_len, x->e->meta };
 		ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_IN;
 		ev.swap_in = &si;
-		conn_send(srv, c, NULL, &ev);
+		conn_send(srv, c, &ev);
 	}
 	/* Swap-out failed or aborted: its blocks go back; swap-in: unref. */
 	store_entry_put(&srv->store, x->e);
@@ -309,19 +308,8 @@ static void finish(struct server *srv, struct xfer *x)
 
 static void try_finish(struct server *srv, struct xfer *x)
 {
-	if (x->done == x->nseg && !x->pending)
+	if (x->done == x->nseg)
 		finish(srv, x);
-}
-
-void xfer_hold(struct xfer *x)
-{
-	x->pending++;
-}
-
-void xfer_release(struct server *srv, struct xfer *x)
-{
-	x->pending--;
-	try_finish(srv, x);
 }
 
 /* A segment is over: account for it and report a failure. */
@@ -352,7 +340,7 @@ static void seg_end(struct server *srv, struct xseg *xs, int err,
 		if (err != -ECONNRESET && err != -EPIPE) {
 			log_warn("client %s: request %llu: %s", conn_name(x->c),
 				 (unsigned long long)x->id, msg);
-			conn_send_error(srv, x->c, x, x->id, err, xs->index, msg);
+			conn_send_error(srv, x->c, x->id, err, xs->index, msg);
 		}
 	}
 	try_finish(srv, x);
@@ -407,7 +395,13 @@ static void seg_send(struct server *srv, struct xseg *xs, unsigned flags)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
 
-	io_uring_prep_send(sqe, xs->x->c->fd, xs->ev, xs->evlen, MSG_NOSIGNAL);
+	/*
+	 * MSG_DONTWAIT: a client whose socket is full gets -EAGAIN here and its
+	 * event goes to its backlog, instead of the chain holding a queue slot
+	 * (and every other client) until it reads.
+	 */
+	io_uring_prep_send(sqe, xs->x->c->fd, xs->ev, xs->evlen,
+			   MSG_NOSIGNAL | MSG_DONTWAIT);
 	io_uring_sqe_set_data64(sqe, ud_make(xs, UD_SEG_SEND));
 	sqe->flags |= flags;
 }
@@ -488,6 +482,10 @@ void xfer_seg_cqe(struct server *srv, enum ud_type type, void *p, int res)
 		break;
 	case UD_SEG_SEND:
 		if (res == xs->evlen) {
+			seg_end(srv, xs, 0, NULL);
+		} else if (res == -EAGAIN && !c->closing) {
+			/* The segment landed; its event waits for room. */
+			conn_send_bytes(srv, c, xs->ev, xs->evlen);
 			seg_end(srv, xs, 0, NULL);
 		} else {
 			seg_end(srv, xs, res < 0 ? res : -EPIPE, "event send failed");

@@ -22,8 +22,4 @@ void xfer_seg_cqe(struct server *srv, enum ud_type type, void *seg, int res);
 /* Cancels the queued (not yet submitted) segments of c's swaps. */
 void xfer_conn_abort(struct server *srv, struct conn *c);
 
-/* An event send counted against the xfer: hold before, release after. */
-void xfer_hold(struct xfer *x);
-void xfer_release(struct server *srv, struct xfer *x);
-
 #endif

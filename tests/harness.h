@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration test harness: runs the real kvswapd binary on a private
+ * socket and store, and talks to it through libkvswap or the raw protocol.
+ *
+ * A test program calls harness_init() first. It probes io_uring in the test
+ * process and skips the whole program if the kernel refuses it, makes the
+ * test folder build/tmp/<name>-<pid>/ (never tmpfs: the store needs
+ * O_DIRECT), and removes that folder at exit if no check failed; each
+ * daemon started gets a subfolder holding its store files, socket and
+ * stderr log.
+ *
+ * The daemon binary is $KVSWAPD, default "build/kvswapd" (tests run from the
+ * repository root). The test folder lives next to it, in <its dir>/tmp,
+ * unless $KVSWAP_TEST_DIR names another folder. $KVSWAP_TEST_SEED fixes the
+ * seed of the random data.
+ *
+ * Functions return 0 or a negative errno and print diagnostics (diag()) on
+ * failure, so a test can simply check the return value.
+ */
+#ifndef KVSWAP_HARNESS_H
+#define KVSWAP_HARNESS_H
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kvswap.h"
+#include "kvswap.pb-c.h"
+
+#define KiB ((uint64_t)1 << 10)
+#define MiB ((uint64_t)1 << 20)
+
+/* --- the daemon ----------------------------------------------------------- */
+
+struct harness_opts {
+	uint64_t store_size;		/* --store-size in bytes; 0: 256 MiB */
+	unsigned store_files;		/* number of store files; 0: 1 */
+	unsigned queue_depth;		/* --queue-depth; 0: daemon default */
+	const char *log_level;		/* --log-level; NULL: daemon default */
+	const char *const *extra_args;	/* NULL-terminated, or NULL */
+};
+
+struct harness {
+	pid_t pid;			/* 0 once reaped */
+	int status;			/* wait status once reaped */
+	int notify_fd;			/* our end of $NOTIFY_SOCKET, or -1 */
+	unsigned n;			/* instance number within the test */
+	char dir[PATH_MAX];		/* this daemon's folder */
+	char socket[108];		/* its listening socket */
+	char log[PATH_MAX];		/* its stderr and stdout */
+	char store[4096];		/* the --store argument */
+	struct harness *next;
+};
+
+/*
+ * Sets up the test program `name` (e.g. "test-roundtrip"): see above.
+ * Skips the program (skip_all) if io_uring is refused, bails out if the
+ * daemon binary is missing or the test folder cannot be made or is tmpfs.
+ */
+void harness_init(const char *name);
+
+/* The test folder, e.g. "build/tmp/test-full-1234". */
+const char *harness_dir(void);
+
+/*
+ * Starts kvswapd with `o` (NULL: defaults) and waits (10 s at most) until it
+ * has sent READY=1. On failure the daemon's log is shown with diag() and
+ * the daemon is killed. On success *ret is running; stop it with
+ * harness_stop() and free it with harness_free().
+ */
+int harness_start(const struct harness_opts *o, struct harness **ret);
+
+/* harness_spawn() flags */
+enum {
+	/* io_uring_setup() fails with EPERM in the daemon (seccomp filter). */
+	HARNESS_DENY_IO_URING = 1 << 0,
+};
+
+/*
+ * Starts kvswapd with exactly the arguments `args` (NULL-terminated, not
+ * counting argv[0]), with $NOTIFY_SOCKET set, and does not wait. For tests
+ * of the command line; the instance's folder is made, and every "@DIR" in
+ * an argument is replaced by that folder.
+ */
+int harness_spawn(const char *const *args, unsigned flags,
+		  struct harness **ret);
+
+/*
+ * Waits at most timeout_ms for READY=1. Returns 0, -ECHILD if the daemon
+ * exited first (h->status holds its wait status), or -ETIMEDOUT.
+ */
+int harness_wait_ready(struct harness *h, int timeout_ms);
+
+/*
+ * Waits at most timeout_ms for the daemon to exit and reaps it. Returns 0
+ * (h->status holds the wait status) or -ETIMEDOUT.
+ */
+int harness_wait_exit(struct harness *h, int timeout_ms);
+
+/*
+ * SIGTERM, then waits 10 s at most (then SIGKILL). Returns 0 if the daemon
+ * exited with status 0; otherwise shows the log and returns -ECHILD.
+ */
+int harness_stop(struct harness *h);
+
+/* SIGKILL and reap. */
+void harness_kill(struct harness *h);
+
+/* Whether the daemon process is still running (not exited, not a zombie). */
+bool harness_alive(struct harness *h);
+
+/* Kills the daemon if it still runs and frees h. Accepts NULL. */
+void harness_free(struct harness *h);
+
+/* Shows the last `max_lines` lines of the daemon's log with diag(). */
+void harness_show_log(const struct harness *h, unsigned max_lines);
+
+/*
+ * Reads the daemon's log into buf (NUL-terminated, truncated to size - 1).
+ * Returns the length or a negative errno.
+ */
+ssize_t harness_read_log(const struct harness *h, char *buf, size_t size);
+
+/* kvswap_connect() to this daemon; diag()s the error. */
+int harness_connect(const struct harness *h, struct kvswap **ret);
+
+/* kvswap_stat() on a fresh connection, closed again. */
+int harness_stat(const struct harness *h, struct kvswap_stat *ret);
+
+/* "exited 1", "killed by signal 9", ... for a wait status. */
+const char *harness_status_str(int status, char *buf, size_t size);
+
+/* --- data ----------------------------------------------------------------- */
+
+struct rng {
+	uint64_t s;
+};
+
+/* The program's seed: $KVSWAP_TEST_SEED or time and pid; diag()s it once. */
+uint64_t harness_seed(void);
+
+void rng_init(struct rng *r, uint64_t seed);
+uint64_t rng_next(struct rng *r);
+/* Uniform in [lo, hi]. */
+uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi);
+void rng_fill(struct rng *r, void *buf, size_t len);
+
+/* Fills buf with the stream of rng_init(seed): reproducible test data. */
+void fill_seeded(void *buf, size_t len, uint64_t seed);
+
+/* Offset of the first byte of buf that is not `byte`, or len if none. */
+size_t mem_first_not(const void *buf, size_t len, unsigned char byte);
+
+static inline uint64_t round_up(uint64_t x, uint64_t to)
+{
+	return (x + to - 1) / to * to;
+}
+
+/*
+ * Creates a memfd of `size` bytes with `seals` (F_SEAL_* flags; 0: none)
+ * and, if ret_addr is not NULL, maps it shared read-write. The caller
+ * closes the fd and munmaps size bytes.
+ */
+int memfd_make(size_t size, unsigned seals, int *ret_fd, void **ret_addr);
+
+/* --- raw protocol --------------------------------------------------------- */
+
+/* Connects a SOCK_SEQPACKET socket to path; no Hello is sent. */
+int raw_connect(const char *path, int *ret_fd);
+
+/* Sends one packet, with pass_fd in SCM_RIGHTS if pass_fd >= 0. */
+int raw_send_bytes(int fd, const void *buf, size_t len, int pass_fd);
+
+/* Packs and sends one Request. */
+int raw_send(int fd, const Kvswap__V1__Request *req, int pass_fd);
+
+/*
+ * Receives one Event within timeout_ms (-1: forever). Returns 0 and the
+ * event (free with raw_event_free()), -ETIMEDOUT, -ECONNRESET when the
+ * daemon closed the connection, -EMSGSIZE for a packet over 65536 bytes,
+ * or -EBADMSG if it does not unpack.
+ */
+int raw_recv(int fd, int timeout_ms, Kvswap__V1__Event **ret);
+
+void raw_event_free(Kvswap__V1__Event *ev);
+
+/* "error EINVAL: message", "swap_out", ...: for diagnostics. */
+const char *raw_event_str(const Kvswap__V1__Event *ev, char *buf, size_t size);
+
+/*
+ * Waits at most timeout_ms for the daemon to close the connection; events
+ * arriving first are discarded (and counted in *ret_events if not NULL).
+ * Returns true if it closed.
+ */
+bool raw_wait_closed(int fd, int timeout_ms, unsigned *ret_events);
+
+/* Everything the daemon sent for one request. */
+struct raw_result {
+	Kvswap__V1__Event *final;	/* the final event, or NULL */
+	uint32_t *seg_index;		/* SegmentDone / segment Error indices */
+	int *seg_code;			/* 0 or the segment's error code */
+	unsigned nseg;			/* per-segment events, in arrival order */
+	unsigned foreign;		/* events of other ids (discarded) */
+	int code;			/* final error code, 0 for a reply */
+	const char *message;		/* final error message, or "" */
+};
+
+/*
+ * Receives the events of request `id` until its final one (timeout_ms for
+ * each). Returns 0 with *r filled (clear it with raw_result_clear()),
+ * -ETIMEDOUT, -ECONNRESET, or another negative errno from raw_recv().
+ */
+int raw_collect(int fd, uint64_t id, int timeout_ms, struct raw_result *r);
+void raw_result_clear(struct raw_result *r);
+
+/* Sends Hello{version} with id 1 and returns its final event's code. */
+int raw_hello(int fd, uint32_t version);
+
+/* Connects and completes Hello v1. */
+int raw_open(const char *path, int *ret_fd);
+
+/* Builders: each packs one request with id `id` and sends it. */
+int raw_send_register(int fd, uint64_t id, uint64_t size, int memfd);
+int raw_send_unregister(int fd, uint64_t id, uint32_t region);
+int raw_send_swap_out(int fd, uint64_t id, const void *key, size_t key_len,
+		      uint32_t region, const struct kvswap_seg_out *segs,
+		      uint32_t nseg, const void *meta, size_t meta_len,
+		      uint32_t flags);
+int raw_send_swap_in(int fd, uint64_t id, const void *key, size_t key_len,
+		     uint32_t region, const struct kvswap_seg_in *segs,
+		     uint32_t nseg);
+int raw_send_describe(int fd, uint64_t id, const void *key, size_t key_len);
+int raw_send_delete(int fd, uint64_t id, const void *key, size_t key_len);
+int raw_send_stat(int fd, uint64_t id);
+
+#endif
