@@ -1486,6 +1486,13 @@ KVSWAP_EXPORT int kvswap_lookup(struct kvswap *k, const void *const *keys,
 				const size_t *key_lens, uint32_t n,
 				bool *present)
 {
+	return kvswap_lookup_lease(k, keys, key_lens, n, 0, present);
+}
+
+KVSWAP_EXPORT int kvswap_lookup_lease(struct kvswap *k, const void *const *keys,
+				      const size_t *key_lens, uint32_t n,
+				      uint32_t lease_ms, bool *present)
+{
 	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
 	Kvswap__V1__Lookup lk = KVSWAP__V1__LOOKUP__INIT;
 	ProtobufCBinaryData *bins = NULL;
@@ -1524,6 +1531,8 @@ KVSWAP_EXPORT int kvswap_lookup(struct kvswap *k, const void *const *keys,
 	}
 	lk.n_keys = n;
 	lk.keys = bins;
+	lk.has_lease_ms = lease_ms != 0;
+	lk.lease_ms = lease_ms;
 	rq.body_case = KVSWAP__V1__REQUEST__BODY_LOOKUP;
 	rq.lookup = &lk;
 	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_LOOKUP, &ev);
@@ -1775,6 +1784,14 @@ KVSWAP_EXPORT int kvswap_stat(struct kvswap *k, struct kvswap_stat *ret)
 		.cpu_user_us = sr->cpu_user_us,
 		.cpu_system_us = sr->cpu_system_us,
 		.uptime_ms = sr->uptime_ms,
+		.evictions = sr->evictions,
+		.pinned = sr->pinned,
+		.journal_commits = sr->journal_commits,
+		.checkpoints = sr->checkpoints,
+		.checksum_errors = sr->checksum_errors,
+		.io_errors = sr->io_errors,
+		.durable = sr->durable,
+		.verify = sr->verify,
 	};
 	kvswap__v1__event__free_unpacked(ev, NULL);
 	return 0;

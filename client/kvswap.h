@@ -75,7 +75,20 @@ struct kvswap_stat {
 	uint64_t cpu_user_us;
 	uint64_t cpu_system_us;
 	uint64_t uptime_ms;
+	uint64_t evictions;
+	uint64_t pinned;	/* bytes of pinned entries */
+	uint64_t journal_commits;
+	uint64_t checkpoints;
+	uint64_t checksum_errors;
+	uint64_t io_errors;
+	bool durable;		/* the daemon's default durability */
+	bool verify;		/* swap-in checks CRC32C */
 };
+
+/* Flags of kvswap_swap_out(). */
+#define KVSWAP_DURABLE	0x1	/* final event once on stable storage */
+#define KVSWAP_CACHE	0x2	/* final event once the data is written */
+#define KVSWAP_PINNED	0x4	/* never evicted */
 
 /* Layout of a stored entry. Arrays are owned by the library: see each call. */
 struct kvswap_entry {
@@ -164,7 +177,8 @@ uint32_t kvswap_region_id(const struct kvswap_region *r);
 
 /*
  * Starts a swap-out of `nseg` segments of region `r` under `key`, with an
- * optional opaque `metadata` blob. Returns once the daemon has taken the
+ * optional opaque `metadata` blob and KVSWAP_* flags (0: the daemon's
+ * default durability, evictable). Returns once the daemon has taken the
  * request (it may first have to read events to make room on the socket);
  * *ret is the request handle, freed with kvswap_req_free(). The caller must not modify the
  * named ranges of the region until the request has finished.
@@ -243,6 +257,14 @@ int kvswap_get(struct kvswap *k, const void *key, size_t key_len,
  */
 int kvswap_lookup(struct kvswap *k, const void *const *keys,
 		  const size_t *key_lens, uint32_t n, bool *present);
+
+/*
+ * kvswap_lookup() that also protects the present keys from eviction for
+ * lease_ms (at most 60000), so the swap-in that follows finds them.
+ */
+int kvswap_lookup_lease(struct kvswap *k, const void *const *keys,
+			const size_t *key_lens, uint32_t n, uint32_t lease_ms,
+			bool *present);
 
 /*
  * Describes one entry. On success *ret is filled; free its arrays with

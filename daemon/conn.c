@@ -102,7 +102,7 @@ static void recv_arm(struct server *srv, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (c->closing || c->close_on_send || c->recv_armed ||
+	if (srv->quit || c->closing || c->close_on_send || c->recv_armed ||
 	    c->xfers >= KVS_MAX_REQUESTS || c->backlog_bytes >= CONN_MAX_BACKLOG)
 		return;
 	c->iov = (struct iovec){ c->rbuf, sizeof(c->rbuf) };
@@ -245,13 +245,25 @@ void conn_abort(struct server *srv, struct conn *c, const char *why)
 	conn_maybe_free(srv, c);
 }
 
-void conn_abort_all(struct server *srv)
+void conn_drain(struct server *srv, bool force)
 {
 	struct conn *c = srv->conns, *next;
 
 	for (; c; c = next) {
 		next = c->next;
-		conn_abort(srv, c, NULL);
+		if (c->closing)
+			continue;
+		if (c->recv_armed && !c->recv_cancelled) {
+			struct io_uring_sqe *sqe = server_sqe(srv);
+
+			io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
+			io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
+			c->recv_cancelled = true;
+		}
+		if (force)
+			conn_abort(srv, c, NULL);
+		else if (!c->xfers && !c->close_on_send)
+			conn_close_after_send(srv, c, NULL);
 	}
 }
 
@@ -346,10 +358,11 @@ int conn_send_error(struct server *srv, struct conn *c, uint64_t id, int code,
 	return conn_send(srv, c, &ev);
 }
 
-void conn_close_after_send(struct server *srv, struct conn *c)
+void conn_close_after_send(struct server *srv, struct conn *c, const char *why)
 {
+	c->close_why = why;
 	if (!c->backlog)
-		conn_abort(srv, c, "after a protocol error");
+		conn_abort(srv, c, why);
 	else
 		c->close_on_send = true;
 }
@@ -375,7 +388,7 @@ void conn_send_done(struct server *srv, struct out *o, int res)
 	c->backlog_bytes -= o->len;
 	free(o);
 	if (c->close_on_send && !c->backlog) {
-		conn_abort(srv, c, "after a protocol error");
+		conn_abort(srv, c, c->close_why);
 		return;
 	}
 	backlog_arm(srv, c);
@@ -388,7 +401,7 @@ static void fatal_error(struct server *srv, struct conn *c, int code,
 {
 	log_info("client %s: %s", c->name, msg);
 	if (conn_send_error(srv, c, 0, code, -1, msg) == 0)
-		conn_close_after_send(srv, c);
+		conn_close_after_send(srv, c, "after a protocol error");
 }
 
 /* Collects the SCM_RIGHTS fds of the last packet. Returns how many. */
@@ -476,6 +489,8 @@ void conn_recv_done(struct server *srv, struct conn *c, int res)
 		conn_maybe_free(srv, c);
 		return;
 	}
+	if (res == -ECANCELED && srv->quit)
+		return;		/* draining: requests in flight go on */
 	if (res <= 0) {
 		conn_abort(srv, c, res == 0 || res == -ECONNRESET ? NULL
 							      : strerror(-res));

@@ -30,8 +30,10 @@ struct conn {
 	bool hello;
 	bool closing;		/* shut down; draining */
 	bool close_on_send;	/* close once the backlog is sent */
+	const char *close_why;
 	bool backlog_armed;	/* a SEND of the backlog's head in flight */
 	bool recv_armed;
+	bool recv_cancelled;
 	bool dead;		/* freed at the end of the batch */
 	uint32_t ops;		/* recv and sends in flight */
 	uint32_t xfers;		/* swap requests in flight */
@@ -95,14 +97,19 @@ int conn_send_error(struct server *srv, struct conn *c, uint64_t id,
 		    int code, int64_t seg, const char *msg);
 
 /* Closes the connection once everything queued to it has been sent. */
-void conn_close_after_send(struct server *srv, struct conn *c);
+void conn_close_after_send(struct server *srv, struct conn *c, const char *why);
+
+/*
+ * Shutdown: stops reading requests; closes each connection once its swaps
+ * have finished and their events are sent, or all of them now if force.
+ */
+void conn_drain(struct server *srv, bool force);
 
 /* Frees the connections that died during the last batch of completions. */
 void conn_reap(struct server *srv);
 
 /* Shuts the connection down; it is freed once drained. */
 void conn_abort(struct server *srv, struct conn *c, const char *why);
-void conn_abort_all(struct server *srv);
 
 /* A region of this connection with this id that is not being released. */
 struct region *conn_region(struct conn *c, uint32_t id);

@@ -8,6 +8,7 @@
 
 #include "conn.h"
 #include "control.h"
+#include "journal.h"
 #include "log.h"
 #include "region.h"
 
@@ -28,7 +29,7 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 			 "this daemon speaks version %d", m->version,
 			 KVS_PROTOCOL_VERSION);
 		if (conn_send_error(srv, c, req->id, EPROTONOSUPPORT, -1, err) == 0)
-			conn_close_after_send(srv, c);
+			conn_close_after_send(srv, c, "unsupported protocol version");
 		return;
 	}
 	if (!c->hello && m->client_name && *m->client_name) {
@@ -122,10 +123,17 @@ static void lookup(struct server *srv, struct conn *c, Request *req)
 	bool prefix = true;
 	EV_INIT(ev, req);
 
+	uint64_t lease = m->lease_ms ? now_ms() + m->lease_ms : 0;
+
 	lr.has_prefix = 1;
 	for (size_t i = 0; i < m->n_keys; i++) {
-		present[i] = index_get(&srv->index, m->keys[i].data,
-				       m->keys[i].len) != NULL;
+		struct entry *e = index_get(&srv->index, m->keys[i].data,
+					    m->keys[i].len);
+
+		present[i] = e != NULL;
+		/* A lease keeps the prefix for the SwapIn that follows. */
+		if (e && lease > e->lease_until)
+			e->lease_until = lease;
 		prefix = prefix && present[i];
 		lr.prefix += prefix;
 	}
@@ -167,21 +175,70 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 	conn_send(srv, c, &ev);
 }
 
+/* A delete waiting for its record to be durable holds its connection. */
+struct pending_reply {
+	struct conn *c;
+	uint64_t id;
+};
+
+static void send_delete_reply(struct server *srv, struct conn *c, uint64_t id)
+{
+	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
+	Kvswap__V1__DeleteReply dr = KVSWAP__V1__DELETE_REPLY__INIT;
+
+	ev.has_id = 1;
+	ev.id = id;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_DELETE;
+	ev.delete_ = &dr;
+	conn_send(srv, c, &ev);
+}
+
+static void delete_done(struct server *srv, void *arg, int err)
+{
+	struct pending_reply *p = arg;
+
+	if (!p->c->closing) {
+		if (err)
+			conn_send_error(srv, p->c, p->id, err, -1, "delete: the entry "
+					"is gone, but the metadata write failed: it "
+					"may come back after a crash");
+		else
+			send_delete_reply(srv, p->c, p->id);
+	}
+	conn_xfer_done(srv, p->c);
+	free(p);
+}
+
 static void delete(struct server *srv, struct conn *c, Request *req)
 {
 	const Kvswap__V1__Delete *m = req->delete_;
-	Kvswap__V1__DeleteReply dr = KVSWAP__V1__DELETE_REPLY__INIT;
+	struct pending_reply *p = NULL;
 	struct entry *e;
-	EV_INIT(ev, req);
 
 	e = index_del(&srv->index, m->key.data, m->key.len);
 	if (!e)
 		return not_found(srv, c, req, "delete.key: no such entry");
-	/* A swap-in still reading it holds a reference: space waits for it. */
-	store_entry_put(&srv->store, e);
-	ev.body_case = KVSWAP__V1__EVENT__BODY_DELETE;
-	ev.delete_ = &dr;
-	conn_send(srv, c, &ev);
+	/*
+	 * Gone from the index now. Its blocks return once the DEL record is
+	 * durable and no swap-in reads them; in durable mode the reply waits
+	 * for the record too.
+	 */
+	if (!srv->cfg.cache)
+		p = malloc(sizeof(*p));
+	if (p) {
+		*p = (struct pending_reply){ c, req->id };
+		c->xfers++;
+	}
+	if (journal_del(srv, e, p ? delete_done : NULL, p) < 0) {
+		store_entry_put(&srv->store, e);
+		if (p) {
+			c->xfers--;
+			free(p);
+			p = NULL;
+		}
+	}
+	if (!p)
+		send_delete_reply(srv, c, req->id);
 }
 
 /*
@@ -294,6 +351,17 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.cpu_user_us = tv_us(ru.ru_utime);
 	s.cpu_system_us = tv_us(ru.ru_stime);
 	s.uptime_ms = now_ms() - srv->start_ms;
+	s.has_evictions = s.has_pinned = s.has_durable = s.has_verify = 1;
+	s.has_journal_commits = s.has_checkpoints = 1;
+	s.has_checksum_errors = s.has_io_errors = 1;
+	s.evictions = srv->st.evictions;
+	s.pinned = srv->index.pinned_bytes;
+	s.durable = !srv->cfg.cache;
+	s.verify = srv->cfg.verify;
+	s.journal_commits = srv->jr.commits;
+	s.checkpoints = srv->jr.checkpoints;
+	s.checksum_errors = srv->st.checksum_errors;
+	s.io_errors = srv->st.io_errors;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
 	conn_send(srv, c, &ev);

@@ -32,6 +32,7 @@
 #include "journal.h"
 #include "log.h"
 #include "server.h"
+#include "xfer.h"
 
 #define JB_MAGIC	0x424c564bu	/* "KVLB" */
 #define JB_HDR		32u
@@ -258,21 +259,52 @@ bool journal_idle(const struct server *srv)
 	return srv->jr.phase == PH_IDLE && !srv->jr.head;
 }
 
-/* Ends the group: callbacks, then the references it held. */
-static void group_done(struct server *srv, int err)
+static void release(struct server *srv, struct jitem *it)
 {
-	struct jitem *it = srv->jr.group, *next;
+	struct jitem *next;
 
-	srv->jr.group = NULL;
 	for (; it; it = next) {
 		next = it->next;
-		if (it->done)
-			it->done(srv, it->arg, err);
 		/* Superseded blocks become reusable only now. */
 		store_entry_put(&srv->store, it->e);
 		store_entry_put(&srv->store, it->old);
 		free(it);
 	}
+}
+
+/*
+ * Ends the group: callbacks, then the references it held. After a failed
+ * write nobody knows which records landed, so the references (the blocks
+ * of deleted and replaced entries) wait in limbo for the next successful
+ * checkpoint, which describes the index without them.
+ */
+static void group_done(struct server *srv, int err, bool checkpoint)
+{
+	struct journal *j = &srv->jr;
+	struct jitem *g = j->group, *it;
+
+	j->group = NULL;
+	for (it = g; it; it = it->next)
+		if (it->done)
+			it->done(srv, it->arg, err);
+	if (err) {
+		if (g) {
+			for (it = g; it->next; it = it->next)
+				;
+			it->next = j->limbo;
+			j->limbo = g;
+		}
+		j->want_checkpoint = true;
+		j->failed_ms = now_ms();
+		return;
+	}
+	release(srv, g);
+	if (checkpoint) {
+		release(srv, j->limbo);
+		j->limbo = NULL;
+		j->failed_ms = 0;
+	}
+	xfer_space_retry(srv);
 }
 
 /* --- I/O ----------------------------------------------------------------- */
@@ -372,7 +404,7 @@ static ssize_t stage_group(struct server *srv)
 	s = (struct stream){ j->buf, blocks, 0, 0 };
 	for (struct jitem *it = j->group; it; it = it->next)
 		rec_write(&s, it->type, it->e);
-	return (ssize_t)st_finish(&s, srv->store.sb_nonce, j->tail);
+	return (ssize_t)st_finish(&s, srv->store.sb_nonce, j->next);
 }
 
 static void start_checkpoint(struct server *srv)
@@ -390,10 +422,12 @@ static void start_checkpoint(struct server *srv)
 			"a %llu MiB log half", strerror((int)-n),
 			(unsigned long long)srv->index.count,
 			(unsigned long long)(srv->store.meta_half >> 20));
-		group_done(srv, (int)n);
+		group_done(srv, (int)n, false);
 		return;
 	}
 	j->nblocks = (size_t)n;
+	j->err = 0;
+	j->expect = j->written = 0;
 	j->phase = PH_CK_SYNC;
 	submit_sync(srv);
 }
@@ -405,7 +439,12 @@ void journal_kick(struct server *srv)
 	size_t bytes = 0;
 	ssize_t n;
 
-	if (j->phase != PH_IDLE || !j->head)
+	if (j->phase != PH_IDLE)
+		return;
+	if (!j->head && !(j->want_checkpoint && j->limbo))
+		return;
+	/* After a failed write, try again at most once a second. */
+	if (j->failed_ms && now_ms() - j->failed_ms < 1000)
 		return;
 	j->group = j->head;
 	j->head = j->tail = NULL;
@@ -415,7 +454,7 @@ void journal_kick(struct server *srv)
 	}
 	/* A checkpoint when the live half is three quarters full. */
 	if (j->want_checkpoint ||
-	    j->tail + blocks_for(bytes) > half_blocks(srv) * 3 / 4) {
+	    j->next + blocks_for(bytes) > half_blocks(srv) * 3 / 4) {
 		start_checkpoint(srv);
 		return;
 	}
@@ -423,26 +462,27 @@ void journal_kick(struct server *srv)
 	if (n < 0) {
 		log_err("journal: cannot stage %zu bytes of records: %s", bytes,
 			strerror((int)-n));
-		group_done(srv, (int)n);
+		group_done(srv, (int)n, false);
 		return;
 	}
 	j->nblocks = (size_t)n;
 	j->err = 0;
+	j->expect = j->written = 0;
 	if (puts) {
 		j->phase = PH_SYNC;
 		submit_sync(srv);
 	} else {
 		j->phase = PH_WRITE;
-		j->expect = 0;
 		submit_write(srv, j->buf, j->nblocks * STORE_BLOCK,
 			     half_off(srv, srv->store.sb_active) +
-			     j->tail * STORE_BLOCK);
+			     j->next * STORE_BLOCK);
 	}
 }
 
 void journal_cqe(struct server *srv, int res)
 {
 	struct journal *j = &srv->jr;
+	bool ck;
 
 	if (res < 0 && !j->err)
 		j->err = res;
@@ -458,10 +498,10 @@ void journal_cqe(struct server *srv, int res)
 		log_err("journal: %s failed: %s; the next commit writes a "
 			"checkpoint", j->phase == PH_SYNC || j->phase == PH_CK_SYNC ?
 			"fdatasync" : "metadata write", strerror(-j->err));
-		j->want_checkpoint = true;
 		j->phase = PH_IDLE;
-		group_done(srv, j->err);
+		group_done(srv, j->err, false);
 		j->err = 0;
+		j->written = j->expect = 0;
 		return;
 	}
 	j->written = 0;
@@ -471,10 +511,10 @@ void journal_cqe(struct server *srv, int res)
 		j->phase = PH_WRITE;
 		submit_write(srv, j->buf, j->nblocks * STORE_BLOCK,
 			     half_off(srv, srv->store.sb_active) +
-			     j->tail * STORE_BLOCK);
+			     j->next * STORE_BLOCK);
 		return;
 	case PH_WRITE:
-		j->tail += j->nblocks;
+		j->next += j->nblocks;
 		j->commits++;
 		j->log_bytes += j->nblocks * STORE_BLOCK;
 		break;
@@ -493,7 +533,7 @@ void journal_cqe(struct server *srv, int res)
 		srv->store.sb_gen = j->ck_gen;
 		srv->store.sb_nonce = j->ck_nonce;
 		srv->store.sb_active = j->ck_half;
-		j->tail = j->nblocks;
+		j->next = j->nblocks;
 		j->want_checkpoint = false;
 		j->checkpoints++;
 		j->log_bytes += (j->nblocks + 1) * STORE_BLOCK;
@@ -504,8 +544,9 @@ void journal_cqe(struct server *srv, int res)
 	default:
 		return;
 	}
+	ck = j->phase == PH_CK_SB;
 	j->phase = PH_IDLE;
-	group_done(srv, 0);
+	group_done(srv, 0, ck);
 	journal_kick(srv);
 }
 
@@ -547,7 +588,7 @@ int journal_checkpoint_sync(struct server *srv, char *err, size_t len)
 			 "%llu MiB log half", strerror((int)-n),
 			 (unsigned long long)srv->index.count,
 			 (unsigned long long)(srv->store.meta_half >> 20));
-		group_done(srv, (int)n);
+		group_done(srv, (int)n, false);
 		return (int)n;
 	}
 	for (uint32_t i = 0; !r && i < srv->store.nfiles; i++)
@@ -569,15 +610,16 @@ int journal_checkpoint_sync(struct server *srv, char *err, size_t len)
 	if (r < 0) {
 		snprintf(err, len, "checkpoint to %s: %s", srv->store.files[0].path,
 			 strerror(-r));
-		group_done(srv, r);
+		group_done(srv, r, false);
 		return r;
 	}
 	srv->store.sb_gen++;
 	srv->store.sb_nonce = nonce;
 	srv->store.sb_active = !srv->store.sb_active;
-	j->tail = (uint64_t)n;
+	j->next = (uint64_t)n;
 	j->checkpoints++;
-	group_done(srv, 0);
+	j->want_checkpoint = false;
+	group_done(srv, 0, true);
 	return 0;
 }
 

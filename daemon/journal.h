@@ -32,10 +32,15 @@ struct journal {
 	int phase;
 	uint32_t ops;		/* I/O of the phase in flight */
 	int err;		/* first error of the phase */
+	size_t expect;		/* bytes the phase's writes must write */
+	size_t written;
+	/* Records of failed writes: their references wait for a checkpoint. */
+	struct jitem *limbo;
+	uint64_t failed_ms;
 	uint8_t *buf;		/* staged blocks, block-aligned */
 	size_t cap;		/* bytes */
 	size_t nblocks;		/* staged */
-	uint64_t tail;		/* next block in the live half */
+	uint64_t next;		/* next block in the live half */
 	bool want_checkpoint;
 	uint64_t ck_gen;
 	uint64_t ck_nonce;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "journal.h"
 #include "log.h"
 #include "server.h"
 
@@ -32,6 +33,11 @@ static void usage(FILE *f)
 		"                         (default %s)\n"
 		"  --store-size SIZE      size of each store file, e.g. 4G (default 4G)\n"
 		"  --queue-depth N        segments in flight, 1..%d (default %d)\n"
+		"  --durability MODE      durable (default): a swap-out's final event\n"
+		"                         comes once data and metadata are on stable\n"
+		"                         storage; cache: once the data is written\n"
+		"  --verify on|off        check each segment's CRC32C on swap-in\n"
+		"                         (default on)\n"
 		"  --log-level LEVEL      err, warning, notice, info or debug\n"
 		"                         (default info)\n"
 		"  -h, --help             this text\n"
@@ -68,13 +74,15 @@ static int parse_size(const char *s, uint64_t *ret)
 static int parse_args(int argc, char **argv, struct config *cfg)
 {
 	enum { OPT_SOCKET = 256, OPT_STORE, OPT_STORE_SIZE, OPT_QUEUE_DEPTH,
-	       OPT_LOG_LEVEL, OPT_VERSION };
+	       OPT_LOG_LEVEL, OPT_VERSION, OPT_DURABILITY, OPT_VERIFY };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "store", required_argument, NULL, OPT_STORE },
 		{ "store-size", required_argument, NULL, OPT_STORE_SIZE },
 		{ "queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "durability", required_argument, NULL, OPT_DURABILITY },
+		{ "verify", required_argument, NULL, OPT_VERIFY },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -116,6 +124,20 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 			}
 			log_max_level = c;
 			break;
+		case OPT_DURABILITY:
+			if (strcmp(optarg, "durable") && strcmp(optarg, "cache")) {
+				log_err("--durability %s: use durable or cache", optarg);
+				return -EINVAL;
+			}
+			cfg->cache = !strcmp(optarg, "cache");
+			break;
+		case OPT_VERIFY:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				log_err("--verify %s: use on or off", optarg);
+				return -EINVAL;
+			}
+			cfg->verify = !strcmp(optarg, "on");
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -141,6 +163,7 @@ int main(int argc, char **argv)
 		.store_paths = DEFAULT_STORE,
 		.store_size = DEFAULT_STORE_SIZE,
 		.queue_depth = DEFAULT_QUEUE_DEPTH,
+		.verify = true,
 	};
 	static struct server srv;
 	bool created = false;
@@ -171,8 +194,15 @@ int main(int argc, char **argv)
 	if (created)
 		unlink(cfg.socket_path);
 	close(srv.listen_fd);
-	if (ret == 0)
-		log_notice("kvswapd stopped");
+	if (ret == 0) {
+		/* Every request has finished: one checkpoint of everything. */
+		ret = journal_checkpoint_sync(&srv, err, sizeof(err));
+		if (ret < 0)
+			log_err("%s", err);
+		else
+			log_notice("kvswapd stopped: checkpoint of %llu entries written",
+				   (unsigned long long)srv.index.count);
+	}
 out_fini:
 	server_fini(&srv);
 	return ret < 0 ? 1 : 0;

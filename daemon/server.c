@@ -229,6 +229,8 @@ static void signal_arm(struct server *srv)
 }
 
 #define STATUS_INTERVAL_MS 5000
+/* On SIGTERM, requests in flight get this long to finish. */
+#define DRAIN_MS 10000
 
 static void tick_arm(struct server *srv)
 {
@@ -268,6 +270,7 @@ static void on_tick(struct server *srv)
 {
 	if (srv->watchdog_usec)
 		sd_notify(0, "WATCHDOG=1");
+	journal_kick(srv);
 	if (now_ms() - srv->last_status_ms >= STATUS_INTERVAL_MS - 100)
 		status_update(srv);
 	tick_arm(srv);
@@ -321,14 +324,15 @@ static void on_signal(struct server *srv, int res)
 			 strsignal((int)srv->siginfo.ssi_signo));
 		exit(1);
 	}
-	log_notice("%s: closing %u clients and exiting",
+	log_notice("%s: finishing the requests of %u clients, then a checkpoint",
 		   strsignal((int)srv->siginfo.ssi_signo), srv->nconns);
 	sd_notify(0, "STOPPING=1");
 	srv->quit = true;
+	srv->drain_deadline_ms = now_ms() + DRAIN_MS;
 	sqe = server_sqe(srv);
 	io_uring_prep_cancel64(sqe, ud_make(NULL, UD_ACCEPT), 0);
 	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
-	conn_abort_all(srv);
+	conn_drain(srv, false);
 }
 
 static void dispatch(struct server *srv, struct io_uring_cqe *cqe)
@@ -361,6 +365,9 @@ static void dispatch(struct server *srv, struct io_uring_cqe *cqe)
 	case UD_TICK:
 		on_tick(srv);
 		break;
+	case UD_JOURNAL:
+		journal_cqe(srv, cqe->res);
+		break;
 	case UD_NONE:
 		break;
 	}
@@ -383,6 +390,9 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 		return ret;
 	}
 	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size, err, len);
+	if (ret < 0)
+		return ret;
+	ret = journal_recover(srv, err, len);
 	if (ret < 0)
 		return ret;
 	ret = ring_setup(srv, err, len);
@@ -416,7 +426,7 @@ int server_run(struct server *srv)
 	signal_arm(srv);
 	conn_accept_arm(srv);
 	tick_start(srv);
-	while (!srv->quit || srv->nconns) {
+	while (!srv->quit || srv->nconns || !journal_idle(srv)) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 		int ret;
@@ -432,6 +442,9 @@ int server_run(struct server *srv)
 		}
 		io_uring_cq_advance(&srv->ring, n);
 		xfer_pump(srv);
+		journal_kick(srv);
+		if (srv->quit)
+			conn_drain(srv, now_ms() > srv->drain_deadline_ms);
 		conn_reap(srv);
 	}
 	return 0;

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 
 #include "index.h"
+#include "journal.h"
 #include "store.h"
 
 #define KVSWAP_VERSION "0.1.0"
@@ -44,6 +45,7 @@ enum ud_type {
 	UD_SEG_TAIL,		/* struct xseg: swap-in tail read finished */
 	UD_BUFTAG,		/* struct region: a buffer slot was released */
 	UD_TICK,		/* the watchdog and status timer */
+	UD_JOURNAL,		/* a metadata log write or fdatasync */
 };
 #define UD_TYPE_MASK 0xfull
 
@@ -71,13 +73,25 @@ struct config {
 	uint64_t store_size;
 	uint32_t queue_depth;
 	int log_level;
+	bool cache;		/* default durability: cache, else durable */
+	bool verify;		/* check CRC32C on swap-in */
 };
+
+/* SwapOut.flags */
+#define KVS_FLAG_DURABLE	0x1	/* final event once on stable storage */
+#define KVS_FLAG_CACHE		0x2	/* final event once the data is written */
+#define KVS_FLAG_PINNED		0x4	/* never evicted */
+#define KVS_FLAGS_ALL		0x7
+#define KVS_MAX_LEASE_MS	60000
 
 struct stats {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t requests;
 	uint64_t errors;
+	uint64_t evictions;
+	uint64_t checksum_errors;
+	uint64_t io_errors;
 };
 
 /* The daemon's state: one ring, one store, one index, its clients. */
@@ -85,6 +99,7 @@ struct server {
 	struct io_uring ring;
 	struct store store;
 	struct index index;
+	struct journal jr;
 	struct config cfg;
 	struct stats st;
 
@@ -92,6 +107,7 @@ struct server {
 	int signal_fd;
 	struct signalfd_siginfo siginfo;
 	bool quit;
+	uint64_t drain_deadline_ms;
 	uint64_t start_ms;
 
 	/* Timer: watchdog pings (0: off) and STATUS= updates. */
@@ -111,6 +127,9 @@ struct server {
 	uint32_t nregions;
 	struct xfer *runq_head;
 	struct xfer *runq_tail;
+	/* Swap-outs waiting for evicted space to be released. */
+	struct xfer *spaceq_head;
+	struct xfer *spaceq_tail;
 
 	/* I/O chains in flight; at most cfg.queue_depth. */
 	uint32_t inflight;

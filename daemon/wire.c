@@ -67,9 +67,12 @@ static int check_swap_out(const Kvswap__V1__SwapOut *m, char *err, size_t len)
 		return bad(err, len, -EINVAL,
 			   "swap_out.metadata: %zu bytes, the maximum is %d",
 			   m->metadata.len, KVS_MAX_METADATA);
-	if (m->flags)
+	if (m->flags & ~KVS_FLAGS_ALL)
 		return bad(err, len, -EINVAL,
-			   "swap_out.flags: unknown flags 0x%x", m->flags);
+			   "swap_out.flags: unknown flags 0x%x", m->flags & ~KVS_FLAGS_ALL);
+	if ((m->flags & KVS_FLAG_DURABLE) && (m->flags & KVS_FLAG_CACHE))
+		return bad(err, len, -EINVAL,
+			   "swap_out.flags: DURABLE and CACHE are exclusive");
 	r = check_count("swap_out.segments", m->n_segments, KVS_MAX_SEGMENTS,
 			err, len);
 	if (r < 0)
@@ -151,6 +154,10 @@ int wire_check(const Request *req, char *err, size_t len)
 	case KVSWAP__V1__REQUEST__BODY_LOOKUP: {
 		const Kvswap__V1__Lookup *m = req->lookup;
 		int r = check_count("lookup.keys", m->n_keys, KVS_MAX_LOOKUP, err, len);
+
+		if (!r && m->lease_ms > KVS_MAX_LEASE_MS)
+			return bad(err, len, -EINVAL, "lookup.lease_ms %u: at most %d",
+				   m->lease_ms, KVS_MAX_LEASE_MS);
 
 		for (size_t i = 0; !r && i < m->n_keys; i++) {
 			char what[48];

@@ -27,6 +27,8 @@
 #include "conn.h"
 #include "log.h"
 #include "region.h"
+#include "crc32c.h"
+#include "journal.h"
 #include "xfer.h"
 
 /* Extents, GiB slots crossed, the bounce block and the send. */
@@ -39,8 +41,9 @@ struct xseg {
 	uint32_t index;		/* in the request */
 	uint32_t stored;	/* in the entry */
 	int32_t bounce;		/* bounce block, or -1 */
+	uint32_t lastlen;	/* bytes of the chain's last I/O */
 	uint8_t evlen;
-	uint8_t ev[27];		/* pre-encoded SegmentDone event */
+	uint8_t ev[23];		/* pre-encoded SegmentDone event */
 } __attribute__((aligned(16)));
 
 struct xfer {
@@ -58,6 +61,12 @@ struct xfer {
 	uint64_t bytes;
 	int err;		/* first failure */
 	char errmsg[200];
+	/* Swap-out: the entry is made once its space is allocated. */
+	uint32_t flags;		/* KVS_FLAG_* */
+	uint32_t key_len;
+	uint32_t meta_len;
+	uint8_t *key;		/* in this allocation, after seg[] */
+	uint8_t *meta;
 	struct xseg seg[];
 } __attribute__((aligned(16)));
 
@@ -79,9 +88,11 @@ static void enqueue(struct server *srv, struct xfer *x)
 
 static struct xfer *xfer_new(struct conn *c, struct region *r,
 			     struct entry *e, uint64_t id, bool out,
-			     uint32_t nseg)
+			     uint32_t nseg, const ProtobufCBinaryData *key,
+			     const ProtobufCBinaryData *meta)
 {
-	size_t sz = sizeof(struct xfer) + nseg * sizeof(struct xseg);
+	size_t sz = sizeof(struct xfer) + nseg * sizeof(struct xseg) +
+		    (key ? key->len : 0) + (meta ? meta->len : 0);
 	struct xfer *x = aligned_alloc(16, (sz + 15) & ~(size_t)15);
 
 	if (!x)
@@ -93,6 +104,16 @@ static struct xfer *xfer_new(struct conn *c, struct region *r,
 	x->id = id;
 	x->out = out;
 	x->nseg = nseg;
+	x->key = (uint8_t *)&x->seg[nseg];
+	if (key) {
+		x->key_len = (uint32_t)key->len;
+		memcpy(x->key, key->data, key->len);
+	}
+	x->meta = x->key + x->key_len;
+	if (meta && meta->len) {
+		x->meta_len = (uint32_t)meta->len;
+		memcpy(x->meta, meta->data, meta->len);
+	}
 	for (uint32_t i = 0; i < nseg; i++) {
 		Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 		Kvswap__V1__SegmentDone sd = KVSWAP__V1__SEGMENT_DONE__INIT;
@@ -122,6 +143,82 @@ static void xfer_start(struct server *srv, struct xfer *x)
 	enqueue(srv, x);
 }
 
+/* Releases what a finished swap held, and the connection's count. */
+static void xfer_end(struct server *srv, struct xfer *x)
+{
+	struct conn *c = x->c;
+	struct region *r = x->r;
+
+	/* Swap-out failed or aborted: its blocks go back; swap-in: unref. */
+	store_entry_put(&srv->store, x->e);
+	r->users--;
+	if (r->dying && !r->users && !c->closing) {
+		int ret = region_release(srv, r);
+
+		if (ret < 0)
+			conn_region_gone(srv, r, ret);
+	}
+	free(x);
+	conn_xfer_done(srv, c);
+}
+
+static void reply_swap_out(struct server *srv, struct xfer *x)
+{
+	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
+	Kvswap__V1__SwapOutReply so = KVSWAP__V1__SWAP_OUT_REPLY__INIT;
+
+	if (x->c->closing)
+		return;
+	ev.has_id = 1;
+	ev.id = x->id;
+	so.has_segments = so.has_bytes = 1;
+	so.segments = x->nseg;
+	so.bytes = x->bytes;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_OUT;
+	ev.swap_out = &so;
+	conn_send(srv, x->c, &ev);
+}
+
+/*
+ * A durable swap-out's PUT record is on stable storage (or its write
+ * failed): link the entry and answer. The entry is linked even after a
+ * failed metadata write: its data is whole, the record may have landed,
+ * and freeing its blocks could let a recovered record point at reused
+ * blocks. The next commit writes a checkpoint that includes it.
+ */
+static void put_done(struct server *srv, void *arg, int err)
+{
+	struct xfer *x = arg;
+	char msg[200];
+
+	store_entry_put(&srv->store, index_put(&srv->index, x->e));
+	x->e = NULL;
+	if (err && !x->c->closing) {
+		snprintf(msg, sizeof(msg), "swap_out: the data is stored but the "
+			 "metadata write failed (%s): durability not confirmed",
+			 strerror(-err));
+		conn_send_error(srv, x->c, x->id, err, -1, msg);
+	} else if (!err) {
+		reply_swap_out(srv, x);
+	}
+	xfer_end(srv, x);
+}
+
+/*
+ * Drops an entry whose bytes could not be read back correctly: a DEL
+ * record, and no one will read it again.
+ */
+static void drop_entry(struct server *srv, struct entry *e)
+{
+	if (!e->linked)
+		return;
+	index_del(&srv->index, e->key, e->key_len);
+	if (journal_del(srv, e, NULL, NULL) < 0)
+		store_entry_put(&srv->store, e);
+	log_warn("dropped entry of %llu bytes after a failed read",
+		 (unsigned long long)e->size);
+}
+
 static void reply_error(struct server *srv, struct conn *c, const Request *req,
 			int code, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
@@ -138,15 +235,171 @@ static void reply_error(struct server *srv, struct conn *c, const Request *req,
 	conn_send_error(srv, c, req->id, code, -1, msg);
 }
 
+static void park(struct server *srv, struct xfer *x)
+{
+	x->qnext = NULL;
+	if (srv->spaceq_tail)
+		srv->spaceq_tail->qnext = x;
+	else
+		srv->spaceq_head = x;
+	srv->spaceq_tail = x;
+}
+
+static uint64_t entry_blocks(const struct entry *e)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < e->next; i++)
+		n += e->ext[i].nblocks;
+	return n;
+}
+
+/*
+ * Evicts least recently used entries, not pinned and not leased, until
+ * `need` more bytes will be free. Their blocks return once the DEL
+ * records are durable. Evicts nothing if even all of them would not do.
+ * Returns the bytes evicted.
+ */
+static uint64_t evict(struct server *srv, uint64_t need)
+{
+	uint64_t got = 0, can = 0, now = now_ms();
+	struct entry *e, *next;
+
+	for (e = index_lru_first(&srv->index); e && can < need;
+	     e = index_lru_next(&srv->index, e))
+		if (e->lease_until <= now)
+			can += entry_blocks(e) * srv->store.block;
+	if (can < need)
+		return 0;
+	for (e = index_lru_first(&srv->index); e && got < need; e = next) {
+		next = index_lru_next(&srv->index, e);
+		if (e->lease_until > now)
+			continue;
+		got += entry_blocks(e) * srv->store.block;
+		index_del(&srv->index, e->key, e->key_len);
+		if (journal_del(srv, e, NULL, NULL) < 0)
+			store_entry_put(&srv->store, e);
+		srv->st.evictions++;
+	}
+	if (got)
+		log_debug("evicted %llu bytes", (unsigned long long)got);
+	return got;
+}
+
+/*
+ * Allocates the space of swap-out x and makes its entry. Returns 0, or
+ * -EAGAIN when x must wait for evicted space, or -ENOSPC with a message.
+ */
+static int xfer_alloc(struct server *srv, struct xfer *x, char *err, size_t len)
+{
+	uint32_t counts[KVS_MAX_SEGMENTS], next = 0;
+	uint64_t total = 0, blocks = 0, avail = store_avail(&srv->store);
+	struct entry *e;
+
+	for (uint32_t i = 0; i < x->nseg; i++) {
+		total += x->seg[i].len;
+		blocks += (x->seg[i].len + srv->store.block - 1) / srv->store.block;
+	}
+	if (blocks * srv->store.block > avail)
+		goto out_full;
+	for (uint32_t i = 0; i < x->nseg; i++) {
+		uint32_t pref = (srv->rr_file + i) % srv->store.nfiles;
+		int n = store_alloc(&srv->store, x->seg[i].len, pref,
+				    srv->scratch + next, KVS_MAX_EXTENTS);
+
+		if (n < 0) {
+			store_free(&srv->store, srv->scratch, next);
+			snprintf(err, len, "swap_out: the free space is too "
+				 "fragmented: a segment would need more than %d "
+				 "pieces", KVS_MAX_EXTENTS);
+			return -ENOSPC;
+		}
+		counts[i] = (uint32_t)n;
+		next += (uint32_t)n;
+	}
+	srv->rr_file = (srv->rr_file + x->nseg) % srv->store.nfiles;
+	e = entry_new(x->key, x->key_len, x->meta, x->meta_len, x->nseg, next);
+	if (!e) {
+		store_free(&srv->store, srv->scratch, next);
+		snprintf(err, len, "swap_out: out of memory");
+		return -ENOMEM;
+	}
+	memcpy(e->ext, srv->scratch, next * sizeof(*e->ext));
+	e->size = total;
+	e->flags = x->flags & KVS_FLAG_PINNED ? ENTRY_PINNED : 0;
+	for (uint32_t i = 0, k = 0; i < x->nseg; i++) {
+		e->segs[i] = (struct sseg){ x->seg[i].len, k, counts[i], 0, 0 };
+		k += counts[i];
+	}
+	x->e = e;
+	return 0;
+
+out_full:
+	/* Room comes back when earlier evictions' records are durable. */
+	if (evict(srv, blocks * srv->store.block - avail) ||
+	    !journal_idle(srv))
+		return -EAGAIN;
+	snprintf(err, len, "swap_out: the store is full: the entry needs %llu "
+		 "bytes, %llu of %llu are free, %llu pinned, the rest leased "
+		 "or being read", (unsigned long long)(blocks * srv->store.block),
+		 (unsigned long long)avail,
+		 (unsigned long long)srv->store.capacity,
+		 (unsigned long long)srv->index.pinned_bytes);
+	return -ENOSPC;
+}
+
+/* Ends a swap that never started: its error, then the references. */
+static void abandon(struct server *srv, struct xfer *x, int code,
+		    const char *msg)
+{
+	struct conn *c = x->c;
+	struct region *r = x->r;
+
+	if (!c->closing)
+		conn_send_error(srv, c, x->id, code, -1, msg);
+	r->users--;
+	if (r->dying && !r->users && !c->closing) {
+		int ret = region_release(srv, r);
+
+		if (ret < 0)
+			conn_region_gone(srv, r, ret);
+	}
+	free(x);
+	conn_xfer_done(srv, c);
+}
+
+void xfer_space_retry(struct server *srv)
+{
+	struct xfer *x = srv->spaceq_head, *next;
+	char err[256];
+
+	srv->spaceq_head = srv->spaceq_tail = NULL;
+	for (; x; x = next) {
+		int r;
+
+		next = x->qnext;
+		if (x->c->closing) {
+			abandon(srv, x, ECONNRESET, "client gone");
+			continue;
+		}
+		r = xfer_alloc(srv, x, err, sizeof(err));
+		if (r == -EAGAIN)
+			park(srv, x);
+		else if (r < 0)
+			abandon(srv, x, r, err);
+		else
+			enqueue(srv, x);
+	}
+}
+
 void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
 {
 	const Kvswap__V1__SwapOut *m = req->swap_out;
-	uint32_t nseg = (uint32_t)m->n_segments, next = 0;
-	uint32_t counts[KVS_MAX_SEGMENTS];
-	uint64_t total = 0, blocks = 0;
+	uint32_t nseg = (uint32_t)m->n_segments;
 	struct region *r;
-	struct entry *e;
 	struct xfer *x;
+	char err[256];
+	int ret;
 
 	r = conn_region(c, m->region);
 	if (!r)
@@ -162,54 +415,26 @@ void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
 					   (unsigned long long)s->offset,
 					   (unsigned long long)(s->offset + s->length),
 					   r->id, (unsigned long long)r->size);
-		total += s->length;
-		blocks += (s->length + srv->store.block - 1) / srv->store.block;
 	}
-	if (blocks * srv->store.block > store_avail(&srv->store))
-		goto out_nospc;
-	for (uint32_t i = 0; i < nseg; i++) {
-		uint32_t pref = (srv->rr_file + i) % srv->store.nfiles;
-		int n = store_alloc(&srv->store, m->segments[i]->length, pref,
-				    srv->scratch + next, KVS_MAX_EXTENTS);
-
-		if (n < 0) {
-			store_free(&srv->store, srv->scratch, next);
-			goto out_nospc;
-		}
-		counts[i] = (uint32_t)n;
-		next += (uint32_t)n;
-	}
-	srv->rr_file = (srv->rr_file + nseg) % srv->store.nfiles;
-	e = entry_new(m->key.data, (uint32_t)m->key.len, m->metadata.data,
-		      m->has_metadata ? (uint32_t)m->metadata.len : 0, nseg, next);
-	x = e ? xfer_new(c, r, e, req->id, true, nseg) : NULL;
-	if (!x) {
-		free(e);
-		store_free(&srv->store, srv->scratch, next);
+	x = xfer_new(c, r, NULL, req->id, true, nseg, &m->key,
+		     m->has_metadata ? &m->metadata : NULL);
+	if (!x)
 		return reply_error(srv, c, req, ENOMEM, "swap_out: out of memory");
-	}
-	memcpy(e->ext, srv->scratch, next * sizeof(*e->ext));
-	e->size = total;
-	for (uint32_t i = 0, k = 0; i < nseg; i++) {
-		e->segs[i] = (struct sseg){ m->segments[i]->length, k, counts[i] };
-		k += counts[i];
+	x->flags = m->flags;
+	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].len = m->segments[i]->length;
 		x->seg[i].stored = i;
 	}
-	xfer_start(srv, x);
-	return;
-
-out_nospc:
-	if (blocks * srv->store.block <= store_avail(&srv->store))
-		return reply_error(srv, c, req, ENOSPC, "swap_out: the free space "
-				   "is too fragmented: a segment would need more "
-				   "than %d pieces", KVS_MAX_EXTENTS);
-	reply_error(srv, c, req, ENOSPC, "swap_out: the store is full: the entry "
-		    "needs %llu bytes, %llu of %llu are free",
-		    (unsigned long long)(blocks * srv->store.block),
-		    (unsigned long long)store_avail(&srv->store),
-		    (unsigned long long)srv->store.capacity);
+	r->users++;
+	c->xfers++;
+	ret = xfer_alloc(srv, x, err, sizeof(err));
+	if (ret == -EAGAIN)
+		park(srv, x);
+	else if (ret < 0)
+		abandon(srv, x, ret, err);
+	else
+		enqueue(srv, x);
 }
 
 void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
@@ -244,11 +469,12 @@ void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
 					   (unsigned long long)s->offset, r->id,
 					   (unsigned long long)r->size);
 	}
-	x = xfer_new(c, r, e, req->id, false, nseg);
+	x = xfer_new(c, r, e, req->id, false, nseg, NULL, NULL);
 	if (!x)
 		return reply_error(srv, c, req, ENOMEM, "swap_in: out of memory");
 	/* The entry stays allocated until this read is done with it. */
 	e->refs++;
+	index_touch(&srv->index, e);
 	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].stored = m->segments[i]->index;
@@ -260,11 +486,10 @@ void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
 static void finish(struct server *srv, struct xfer *x)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
-	Kvswap__V1__SwapOutReply so = KVSWAP__V1__SWAP_OUT_REPLY__INIT;
 	Kvswap__V1__SwapInReply si = KVSWAP__V1__SWAP_IN_REPLY__INIT;
 	struct conn *c = x->c;
-	struct region *r = x->r;
 	char msg[320];
+	bool durable;
 
 	ev.has_id = 1;
 	ev.id = x->id;
@@ -275,15 +500,25 @@ static void finish(struct server *srv, struct xfer *x)
 			 op_name(x), x->failed, x->nseg, x->errmsg);
 		conn_send_error(srv, c, x->id, x->err, -1, msg);
 	} else if (x->out) {
-		/* Visible from now on; a replaced entry is freed once unread. */
-		store_entry_put(&srv->store, index_put(&srv->index, x->e));
+		durable = x->flags & KVS_FLAG_DURABLE ||
+			  (!(x->flags & KVS_FLAG_CACHE) && !srv->cfg.cache);
+		if (durable) {
+			/* Visible and answered once the record is durable. */
+			if (journal_put(srv, x->e, NULL, put_done, x) == 0)
+				return;
+			put_done(srv, x, -ENOMEM);
+			return;
+		}
+		/* Cache: visible now; the record follows in a later commit,
+		 * and the replaced entry's blocks wait for it. */
+		{
+			struct entry *old = index_put(&srv->index, x->e);
+
+			if (journal_put(srv, x->e, old, NULL, NULL) < 0)
+				store_entry_put(&srv->store, old);
+		}
 		x->e = NULL;
-		so.has_segments = so.has_bytes = 1;
-		so.segments = x->nseg;
-		so.bytes = x->bytes;
-		ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_OUT;
-		ev.swap_out = &so;
-		conn_send(srv, c, &ev);
+		reply_swap_out(srv, x);
 	} else {
 		si.has_segments = si.has_bytes = si.has_metadata = 1;
 		si.segments = x->nseg;
@@ -293,17 +528,7 @@ static void finish(struct server *srv, struct xfer *x)
 		ev.swap_in = &si;
 		conn_send(srv, c, &ev);
 	}
-	/* Swap-out failed or aborted: its blocks go back; swap-in: unref. */
-	store_entry_put(&srv->store, x->e);
-	r->users--;
-	if (r->dying && !r->users && !c->closing) {
-		int ret = region_release(srv, r);
-
-		if (ret < 0)
-			conn_region_gone(srv, r, ret);
-	}
-	free(x);
-	conn_xfer_done(srv, c);
+	xfer_end(srv, x);
 }
 
 static void try_finish(struct server *srv, struct xfer *x)
@@ -342,6 +567,11 @@ static void seg_end(struct server *srv, struct xseg *xs, int err,
 				 (unsigned long long)x->id, msg);
 			conn_send_error(srv, x->c, x->id, err, xs->index, msg);
 		}
+		/* Bytes that cannot be read back right are never served. */
+		if (!x->out && (err == -EIO || err == -EBADMSG))
+			drop_entry(srv, x->e);
+		if (err == -EIO)
+			srv->st.io_errors++;
 	}
 	try_finish(srv, x);
 }
@@ -415,6 +645,12 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 	unsigned n;
 
 	srv->inflight++;
+	/*
+	 * The checksum is of the bytes as they are now; a client that changes
+	 * them before the final event gets EBADMSG on swap-in, not silence.
+	 */
+	if (x->out)
+		x->e->segs[xs->stored].crc = crc32c(0, x->r->addr + xs->off, xs->len);
 	if (tail) {
 		xs->bounce = (int32_t)srv->bounce_free[--srv->nbounce_free];
 		if (x->out) {
@@ -425,11 +661,18 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 		}
 	}
 	n = seg_ops(srv, xs, ops);
+	xs->lastlen = ops[n - 1].len;
 	/* A chain must go in one submission. */
 	server_sq_reserve(srv, n + 1);
+	/*
+	 * A swap-in whose last read needs userspace after it (a tail to copy,
+	 * a checksum to verify) ends its chain there; the event follows.
+	 */
+	bool user_last = !x->out && (tail || srv->cfg.verify);
+
 	for (unsigned i = 0; i < n; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
-		bool tail_read = !x->out && tail && i == n - 1;
+		bool tail_read = user_last && i == n - 1;
 
 		if (x->out)
 			io_uring_prep_write_fixed(sqe, (int)ops[i].file, ops[i].addr,
@@ -447,15 +690,48 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 			io_uring_sqe_set_data64(sqe, ud_make(xs, UD_SEG_IO));
 		}
 	}
-	if (x->out || !tail)
+	if (!user_last)
 		seg_send(srv, xs, 0);
+}
+
+/* The chain's last read landed: copy the tail, verify, then the event. */
+static void seg_last(struct server *srv, struct xseg *xs, int res)
+{
+	struct xfer *x = xs->x;
+	uint64_t B = srv->store.block, tail = xs->len % B;
+	uint8_t *dst = x->r->addr + xs->off;
+	char what[160];
+
+	if (res != (int)xs->lastlen) {
+		seg_end(srv, xs, res < 0 ? res : -EIO, res < 0 ?
+			"store read failed" : "short store read");
+		return;
+	}
+	if (x->c->closing) {
+		seg_end(srv, xs, -ECONNRESET, "client gone");
+		return;
+	}
+	if (tail)
+		memcpy(dst + xs->len - tail, srv->bounce + (uint64_t)xs->bounce * B,
+		       tail);
+	if (srv->cfg.verify &&
+	    crc32c(0, dst, xs->len) != x->e->segs[xs->stored].crc) {
+		srv->st.checksum_errors++;
+		snprintf(what, sizeof(what), "checksum mismatch: the stored bytes "
+			 "are damaged; region bytes [%llu, %llu) are invalid",
+			 (unsigned long long)xs->off,
+			 (unsigned long long)(xs->off + xs->len));
+		seg_end(srv, xs, -EBADMSG, what);
+		return;
+	}
+	server_sq_reserve(srv, 1);
+	seg_send(srv, xs, 0);
 }
 
 void xfer_seg_cqe(struct server *srv, enum ud_type type, void *p, int res)
 {
 	struct xseg *xs = p;
 	struct conn *c = xs->x->c;
-	uint64_t B = srv->store.block;
 
 	switch (type) {
 	case UD_SEG_IO:
@@ -466,19 +742,7 @@ void xfer_seg_cqe(struct server *srv, enum ud_type type, void *p, int res)
 				: "short store I/O");
 		break;
 	case UD_SEG_TAIL:
-		if (res != (int)B) {
-			seg_end(srv, xs, res < 0 ? res : -EIO, res < 0 ?
-				"store read failed" : "short store read");
-		} else if (c->closing) {
-			seg_end(srv, xs, -ECONNRESET, "client gone");
-		} else {
-			uint64_t tail = xs->len % B;
-
-			memcpy(xs->x->r->addr + xs->off + xs->len - tail,
-			       srv->bounce + (uint64_t)xs->bounce * B, tail);
-			server_sq_reserve(srv, 1);
-			seg_send(srv, xs, 0);
-		}
+		seg_last(srv, xs, res);
 		break;
 	case UD_SEG_SEND:
 		if (res == xs->evlen) {

@@ -19,6 +19,9 @@ void xfer_pump(struct server *srv);
 /* Completion of a segment operation (UD_SEG_*). */
 void xfer_seg_cqe(struct server *srv, enum ud_type type, void *seg, int res);
 
+/* Retries swap-outs that waited for evicted space (journal progress). */
+void xfer_space_retry(struct server *srv);
+
 /* Cancels the queued (not yet submitted) segments of c's swaps. */
 void xfer_conn_abort(struct server *srv, struct conn *c);
 

@@ -323,8 +323,12 @@ static void test_swap_out(void)
 
 	id = next_id++;
 	check_error(fd, id, raw_send_swap_out(fd, id, "x", 1, region, stored, 3,
-					      NULL, 0, 1),
-		    EINVAL, "flags", "swap-out with flags 1");
+					      NULL, 0, 8),
+		    EINVAL, "flags", "swap-out with unknown flags 8");
+	id = next_id++;
+	check_error(fd, id, raw_send_swap_out(fd, id, "x", 1, region, stored, 3,
+					      NULL, 0, 3),
+		    EINVAL, "flags", "swap-out with flags DURABLE|CACHE");
 	id = next_id++;
 	check_error(fd, id, raw_send_swap_out(fd, id, "x", 1, region, stored, 3,
 					      meta, 4097, 0),

@@ -63,6 +63,26 @@ static void store_close(struct store *st, const char *what)
 	harness_free(st->d);
 }
 
+/*
+ * Entries here are pinned: this test is about a store full of data that
+ * may not be evicted (test-evict covers eviction).
+ */
+static int put_pinned(struct kvswap *k, const void *key, size_t key_len,
+		      struct kvswap_region *r, const struct kvswap_seg_out *segs,
+		      uint32_t nseg, const void *meta, size_t meta_len)
+{
+	struct kvswap_req *q;
+	int ret;
+
+	ret = kvswap_swap_out(k, key, key_len, r, segs, nseg, meta, meta_len,
+			      KVSWAP_PINNED, &q);
+	if (ret < 0)
+		return ret;
+	ret = kvswap_wait(k, q, -1);
+	kvswap_req_free(q);
+	return ret;
+}
+
 /* Entry i: ENTRY bytes in two segments, the second not block-sized. */
 static const struct kvswap_seg_out entry_segs[2] = {
 	{ .offset = 0, .length = ENTRY / 2 },
@@ -80,7 +100,7 @@ static int put_entry(struct store *st, unsigned i)
 
 	snprintf(key, sizeof(key), "fill-%u", i);
 	fill_seeded(st->s, ENTRY_BYTES, seed ^ i);
-	return kvswap_put(st->k, key, strlen(key), st->src, entry_segs, 2,
+	return put_pinned(st->k, key, strlen(key), st->src, entry_segs, 2,
 			  &i, sizeof(i));
 }
 
@@ -137,7 +157,7 @@ static void test_fill(void)
 
 	/* Larger than the whole store: refused, and nothing is left held. */
 	seg = (struct kvswap_seg_out){ 0, round_up(st.cap, 4096) + 4096 };
-	r = kvswap_put(st.k, "huge", 4, st.src, &seg, 1, NULL, 0);
+	r = put_pinned(st.k, "huge", 4, st.src, &seg, 1, NULL, 0);
 	is_int(r, -ENOSPC, "an entry larger than the store: ENOSPC");
 	ok(*kvswap_last_error(st.k), "ENOSPC comes with a message: \"%s\"",
 	   kvswap_last_error(st.k));
@@ -187,7 +207,7 @@ static void test_fill(void)
 
 		if (two[0].length == 0)
 			two[0].length = 1;
-		r = kvswap_put(st.k, "partial", 7, st.src, two, 2, NULL, 0);
+		r = put_pinned(st.k, "partial", 7, st.src, two, 2, NULL, 0);
 		is_int(r, -ENOSPC, "a put whose second segment does not fit: ENOSPC");
 		kvswap_stat(st.k, &s2);
 		is_uint(s2.used, s1.used, "and it leaves nothing allocated");
@@ -222,7 +242,7 @@ static void test_fill(void)
 	       delete_entry(&st, 4), 0, "delete entries 0, 2 and 4");
 	seg = (struct kvswap_seg_out){ 0, 3 * ENTRY_BYTES };
 	fill_seeded(st.s, seg.length, seed ^ 0x3333);
-	r = kvswap_put(st.k, "three", 5, st.src, &seg, 1, NULL, 0);
+	r = put_pinned(st.k, "three", 5, st.src, &seg, 1, NULL, 0);
 	if (!is_int(r, 0, "a 3 MiB segment fits in three separate 1 MiB holes"))
 		diag("last error: %s", kvswap_last_error(st.k));
 	if (r == 0) {
@@ -360,7 +380,7 @@ static void test_files(void)
 	seg = (struct kvswap_seg_out){ 0, largest + 12345 };
 	if (seg.length + 1 * MiB < st.cap && seg.length <= st.size) {
 		fill_seeded(st.s, seg.length, seed ^ 0x5e9);
-		r = kvswap_put(st.k, "wide", 4, st.src, &seg, 1, NULL, 0);
+		r = put_pinned(st.k, "wide", 4, st.src, &seg, 1, NULL, 0);
 		if (!is_int(r, 0, "a segment larger than one store file is stored"))
 			diag("last error: %s", kvswap_last_error(st.k));
 		memset(st.t, CANARY, seg.length + 4096);

@@ -83,9 +83,14 @@ static void swap_out_checks(void)
 	so.key = (ProtobufCBinaryData){ 3, (uint8_t *)"abc" };
 
 	so.has_flags = 1;
-	so.flags = 4;
+	so.flags = 8;
 	is_int(roundtrip_check(&r, err, sizeof(err)), -EINVAL, "unknown flags");
 	ok(strstr(err, "swap_out.flags") != NULL, "names it: %s", err);
+	so.flags = 3;
+	is_int(roundtrip_check(&r, err, sizeof(err)), -EINVAL,
+	       "DURABLE and CACHE together");
+	so.flags = 5;
+	is_int(roundtrip_check(&r, err, sizeof(err)), 0, "DURABLE | PINNED");
 	so.flags = 0;
 
 	so.n_segments = 0;
