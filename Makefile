@@ -93,10 +93,24 @@ run: deps
 	$(BUILD)/kvswapd --socket $(RUN_DIR)/kvswapd.sock \
 		--store $(RUN_DIR)/store0.kvs --store-size 1G
 
+# Benchmarks of the durable store: CRC32C speed, restart with many entries.
+$(BUILD)/bench/crc32c-speed: bench/crc32c-speed.c $(BUILD)/daemon/crc32c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^
+
+$(BUILD)/bench/restart: bench/restart.c $(BUILD)/libkvswap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+
+BENCH_ENTRIES ?= 1000000
+bench-store: deps all $(BUILD)/bench/crc32c-speed $(BUILD)/bench/restart
+	$(BUILD)/bench/crc32c-speed
+	$(BUILD)/bench/restart $(BENCH_ENTRIES)
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test run clean
+.PHONY: all deps tests test run clean bench-store
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -56,6 +56,10 @@ enum {
 	OPT_SEGMENT_SIZE = 1U << 2,
 	OPT_HELP = 1U << 3,
 	OPT_VERSION = 1U << 4,
+	OPT_PIN = 1U << 5,
+	OPT_DURABLE = 1U << 6,
+	OPT_CACHE = 1U << 7,
+	OPT_LEASE = 1U << 8,
 };
 
 struct ctl;
@@ -76,6 +80,8 @@ struct ctl {
 	const char *socket_path;	/* what we connected to */
 	const char *segment_size;	/* --segment-size, NULL if not given */
 	bool json;
+	uint32_t put_flags;		/* KVSWAP_PINNED, _DURABLE, _CACHE */
+	const char *lease;		/* --lease MS, NULL if not given */
 	char **args;
 	int nargs;
 	struct kvswap *k;
@@ -688,7 +694,7 @@ static int put_main(struct ctl *c)
 
 	progress_start(&prog, "put", size);
 	ret = kvswap_swap_out(c->k, key, key_len, region, segs, nseg, NULL, 0,
-			      0, &req);
+			      c->put_flags, &req);
 	if (ret < 0) {
 		fail_kv(c, ret, "swap out %s", key_esc);
 		goto out_release;
@@ -1097,6 +1103,7 @@ static int lookup_main(struct ctl *c)
 	bool *present = NULL;
 	bool counting = true;
 	int status = EXIT_FAILURE;
+	unsigned long lease_ms = 0;
 	int ret;
 
 	keys = calloc(n, sizeof(*keys));
@@ -1114,6 +1121,17 @@ static int lookup_main(struct ctl *c)
 			goto out_free;
 		}
 	}
+	if (c->lease) {
+		char *end;
+
+		errno = 0;
+		lease_ms = strtoul(c->lease, &end, 10);
+		if (errno || *end || end == c->lease || lease_ms > 60000) {
+			status = usage_error(c, "invalid --lease '%s': expected "
+					     "milliseconds, at most 60000", c->lease);
+			goto out_free;
+		}
+	}
 	if (ctl_connect(c))
 		goto out_free;
 
@@ -1124,8 +1142,9 @@ static int lookup_main(struct ctl *c)
 	for (off = 0; off < n; off += batch) {
 		uint32_t count = n - off < batch ? n - off : batch;
 
-		ret = kvswap_lookup(c->k, (const void *const *)keys + off,
-				    lens + off, count, present + off);
+		ret = kvswap_lookup_lease(c->k, (const void *const *)keys + off,
+					  lens + off, count, lease_ms,
+					  present + off);
 		if (ret < 0) {
 			fail_kv(c, ret, "lookup");
 			goto out_close;
@@ -1187,12 +1206,23 @@ static void stat_print_json(const struct kvswap_stat *s)
 	       "  \"queue_depth\": %" PRIu32 ",\n"
 	       "  \"cpu_user_us\": %" PRIu64 ",\n"
 	       "  \"cpu_system_us\": %" PRIu64 ",\n"
-	       "  \"uptime_ms\": %" PRIu64 "\n"
+	       "  \"uptime_ms\": %" PRIu64 ",\n"
+	       "  \"evictions\": %" PRIu64 ",\n"
+	       "  \"pinned\": %" PRIu64 ",\n"
+	       "  \"durable\": %s,\n"
+	       "  \"verify\": %s,\n"
+	       "  \"journal_commits\": %" PRIu64 ",\n"
+	       "  \"checkpoints\": %" PRIu64 ",\n"
+	       "  \"checksum_errors\": %" PRIu64 ",\n"
+	       "  \"io_errors\": %" PRIu64 "\n"
 	       "}\n",
 	       s->capacity, s->used, s->entries, s->bytes_in, s->bytes_out,
 	       s->requests, s->errors, s->in_flight, s->clients, s->regions,
 	       s->store_files, s->queue_depth, s->cpu_user_us,
-	       s->cpu_system_us, s->uptime_ms);
+	       s->cpu_system_us, s->uptime_ms, s->evictions, s->pinned,
+	       s->durable ? "true" : "false", s->verify ? "true" : "false",
+	       s->journal_commits, s->checkpoints, s->checksum_errors,
+	       s->io_errors);
 }
 
 static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
@@ -1220,6 +1250,14 @@ static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
 	       human_duration(s->cpu_user_us / 1000, a),
 	       human_duration(s->cpu_system_us / 1000, b));
 	printf("%-12s %s\n", "uptime", human_duration(s->uptime_ms, a));
+	printf("%-12s %s, checksums %s\n", "durability",
+	       s->durable ? "durable" : "cache", s->verify ? "verified" : "off");
+	printf("%-12s %s\n", "pinned", human_size(s->pinned, a));
+	printf("%-12s %" PRIu64 "\n", "evictions", s->evictions);
+	printf("%-12s %" PRIu64 " commits, %" PRIu64 " checkpoints\n", "journal",
+	       s->journal_commits, s->checkpoints);
+	printf("%-12s %" PRIu64 " checksum, %" PRIu64 " I/O\n", "bad reads",
+	       s->checksum_errors, s->io_errors);
 }
 
 static int stat_main(struct ctl *c)
@@ -1251,7 +1289,8 @@ static int help_main(struct ctl *c);
 
 static const struct command commands[] = {
 	{ "put", put_main, "swap a file out under KEY",
-	  "KEY FILE [--segment-size SIZE]", OPT_SEGMENT_SIZE, 2, 2 },
+	  "KEY FILE [--segment-size SIZE] [--pin] [--durable|--cache]",
+	  OPT_SEGMENT_SIZE | OPT_PIN | OPT_DURABLE | OPT_CACHE, 2, 2 },
 	{ "get", get_main, "swap KEY in and write it to FILE",
 	  "KEY FILE", 0, 2, 2 },
 	{ "rm", rm_main, "delete stored keys",
@@ -1259,7 +1298,7 @@ static const struct command commands[] = {
 	{ "ls", ls_main, "list the stored keys",
 	  "[--json]", OPT_JSON, 0, 0 },
 	{ "lookup", lookup_main, "tell which keys are stored (prefix lookup)",
-	  "KEY... [--json]", OPT_JSON, 1, -1 },
+	  "KEY... [--lease MS] [--json]", OPT_JSON | OPT_LEASE, 1, -1 },
 	{ "stat", stat_main, "show the daemon's statistics",
 	  "[--json]", OPT_JSON, 0, 0 },
 	{ "help", help_main, "show this help, or a command's",
@@ -1300,6 +1339,11 @@ static void usage(FILE *f)
 		"  --segment-size SIZE  put: segment size, a multiple of the daemon's\n"
 		"                       alignment; K, M, G, T suffixes are powers of\n"
 		"                       1024 (default: 16M)\n"
+		"  --pin                put: never evict this entry\n"
+		"  --durable, --cache   put: acknowledge once on stable storage, or\n"
+		"                       once written (default: the daemon's choice)\n"
+		"  --lease MS           lookup: keep the present keys from eviction\n"
+		"                       for MS milliseconds (at most 60000)\n"
 		"  --json               ls, lookup, stat: print JSON\n"
 		"  -h, --help           show this help\n"
 		"  --version            show the version\n"
@@ -1341,6 +1385,10 @@ static const struct {
 	{ "socket", OPT_SOCKET, true },
 	{ "json", OPT_JSON, false },
 	{ "segment-size", OPT_SEGMENT_SIZE, true },
+	{ "pin", OPT_PIN, false },
+	{ "durable", OPT_DURABLE, false },
+	{ "cache", OPT_CACHE, false },
+	{ "lease", OPT_LEASE, true },
 	{ "help", OPT_HELP, false },
 	{ "version", OPT_VERSION, false },
 };
@@ -1418,6 +1466,18 @@ static int parse_args(struct ctl *c, int argc, char **argv,
 			break;
 		case OPT_SEGMENT_SIZE:
 			c->segment_size = value;
+			break;
+		case OPT_PIN:
+			c->put_flags |= KVSWAP_PINNED;
+			break;
+		case OPT_DURABLE:
+			c->put_flags |= KVSWAP_DURABLE;
+			break;
+		case OPT_CACHE:
+			c->put_flags |= KVSWAP_CACHE;
+			break;
+		case OPT_LEASE:
+			c->lease = value;
 			break;
 		}
 	}

@@ -137,53 +137,29 @@ int alloc_put(struct alloc *a, uint64_t start, uint64_t len)
 	return 0;
 }
 
-int alloc_reserve(struct alloc *a, uint64_t start, uint64_t len)
+int alloc_rebuild(struct alloc *a, const struct extent *used, size_t n)
 {
-	uint32_t lo = 0, hi = a->n;
-	uint64_t end = start + len;
-	struct extent *f;
+	uint64_t pos = a->base, end = a->base + a->total;
+	size_t cap = n + 1;
+	struct extent *f = calloc(cap, sizeof(*f));
+	uint32_t k = 0;
 
-	if (!len || end < start)
-		return -EINVAL;
-	/* The last free extent that starts at or before `start`. */
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
+	if (!f)
+		return -ENOMEM;
+	a->avail = 0;
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t stop = i < n ? used[i].start : end;
 
-		if (a->free[mid].start <= start)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (!lo)
-		return -EINVAL;
-	f = &a->free[lo - 1];
-	if (end > f->start + f->len)
-		return -EINVAL;
-	if (f->start == start) {
-		f->start += len;
-		f->len -= len;
-		if (!f->len)
-			remove_at(a, lo - 1);
-	} else if (f->start + f->len == end) {
-		f->len -= len;
-	} else {
-		/* Split in two: the head stays, the tail is inserted after. */
-		struct extent tail = { end, f->start + f->len - end };
-
-		if (a->n == a->cap) {
-			struct extent *nf = realloc(a->free, 2 * a->cap * sizeof(*nf));
-
-			if (!nf)
-				return -ENOMEM;
-			a->free = nf;
-			a->cap *= 2;
-			f = &a->free[lo - 1];
+		if (stop > pos) {
+			f[k++] = (struct extent){ pos, stop - pos };
+			a->avail += stop - pos;
 		}
-		f->len = start - f->start;
-		memmove(&a->free[lo + 1], &a->free[lo], (a->n - lo) * sizeof(*a->free));
-		a->free[lo] = tail;
-		a->n++;
+		if (i < n && used[i].start + used[i].len > pos)
+			pos = used[i].start + used[i].len;
 	}
-	a->avail -= len;
+	free(a->free);
+	a->free = f;
+	a->n = k;
+	a->cap = (uint32_t)cap;
 	return 0;
 }

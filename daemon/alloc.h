@@ -46,10 +46,9 @@ int alloc_get(struct alloc *a, uint64_t want, struct extent *out,
 int alloc_put(struct alloc *a, uint64_t start, uint64_t len);
 
 /*
- * Takes the specific range [start, start + len) out of the free space, as
- * recovery does for the extents of every recovered entry. Returns 0, or
- * -EINVAL if any of it is not free (two entries claim the same block).
+ * Rebuilds the free space as everything but `used`, which must be sorted
+ * by start and free of overlaps (the caller checks). Returns 0 or -ENOMEM.
  */
-int alloc_reserve(struct alloc *a, uint64_t start, uint64_t len);
+int alloc_rebuild(struct alloc *a, const struct extent *used, size_t n);
 
 #endif

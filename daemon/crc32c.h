@@ -12,6 +12,9 @@
  */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* The table implementation alone: the fallback, and a reference for tests. */
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len);
+
 /* Which implementation crc32c() uses: "sse4.2" or "table". */
 const char *crc32c_impl(void);
 

@@ -213,6 +213,16 @@ static uint64_t half_off(const struct server *srv, uint32_t half)
 	return srv->store.meta_start + half * srv->store.meta_half;
 }
 
+/* A checkpoint's staging buffer is as large as the index: give it back. */
+static void shrink(struct journal *j)
+{
+	if (j->cap > (4u << 20)) {
+		free(j->buf);
+		j->buf = NULL;
+		j->cap = 0;
+	}
+}
+
 /* --- queueing ------------------------------------------------------------ */
 
 static int queue(struct server *srv, uint8_t type, struct entry *e,
@@ -546,6 +556,7 @@ void journal_cqe(struct server *srv, int res)
 	}
 	ck = j->phase == PH_CK_SB;
 	j->phase = PH_IDLE;
+	shrink(j);
 	group_done(srv, 0, ck);
 	journal_kick(srv);
 }
@@ -619,6 +630,7 @@ int journal_checkpoint_sync(struct server *srv, char *err, size_t len)
 	j->next = (uint64_t)n;
 	j->checkpoints++;
 	j->want_checkpoint = false;
+	shrink(j);
 	group_done(srv, 0, true);
 	return 0;
 }
@@ -759,34 +771,112 @@ out_bad:
 	return need;
 }
 
-struct reserve_ctx {
-	struct server *srv;
-	struct entry **bad;
-	size_t nbad, cap;
+/* An extent of a recovered entry, to sort the whole store's use. */
+struct used {
+	struct sext x;
+	struct entry *e;
 };
 
-static void reserve_one(struct entry *e, void *arg)
+struct gather {
+	struct used *u;
+	size_t n, cap;
+	bool oom;
+};
+
+static void gather_one(struct entry *e, void *arg)
 {
-	struct reserve_ctx *c = arg;
+	struct gather *g = arg;
 
-	if (store_reserve(&c->srv->store, e->ext, e->next) == 0)
-		return;
-	if (c->nbad == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 16;
-		struct entry **b = realloc(c->bad, cap * sizeof(*b));
+	for (uint32_t i = 0; i < e->next; i++) {
+		if (g->n == g->cap) {
+			size_t cap = g->cap ? 2 * g->cap : 4096;
+			struct used *u = realloc(g->u, cap * sizeof(*u));
 
-		if (!b)
-			return;
-		c->bad = b;
-		c->cap = cap;
+			if (!u) {
+				g->oom = true;
+				return;
+			}
+			g->u = u;
+			g->cap = cap;
+		}
+		g->u[g->n++] = (struct used){ e->ext[i], e };
 	}
-	c->bad[c->nbad++] = e;
+}
+
+static int used_cmp(const void *a, const void *b)
+{
+	const struct sext *x = &((const struct used *)a)->x;
+	const struct sext *y = &((const struct used *)b)->x;
+
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
+	return x->block < y->block ? -1 : x->block > y->block;
+}
+
+/*
+ * Rebuilds every file's free space from the recovered entries in one
+ * sorted pass. Two entries claiming one block, or a block outside the
+ * data area, mean a damaged log: such entries are dropped (*dropped).
+ */
+static int rebuild_space(struct server *srv, uint64_t *dropped)
+{
+	struct gather g = { 0 };
+	struct extent *x = NULL;
+	uint64_t c = 0;
+	bool again;
+	int r = 0;
+
+	do {
+		again = false;
+		g.n = 0;
+		do
+			c = index_scan(&srv->index, c, gather_one, &g);
+		while (c);
+		if (g.oom) {
+			r = -ENOMEM;
+			goto out_free;
+		}
+		qsort(g.u, g.n, sizeof(*g.u), used_cmp);
+		for (size_t i = 0; i < g.n; i++) {
+			const struct sext *p = i ? &g.u[i - 1].x : NULL, *q = &g.u[i].x;
+			const struct alloc *a = &srv->store.files[q->file].alloc;
+			bool overlap = p && p->file == q->file &&
+				       p->block + p->nblocks > q->block;
+
+			if (overlap || q->block < a->base ||
+			    q->block + q->nblocks > a->base + a->total) {
+				struct entry *e = g.u[i].e;
+
+				if (e->linked) {
+					index_del(&srv->index, e->key, e->key_len);
+					free(e);
+					(*dropped)++;
+				}
+				again = true;
+			}
+		}
+	} while (again);
+	x = malloc((g.n + 1) * sizeof(*x));
+	if (!x) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	for (uint32_t f = 0, i = 0; f < srv->store.nfiles && !r; f++) {
+		size_t k = 0;
+
+		for (; i < g.n && g.u[i].x.file == f; i++)
+			x[k++] = (struct extent){ g.u[i].x.block, g.u[i].x.nblocks };
+		r = alloc_rebuild(&srv->store.files[f].alloc, x, k);
+	}
+out_free:
+	free(x);
+	free(g.u);
+	return r;
 }
 
 int journal_recover(struct server *srv, char *err, size_t len)
 {
-	struct reserve_ctx rc = { .srv = srv };
-	uint64_t dropped = 0, blocks = 0, c = 0, t0 = now_ms();
+	uint64_t dropped = 0, blocks = 0, t0 = now_ms();
 	uint8_t *log = NULL;
 	size_t loglen = 0, pos = 0;
 	int r;
@@ -803,18 +893,11 @@ int journal_recover(struct server *srv, char *err, size_t len)
 			pos += n;
 		}
 		free(log);
-		/* Claim the blocks of every entry; two claims on one block
-		 * would mean a damaged log: drop the later-listed entry. */
-		do
-			c = index_scan(&srv->index, c, reserve_one, &rc);
-		while (c);
-		for (size_t i = 0; i < rc.nbad; i++) {
-			struct entry *e = rc.bad[i];
-
-			free(index_del(&srv->index, e->key, e->key_len));
-			dropped++;
+		r = rebuild_space(srv, &dropped);
+		if (r < 0) {
+			snprintf(err, len, "recovery: out of memory");
+			return r;
 		}
-		free(rc.bad);
 		if (dropped)
 			log_warn("recovery: dropped %llu damaged or conflicting "
 				 "entries", (unsigned long long)dropped);

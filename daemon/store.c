@@ -505,22 +505,6 @@ void store_free(struct store *s, const struct sext *x, unsigned n)
 	}
 }
 
-int store_reserve(struct store *s, const struct sext *x, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++) {
-		int r = x[i].file < s->nfiles
-			? alloc_reserve(&s->files[x[i].file].alloc, x[i].block,
-					x[i].nblocks)
-			: -EINVAL;
-
-		if (r < 0) {
-			store_free(s, x, i);
-			return r;
-		}
-	}
-	return 0;
-}
-
 void store_entry_put(struct store *s, struct entry *e)
 {
 	if (!e || --e->refs)

@@ -79,11 +79,6 @@ int store_alloc(struct store *s, uint64_t bytes, uint32_t pref,
 /* Returns extents to the free space. */
 void store_free(struct store *s, const struct sext *x, unsigned n);
 
-/*
- * Takes exactly these extents out of the free space (recovery). All or
- * nothing: -EINVAL if any block is outside the data area or not free.
- */
-int store_reserve(struct store *s, const struct sext *x, unsigned n);
 
 /*
  * Drops one reference to e; the last one returns its extents to the free
