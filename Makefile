@@ -98,14 +98,14 @@ $(BUILD)/bench/crc32c-speed: bench/crc32c-speed.c $(BUILD)/daemon/crc32c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^
 
-$(BUILD)/bench/restart: bench/restart.c $(BUILD)/libkvswap.a
+$(BUILD)/bench/scale: bench/scale.c $(BUILD)/libkvswap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 
 BENCH_ENTRIES ?= 1000000
-bench-store: deps all $(BUILD)/bench/crc32c-speed $(BUILD)/bench/restart
+bench-store: deps all $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale
 	$(BUILD)/bench/crc32c-speed
-	$(BUILD)/bench/restart $(BENCH_ENTRIES)
+	$(BUILD)/bench/scale $(BENCH_ENTRIES)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Restart time of kvswapd with many entries (`make bench-restart`):
+ * The control plane at scale (`make bench-store`):
  *
  *   1. start kvswapd on a fresh store under build/bench-restart/
- *   2. swap out N one-block entries (cache mode, 256 in flight)
- *   3. SIGTERM (checkpoint), restart: time from exec to a served Stat
- *   4. swap out 10000 more (durable), kill -9, restart: the same time,
+ *   2. swap out N one-block entries (cache mode, 256 in flight); the
+ *      daemon's memory per entry is the growth of its RSS over N
+ *   3. Lookup of all N keys in batches of 1000: keys per second
+ *   4. SIGTERM (checkpoint), restart: time from exec to a served Stat
+ *   5. swap out 10000 more (durable), kill -9, restart: the same time,
  *      now replaying the checkpoint and the log after it
  *
- * Usage: restart [N] (default 1000000). Prints one line per phase.
+ * Usage: scale [N] (default 1000000). Prints one line per phase.
  */
 #include <errno.h>
 #include <signal.h>
@@ -69,6 +71,59 @@ static double wait_served(double t0, uint64_t *ret)
 	}
 }
 
+/* VmRSS of pid in KiB. */
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* Looks up all n keys, `batch` per request. Returns keys per second. */
+static double lookup_all(uint64_t n, uint32_t batch, uint64_t *ret_found)
+{
+	char (*names)[32] = malloc((size_t)batch * 32);
+	const void **keys = malloc(batch * sizeof(*keys));
+	size_t *lens = malloc(batch * sizeof(*lens));
+	uint64_t found = 0;
+	struct kvswap *k;
+	double t0;
+
+	if (!names || !keys || !lens || kvswap_connect(SOCK, &k) < 0)
+		return 0;
+	t0 = now();
+	for (uint64_t i = 0; i < n; i += batch) {
+		uint32_t m = n - i < batch ? (uint32_t)(n - i) : batch;
+		int r;
+
+		for (uint32_t j = 0; j < m; j++) {
+			lens[j] = (size_t)snprintf(names[j], 32, "entry-%010llu",
+						   (unsigned long long)(i + j));
+			keys[j] = names[j];
+		}
+		r = kvswap_lookup(k, keys, lens, m, NULL);
+		if (r < 0)
+			break;
+		found += (uint64_t)r;
+	}
+	t0 = now() - t0;
+	kvswap_close(k);
+	free(names);
+	free(keys);
+	free(lens);
+	*ret_found = found;
+	return (double)n / t0;
+}
+
 static int fill(uint64_t from, uint64_t n, uint32_t flags)
 {
 	static struct kvswap_req *q[INFLIGHT];
@@ -120,6 +175,7 @@ int main(int argc, char **argv)
 	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000, entries;
 	char size[32];
 	double t0, t;
+	long rss0, rss1;
 	pid_t pid;
 	int st;
 
@@ -131,12 +187,25 @@ int main(int argc, char **argv)
 		return 1;
 	pid = start(size);
 	wait_served(now(), &entries);
+	rss0 = rss_kib(pid);
 	t0 = now();
 	if (fill(0, n, KVSWAP_CACHE) < 0)
 		return 1;
 	t = now() - t0;
 	printf("fill: %llu entries in %.1f s (%.0f swap-outs/s), store %s\n",
 	       (unsigned long long)n, t, (double)n / t, size);
+	rss1 = rss_kib(pid);
+	printf("daemon memory: RSS %ld -> %ld MiB: %.0f bytes per entry "
+	       "(keys of 16 bytes, one segment, one extent)\n", rss0 / 1024,
+	       rss1 / 1024, (double)(rss1 - rss0) * 1024 / (double)n);
+	{
+		uint64_t found = 0;
+		double kps = lookup_all(n, 1000, &found);
+
+		printf("lookup: %.0f keys/s in batches of 1000 (%llu of %llu "
+		       "found)\n", kps, (unsigned long long)found,
+		       (unsigned long long)n);
+	}
 
 	kill(pid, SIGTERM);
 	t0 = now();
