@@ -507,7 +507,10 @@ int harness_start(const struct harness_opts *o, struct harness **ret)
 	else
 		snprintf(size, sizeof(size), "%" PRIu64, bytes);
 	store[0] = '\0';
-	for (unsigned i = 0; i < files; i++) {
+	if (o->store && snprintf(store, sizeof(store), "%s", o->store) >=
+			(int)sizeof(store))
+		return -ENAMETOOLONG;
+	for (unsigned i = 0; !o->store && i < files; i++) {
 		size_t len = strlen(store);
 
 		snprintf(store + len, sizeof(store) - len, "%s@DIR/store%u.kvs",

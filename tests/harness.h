@@ -42,6 +42,12 @@ struct harness_opts {
 	unsigned queue_depth;		/* --queue-depth; 0: daemon default */
 	const char *log_level;		/* --log-level; NULL: daemon default */
 	const char *const *extra_args;	/* NULL-terminated, or NULL */
+	/*
+	 * The --store argument to reuse, e.g. an earlier instance's h->store,
+	 * to restart on its files (store_files is then ignored); NULL: new
+	 * files in this instance's folder.
+	 */
+	const char *store;
 };
 
 struct harness {
