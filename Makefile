@@ -4,7 +4,7 @@
 BUILD   ?= build
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-PKGS     = liburing libprotobuf-c libsystemd
+PKGS     = liburing libprotobuf-c libsystemd inih
 
 # pkg-config runs lazily so that `make test` can install it first.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -29,10 +29,36 @@ SONAME   = libkvswap.so.0
 
 TEST_SRC = $(wildcard tests/test-*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# Shell tests (TAP too) are copied next to the compiled ones.
+TEST_SH  = $(wildcard tests/test-*.sh)
+TEST_BIN += $(TEST_SH:tests/%.sh=$(BUILD)/tests/%)
 HARNESS  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TEST_SRC),$(wildcard tests/*.c)))
 
+# Man pages, from scdoc sources: docs/man/kvswapd.8.scd -> build/man/kvswapd.8
+MAN_SRC  = $(wildcard docs/man/*.scd)
+MAN      = $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
+
+# make install [DESTDIR=/staging] [PREFIX=/usr] [SYSCONFDIR=/etc]
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+BINDIR      = $(PREFIX)/bin
+SBINDIR     = $(PREFIX)/sbin
+LIBDIR      = $(PREFIX)/lib
+INCLUDEDIR  = $(PREFIX)/include
+MANDIR      = $(PREFIX)/share/man
+UNITDIR     = $(PREFIX)/lib/systemd/system
+SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
+VERSION     = $(shell sed -n 's/.*KVSWAP_VERSION "\(.*\)".*/\1/p' daemon/server.h)
+# Fills in @PREFIX@-style placeholders; the .pc keeps its paths relative to
+# ${prefix} so that pkg-config --define-prefix can move it.
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
+	    -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
+	    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+
 all: $(BUILD)/kvswapd $(BUILD)/kvswapctl $(BUILD)/libkvswap.a \
-     $(BUILD)/$(SONAME)
+     $(BUILD)/$(SONAME) $(MAN)
 
 deps:
 	@tools/deps.sh
@@ -76,6 +102,16 @@ $(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/libkvswap.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
+$(TEST_SH:tests/%.sh=$(BUILD)/tests/%): $(BUILD)/tests/%: tests/%.sh
+	@mkdir -p $(dir $@)
+	install -m 755 $< $@
+
+$(MAN): $(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
+
+man: $(MAN)
+
 tests: all $(TEST_BIN)
 
 # The test suite: TAP programs run by prove, one per module or behaviour.
@@ -107,10 +143,49 @@ bench-store: deps all $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale
 	$(BUILD)/bench/crc32c-speed
 	$(BUILD)/bench/scale $(BENCH_ENTRIES)
 
+# Files only: run systemd-sysusers, systemctl daemon-reload and enable the
+# socket afterwards (docs/INSTALL-SERVICE.md). An existing kvswapd.conf is
+# kept.
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/kvswapd/kvswapd.conf.d
+	install -m 755 $(BUILD)/kvswapd $(DESTDIR)$(SBINDIR)/kvswapd
+	install -m 755 $(BUILD)/kvswapctl $(DESTDIR)$(BINDIR)/kvswapctl
+	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkvswap.so
+	install -m 644 $(BUILD)/libkvswap.a $(DESTDIR)$(LIBDIR)/libkvswap.a
+	install -m 644 client/kvswap.h $(DESTDIR)$(INCLUDEDIR)/kvswap.h
+	$(SUBST) client/libkvswap.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libkvswap.pc
+	$(SUBST) systemd/kvswapd.service > $(DESTDIR)$(UNITDIR)/kvswapd.service
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/libkvswap.pc \
+		$(DESTDIR)$(UNITDIR)/kvswapd.service
+	install -m 644 systemd/kvswapd.socket $(DESTDIR)$(UNITDIR)/kvswapd.socket
+	install -m 644 systemd/kvswap.sysusers $(DESTDIR)$(SYSUSERSDIR)/kvswap.conf
+	test -e $(DESTDIR)$(SYSCONFDIR)/kvswapd/kvswapd.conf || \
+		install -m 644 systemd/kvswapd.conf \
+			$(DESTDIR)$(SYSCONFDIR)/kvswapd/kvswapd.conf
+	for m in $(MAN); do d=$(DESTDIR)$(MANDIR)/man$${m##*.}; \
+		install -d $$d && install -m 644 $$m $$d/ || exit 1; done
+	@[ -n "$(DESTDIR)" ] || ldconfig
+
+# Leaves the configuration and the store.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/kvswapd $(DESTDIR)$(BINDIR)/kvswapctl \
+		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libkvswap.so \
+		$(DESTDIR)$(LIBDIR)/libkvswap.a $(DESTDIR)$(INCLUDEDIR)/kvswap.h \
+		$(DESTDIR)$(LIBDIR)/pkgconfig/libkvswap.pc \
+		$(DESTDIR)$(UNITDIR)/kvswapd.service \
+		$(DESTDIR)$(UNITDIR)/kvswapd.socket \
+		$(DESTDIR)$(SYSUSERSDIR)/kvswap.conf \
+		$(foreach m,$(MAN),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	@[ -n "$(DESTDIR)" ] || ldconfig
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test run clean bench-store
+.PHONY: all deps tests test run install uninstall man clean bench-store
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

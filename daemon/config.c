@@ -1,0 +1,742 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kvswapd's options, from the command line and from INI files.
+ *
+ * Every option is one row of the table below: its name (the long option
+ * without dashes, and the key in the file), its type, the field of struct
+ * config it fills, its range, its default and whether SIGHUP may change it.
+ * Adding an option means adding a field to struct config and a row here;
+ * the parsers, the messages, config_diff() and config_usage() follow.
+ *
+ * The file is parsed by inih (Debian's libinih, built with its defaults:
+ * 200-byte line buffer, no line number in the handler). This file feeds it
+ * one line per reader call, so that the reader knows the line inih is on,
+ * and refuses lines that would not fit instead of letting inih split them.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <syslog.h>
+
+#include "config.h"
+#include "store.h"
+
+enum opt_type {
+	OPT_PATH,	/* const char *; max: longest path in bytes */
+	OPT_PATH_LIST,	/* const char *, comma-separated; max: most paths */
+	OPT_SIZE,	/* uint64_t bytes, K/M/G/T suffixes; a multiple of step */
+	OPT_UINT,	/* uint32_t, decimal */
+	OPT_ENUM,	/* int, one of names[] */
+};
+
+struct opt_name {
+	const char *name;
+	int value;
+};
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	uint64_t min, max, step;
+	const char *def_str;		/* OPT_PATH, OPT_PATH_LIST */
+	uint64_t def_num;		/* OPT_SIZE, OPT_UINT, OPT_ENUM */
+	const struct opt_name *names;	/* OPT_ENUM, ends with a NULL name */
+	bool reloadable;
+	const char *arg;		/* for config_usage() */
+	const char *help;
+};
+
+/*
+ * offsetof() of a struct config field, refused at compile time unless the
+ * field has type T: a row cannot write the wrong width.
+ */
+#define FIELD(f, T) (offsetof(struct config, f) + 0 * sizeof(struct { \
+	_Static_assert(__builtin_types_compatible_p( \
+		__typeof__(((struct config *)0)->f), T), \
+		"struct config field " #f " is not of type " #T); \
+	int dummy; }))
+
+static const struct opt_name log_levels[] = {
+	{ "err", LOG_ERR },
+	{ "warning", LOG_WARNING },
+	{ "notice", LOG_NOTICE },
+	{ "info", LOG_INFO },
+	{ "debug", LOG_DEBUG },
+	{ NULL, 0 },
+};
+
+static const struct opt options[] = {
+	{
+		.name = "socket", .type = OPT_PATH,
+		.offset = FIELD(socket_path, const char *),
+		.max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+		.def_str = "/run/kvswap/kvswapd.sock",
+		.arg = "PATH",
+		.help = "control socket, when not passed by systemd",
+	},
+	{
+		.name = "store", .type = OPT_PATH_LIST,
+		.offset = FIELD(store_paths, const char *),
+		.max = STORE_MAX_FILES,
+		.def_str = "/var/lib/kvswap/store0.kvs",
+		.arg = "PATH[,PATH...]",
+		.help = "store files, one per NVMe device",
+	},
+	{
+		.name = "store-size", .type = OPT_SIZE,
+		.offset = FIELD(store_size, uint64_t),
+		.min = STORE_HEADER_BYTES + STORE_BLOCK, .max = 1ull << 50,
+		.step = STORE_BLOCK,
+		.def_num = 4ull << 30,
+		.arg = "SIZE",
+		.help = "size of each store file, e.g. 512G",
+	},
+	{
+		.name = "queue-depth", .type = OPT_UINT,
+		.offset = FIELD(queue_depth, uint32_t),
+		.min = 1, .max = 4096,
+		.def_num = 128,
+		.arg = "N",
+		.help = "segment I/Os in flight",
+	},
+	{
+		.name = "log-level", .type = OPT_ENUM,
+		.offset = FIELD(log_level, int),
+		.names = log_levels,
+		.def_num = LOG_INFO,
+		.reloadable = true,
+		.arg = "LEVEL",
+		.help = "err, warning, notice, info or debug",
+	},
+};
+
+
+#define NOPTIONS	(sizeof(options) / sizeof(options[0]))
+#define SECTION		"kvswapd"
+
+__attribute__((format(printf, 4, 5)))
+static int fail(char *err, size_t len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (len) {
+		va_start(ap, fmt);
+		vsnprintf(err, len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+static const struct opt *opt_find(const char *key)
+{
+	for (size_t i = 0; i < NOPTIONS; i++)
+		if (!strcmp(options[i].name, key))
+			return &options[i];
+	return NULL;
+}
+
+static void *field(struct config *cfg, const struct opt *o)
+{
+	return (char *)cfg + o->offset;
+}
+
+static const void *cfield(const struct config *cfg, const struct opt *o)
+{
+	return (const char *)cfg + o->offset;
+}
+
+static bool is_string(const struct opt *o)
+{
+	return o->type == OPT_PATH || o->type == OPT_PATH_LIST;
+}
+
+/* "4G", "1028K", "4097": the largest suffix that divides v exactly. */
+static void format_size(uint64_t v, char *buf, size_t len)
+{
+	static const char suffix[] = "KMGT";
+	int i = -1;
+
+	while (v && i < 3 && !(v & 1023)) {
+		v >>= 10;
+		i++;
+	}
+	if (i < 0)
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%llu%c", (unsigned long long)v, suffix[i]);
+}
+
+/*
+ * Parses decimal digits with an optional K, M, G or T suffix (powers of
+ * 1024, either case), itself optionally followed by "iB" or "B". Returns 0,
+ * -EINVAL if s is not of that form, or -ERANGE if it does not fit 64 bits.
+ */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	const char *suffix = "kmgt", *p;
+	int shift = 0;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	if (*end && (p = strchr(suffix, tolower((unsigned char)*end)))) {
+		shift = 10 * (int)(p - suffix + 1);
+		end++;
+		if (!strcmp(end, "iB") || !strcmp(end, "B"))
+			end += strlen(end);
+	}
+	if (*end)
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
+static int set_size(const struct opt *o, const char *value, uint64_t *ret,
+		    char *err, size_t len)
+{
+	char min[32], max[32], step[32];
+	uint64_t v = 0;
+	int r;
+
+	r = parse_size(value, &v);
+	if (r == -EINVAL)
+		return fail(err, len, -EINVAL, "%s: '%s' is not a size (bytes, "
+			    "or a number with a K, M, G or T suffix)", o->name,
+			    value);
+	format_size(o->min, min, sizeof(min));
+	format_size(o->max, max, sizeof(max));
+	if (r < 0 || v < o->min || v > o->max)
+		return fail(err, len, -EINVAL, "%s: '%s' is not a size in %s..%s",
+			    o->name, value, min, max);
+	format_size(o->step, step, sizeof(step));
+	if (o->step && v % o->step)
+		return fail(err, len, -EINVAL, "%s: '%s' is not a multiple of %s",
+			    o->name, value, step);
+	*ret = v;
+	return 0;
+}
+
+static int set_uint(const struct opt *o, const char *value, uint32_t *ret,
+		    char *err, size_t len)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (*value < '0' || *value > '9' || *end || errno ||
+	    v < o->min || v > o->max)
+		return fail(err, len, -EINVAL, "%s: '%s' is not a number in "
+			    "%llu..%llu", o->name, value,
+			    (unsigned long long)o->min,
+			    (unsigned long long)o->max);
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+static int set_enum(const struct opt *o, const char *value, int *ret,
+		    char *err, size_t len)
+{
+	char list[256] = "";
+	size_t used = 0;
+
+	for (const struct opt_name *n = o->names; n->name; n++) {
+		if (!strcmp(n->name, value)) {
+			*ret = n->value;
+			return 0;
+		}
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+					 used ? ", " : "", n->name);
+		if (used >= sizeof(list))
+			break;
+	}
+	return fail(err, len, -EINVAL, "%s: '%s' is not one of %s", o->name,
+		    value, list);
+}
+
+static int set_path(const struct opt *o, const char *value, char **ret,
+		    char *err, size_t len)
+{
+	if (!*value)
+		return fail(err, len, -EINVAL, "%s: the path is empty", o->name);
+	if (strlen(value) > o->max)
+		return fail(err, len, -EINVAL, "%s: '%s' is longer than %llu "
+			    "bytes", o->name, value, (unsigned long long)o->max);
+	*ret = strdup(value);
+	return *ret ? 0 : fail(err, len, -ENOMEM, "%s: out of memory", o->name);
+}
+
+/*
+ * A comma-separated list of paths: blanks around each are dropped, one
+ * trailing comma is allowed, and each path must be unique. The result is
+ * the list rejoined by single commas.
+ */
+static int set_path_list(const struct opt *o, const char *value, char **ret,
+			 char *err, size_t len)
+{
+	const char *p = value, *start, *end;
+	size_t n = 0, plen;
+	char *out, *w;
+	bool last;
+
+	out = malloc(strlen(value) + 1);
+	if (!out)
+		return fail(err, len, -ENOMEM, "%s: out of memory", o->name);
+	w = out;
+	*w = '\0';
+	for (;;) {
+		start = p + strspn(p, " \t");
+		end = p + strcspn(p, ",");
+		last = !*end;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		plen = (size_t)(end - start);
+		if (!plen && last && n)
+			break;		/* "a," */
+		if (!plen)
+			goto out_bad_empty;
+		if (++n > o->max)
+			goto out_bad_count;
+		/* The same path twice would open one file as two. */
+		for (const char *q = out; *q; q += strcspn(q, ","), q += !!*q)
+			if (strcspn(q, ",") == plen && !memcmp(q, start, plen))
+				goto out_bad_twice;
+		if (w > out)
+			*w++ = ',';
+		memcpy(w, start, plen);
+		w += plen;
+		*w = '\0';
+		if (last)
+			break;
+		p += strcspn(p, ",") + 1;
+	}
+	*ret = out;
+	return 0;
+
+out_bad_empty:
+	free(out);
+	return fail(err, len, -EINVAL, "%s: empty file name in '%s'", o->name,
+		    value);
+out_bad_count:
+	free(out);
+	return fail(err, len, -EINVAL, "%s: '%s' names more than %llu files",
+		    o->name, value, (unsigned long long)o->max);
+out_bad_twice:
+	free(out);
+	return fail(err, len, -EINVAL, "%s: '%s' names %.*s twice", o->name,
+		    value, (int)plen, start);
+}
+
+void config_defaults(struct config *cfg)
+{
+	/* A field without a row (none should exist) is zero. */
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		const struct opt *o = &options[i];
+		void *f = field(cfg, o);
+
+		switch (o->type) {
+		case OPT_PATH:
+		case OPT_PATH_LIST:
+			*(const char **)f = o->def_str;
+			break;
+		case OPT_SIZE:
+			*(uint64_t *)f = o->def_num;
+			break;
+		case OPT_UINT:
+			*(uint32_t *)f = (uint32_t)o->def_num;
+			break;
+		case OPT_ENUM:
+			*(int *)f = (int)o->def_num;
+			break;
+		}
+	}
+}
+
+/* Frees a string field unless it is the default, which is not allocated. */
+static void free_string(struct config *cfg, const struct opt *o)
+{
+	const char **f = field(cfg, o);
+
+	if (*f != o->def_str)
+		free((char *)*f);
+	*f = o->def_str;
+}
+
+int config_set(struct config *cfg, const char *key, const char *value,
+	       char *err, size_t len)
+{
+	const struct opt *o = opt_find(key);
+	char *str = NULL, alt[64];
+	uint64_t size = 0;
+	uint32_t u = 0;
+	int r = 0, e = 0;
+
+	if (!o) {
+		/* "store_size" is a likely slip for "store-size": say so. */
+		snprintf(alt, sizeof(alt), "%s", key);
+		for (char *c = alt; *c; c++)
+			if (*c == '_')
+				*c = '-';
+		if (strcmp(alt, key) && opt_find(alt))
+			return fail(err, len, -ENOENT, "%s: unknown option (did "
+				    "you mean %s?)", key, alt);
+		return fail(err, len, -ENOENT, "%s: unknown option", key);
+	}
+	switch (o->type) {
+	case OPT_PATH:
+		r = set_path(o, value, &str, err, len);
+		break;
+	case OPT_PATH_LIST:
+		r = set_path_list(o, value, &str, err, len);
+		break;
+	case OPT_SIZE:
+		r = set_size(o, value, &size, err, len);
+		if (!r)
+			*(uint64_t *)field(cfg, o) = size;
+		break;
+	case OPT_UINT:
+		r = set_uint(o, value, &u, err, len);
+		if (!r)
+			*(uint32_t *)field(cfg, o) = u;
+		break;
+	case OPT_ENUM:
+		r = set_enum(o, value, &e, err, len);
+		if (!r)
+			*(int *)field(cfg, o) = e;
+		break;
+	}
+	if (!r && str) {
+		free_string(cfg, o);
+		*(const char **)field(cfg, o) = str;
+	}
+	return r;
+}
+
+bool config_reloadable(const char *key)
+{
+	const struct opt *o = opt_find(key);
+
+	return o && o->reloadable;
+}
+
+static bool opt_equal(const struct opt *o, const struct config *a,
+		      const struct config *b)
+{
+	const void *fa = cfield(a, o), *fb = cfield(b, o);
+	const char *sa, *sb;
+
+	switch (o->type) {
+	case OPT_PATH:
+	case OPT_PATH_LIST:
+		sa = *(const char *const *)fa;
+		sb = *(const char *const *)fb;
+		return sa == sb || (sa && sb && !strcmp(sa, sb));
+	case OPT_SIZE:
+		return *(const uint64_t *)fa == *(const uint64_t *)fb;
+	case OPT_UINT:
+		return *(const uint32_t *)fa == *(const uint32_t *)fb;
+	case OPT_ENUM:
+		return *(const int *)fa == *(const int *)fb;
+	}
+	return false;
+}
+
+size_t config_diff(const struct config *a, const struct config *b,
+		   const char **keys, size_t n)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		if (opt_equal(&options[i], a, b))
+			continue;
+		if (count < n)
+			keys[count] = options[i].name;
+		count++;
+	}
+	return count;
+}
+
+void config_usage(FILE *f)
+{
+	char left[64], def[64];
+
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		const struct opt *o = &options[i];
+
+		snprintf(left, sizeof(left), "--%s %s", o->name, o->arg);
+		switch (o->type) {
+		case OPT_PATH:
+		case OPT_PATH_LIST:
+			snprintf(def, sizeof(def), "%s", o->def_str);
+			break;
+		case OPT_SIZE:
+			format_size(o->def_num, def, sizeof(def));
+			break;
+		case OPT_UINT:
+			snprintf(def, sizeof(def), "%llu, at most %llu",
+				 (unsigned long long)o->def_num,
+				 (unsigned long long)o->max);
+			break;
+		case OPT_ENUM:
+			snprintf(def, sizeof(def), "?");
+			for (const struct opt_name *n = o->names; n->name; n++)
+				if (n->value == (int)o->def_num)
+					snprintf(def, sizeof(def), "%s", n->name);
+			break;
+		}
+		fprintf(f, "  %-24s %s\n  %-24s (default %s%s)\n", left, o->help,
+			"", def, o->reloadable ? "; SIGHUP reloads it" : "");
+	}
+}
+
+void config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < NOPTIONS; i++)
+		if (is_string(&options[i]))
+			free_string(cfg, &options[i]);
+}
+
+/* --- files ---------------------------------------------------------------- */
+
+/* One file being parsed: what the reader and the handler share. */
+struct load {
+	struct config *cfg;
+	const char *path;
+	FILE *f;
+	char *line;		/* the line inih is on, from getline() */
+	size_t cap;
+	unsigned lineno;
+	/*
+	 * inih treats an indented line that follows an option's line (with no
+	 * section header in between) as a continuation of that option's
+	 * value: prev_key mirrors its memory of that option, and cont says
+	 * whether the current line is such a continuation.
+	 */
+	char prev_key[64];
+	bool cont;
+	int ret;		/* first error, its text in err */
+	int read_errno;
+	char *err;
+	size_t len;
+};
+
+/* The file's error: "path:line: what", kept only if it is the first. */
+__attribute__((format(printf, 3, 4)))
+static int load_fail(struct load *l, int ret, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	if (l->ret)
+		return l->ret;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	l->ret = fail(l->err, l->len, ret, "%s:%u: %s", l->path, l->lineno, what);
+	return l->ret;
+}
+
+/*
+ * inih's fgets-style reader: hands over one whole line per call, so that
+ * l->lineno is the line of every handler call that follows. A line that
+ * would not fit inih's buffer, a NUL byte, an unknown section or an earlier
+ * error ends the input.
+ */
+static char *load_read(char *buf, int size, void *stream)
+{
+	struct load *l = stream;
+	const char *p;
+	ssize_t n;
+
+	if (l->ret)
+		return NULL;
+	errno = 0;
+	n = getline(&l->line, &l->cap, l->f);
+	if (n < 0) {
+		if (ferror(l->f))
+			l->read_errno = errno ? errno : EIO;
+		return NULL;
+	}
+	l->lineno++;
+	if (n >= size) {
+		load_fail(l, -EINVAL, "the line is longer than %d characters "
+			  "(a long store list can go on over indented lines)",
+			  size - 2);
+		return NULL;
+	}
+	if (strlen(l->line) != (size_t)n) {
+		load_fail(l, -EINVAL, "the line holds a NUL byte");
+		return NULL;
+	}
+	p = l->line;
+	if (l->lineno == 1 && !memcmp(p, "\xef\xbb\xbf", 3))
+		p += 3;
+	l->cont = (*p == ' ' || *p == '\t') && *l->prev_key;
+	p += strspn(p, " \t");
+	if (!l->cont && *p == '[') {
+		size_t nlen = strcspn(p + 1, "]");
+
+		/* A header without "]" is left to inih, which refuses it. */
+		if (p[1 + nlen] == ']') {
+			if (nlen != strlen(SECTION) ||
+			    memcmp(p + 1, SECTION, nlen)) {
+				load_fail(l, -EINVAL, "[%.*s]: unknown section "
+					  "(the only one is [" SECTION "])",
+					  (int)nlen, p + 1);
+				return NULL;
+			}
+			*l->prev_key = '\0';
+		}
+	}
+	memcpy(buf, l->line, (size_t)n + 1);
+	return buf;
+}
+
+/* inih's handler: one option line, or one continuation line. */
+static int load_option(void *user, const char *section, const char *name,
+		       const char *value)
+{
+	struct load *l = user;
+	const struct opt *o;
+	char *joined;
+	const char *cur;
+	int r;
+
+	if (l->cont) {
+		/* name is the option of the line being continued. */
+		o = opt_find(name);
+		if (!o || o->type != OPT_PATH_LIST)
+			return !load_fail(l, -EINVAL, "an indented line continues "
+					  "the value of %s, which takes one line: "
+					  "remove the indentation", name);
+		/* "  store-size = 2G" under a store list is an option, not a path. */
+		if (strchr(value, '='))
+			return !load_fail(l, -EINVAL, "an indented line continues "
+					  "the value of %s but holds '=': remove the "
+					  "indentation", name);
+		cur = *(const char **)field(l->cfg, o);
+		if (asprintf(&joined, "%s%s%s", cur,
+			     *cur && cur[strlen(cur) - 1] != ',' ? "," : "",
+			     value) < 0)
+			return !load_fail(l, -ENOMEM, "out of memory");
+		r = config_set(l->cfg, o->name, joined, l->err, l->len);
+		free(joined);
+	} else if (strcmp(section, SECTION)) {
+		return !load_fail(l, -EINVAL, "%s: %s", name, *section ?
+				  "unknown section" :
+				  "option before the [" SECTION "] section");
+	} else {
+		snprintf(l->prev_key, sizeof(l->prev_key), "%s", name);
+		r = config_set(l->cfg, name, value, l->err, l->len);
+	}
+	if (r < 0) {
+		/*
+		 * config_set()'s message names the option and the value. An
+		 * unknown option makes the file invalid, not missing.
+		 */
+		char what[512];
+
+		snprintf(what, sizeof(what), "%s", l->err);
+		return !load_fail(l, r == -ENOENT ? -EINVAL : r, "%s", what);
+	}
+	return 1;
+}
+
+static int load_file(struct config *cfg, const char *path, bool must_exist,
+		     char *err, size_t len)
+{
+	struct load l = {
+		.cfg = cfg,
+		.path = path,
+		.err = err,
+		.len = len,
+	};
+	int r;
+
+	l.f = fopen(path, "re");
+	if (!l.f) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		return fail(err, len, -errno, "%s: %s", path, strerror(errno));
+	}
+	r = ini_parse_stream(load_read, &l, load_option, &l);
+	/*
+	 * inih goes on after a syntax error and returns the first bad line;
+	 * the reader stops at the first of ours. Report whichever came first.
+	 */
+	if (r > 0 && (!l.ret || (unsigned)r < l.lineno)) {
+		l.ret = 0;
+		l.lineno = (unsigned)r;
+		load_fail(&l, -EINVAL, "syntax error: expected 'option = value', "
+			  "[" SECTION "] or a comment");
+	} else if (!l.ret && l.read_errno) {
+		l.ret = fail(err, len, -l.read_errno, "%s: %s", path,
+			     strerror(l.read_errno));
+	} else if (!l.ret && r < 0) {
+		l.ret = fail(err, len, -ENOMEM, "%s: out of memory", path);
+	}
+	free(l.line);
+	fclose(l.f);
+	return l.ret;
+}
+
+static int conf_filter(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	return d->d_name[0] != '.' && n > 5 && !strcmp(d->d_name + n - 5, ".conf");
+}
+
+/* Byte order, whatever the locale: "10-a.conf" < "20-b.conf" < "a.conf". */
+static int conf_order(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int config_load(struct config *cfg, const char *path, bool must_exist,
+		char *err, size_t len)
+{
+	struct dirent **names = NULL;
+	char *dir, *file;
+	int n, r;
+
+	r = load_file(cfg, path, must_exist, err, len);
+	if (r < 0)
+		return r;
+	if (asprintf(&dir, "%s.d", path) < 0)
+		return fail(err, len, -ENOMEM, "out of memory");
+	n = scandir(dir, &names, conf_filter, conf_order);
+	if (n < 0) {
+		r = errno == ENOENT ? 0 : fail(err, len, -errno, "%s: %s", dir,
+					       strerror(errno));
+		goto out_free_dir;
+	}
+	for (int i = 0; i < n; i++) {
+		if (!r && asprintf(&file, "%s/%s", dir, names[i]->d_name) < 0)
+			r = fail(err, len, -ENOMEM, "out of memory");
+		else if (!r) {
+			r = load_file(cfg, file, true, err, len);
+			free(file);
+		}
+		free(names[i]);
+	}
+	free(names);
+out_free_dir:
+	free(dir);
+	return r;
+}
