@@ -72,6 +72,18 @@ static const struct opt_name log_levels[] = {
 	{ NULL, 0 },
 };
 
+static const struct opt_name durabilities[] = {
+	{ "durable", 0 },
+	{ "cache", 1 },
+	{ NULL, 0 },
+};
+
+static const struct opt_name on_off[] = {
+	{ "off", 0 },
+	{ "on", 1 },
+	{ NULL, 0 },
+};
+
 static const struct opt options[] = {
 	{
 		.name = "socket", .type = OPT_PATH,
@@ -92,7 +104,7 @@ static const struct opt options[] = {
 	{
 		.name = "store-size", .type = OPT_SIZE,
 		.offset = FIELD(store_size, uint64_t),
-		.min = STORE_HEADER_BYTES + STORE_BLOCK, .max = 1ull << 50,
+		.min = 8ull << 20, .max = 1ull << 50,
 		.step = STORE_BLOCK,
 		.def_num = 4ull << 30,
 		.arg = "SIZE",
@@ -114,6 +126,24 @@ static const struct opt options[] = {
 		.reloadable = true,
 		.arg = "LEVEL",
 		.help = "err, warning, notice, info or debug",
+	},
+	{
+		.name = "durability", .type = OPT_ENUM,
+		.offset = FIELD(cache, int),
+		.names = durabilities,
+		.def_num = 0,
+		.reloadable = true,
+		.arg = "MODE",
+		.help = "durable or cache (when swap-outs are acknowledged)",
+	},
+	{
+		.name = "verify", .type = OPT_ENUM,
+		.offset = FIELD(verify, int),
+		.names = on_off,
+		.def_num = 1,
+		.reloadable = true,
+		.arg = "on|off",
+		.help = "check each segment's CRC32C on swap-in",
 	},
 };
 

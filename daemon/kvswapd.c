@@ -5,175 +5,162 @@
  * This file is the daemon's lifetime: options, start, serve, stop.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "conn.h"
 #include "journal.h"
 #include "log.h"
 #include "server.h"
 
-#define DEFAULT_SOCKET		"/run/kvswap/kvswapd.sock"
-#define DEFAULT_STORE		"/var/lib/kvswap/store0.kvs"
-#define DEFAULT_STORE_SIZE	(4ull << 30)
-#define DEFAULT_QUEUE_DEPTH	128
-#define MAX_QUEUE_DEPTH		4096
+/* A command-line option, applied after the configuration files. */
+struct arg {
+	const char *key;
+	const char *value;
+};
+
+static struct {
+	const char *config_path;	/* --config, or NULL: no file */
+	struct arg *args;
+	size_t nargs;
+} cmdline;
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: kvswapd [OPTION]...\n"
 		"Serve KV-cache swap-out and swap-in over an AF_UNIX socket.\n\n"
-		"  --socket PATH          control socket (default %s)\n"
-		"  --store PATH[,PATH...] store files, one per NVMe device\n"
-		"                         (default %s)\n"
-		"  --store-size SIZE      size of each store file, e.g. 4G (default 4G)\n"
-		"  --queue-depth N        segments in flight, 1..%d (default %d)\n"
-		"  --durability MODE      durable (default): a swap-out's final event\n"
-		"                         comes once data and metadata are on stable\n"
-		"                         storage; cache: once the data is written\n"
-		"  --verify on|off        check each segment's CRC32C on swap-in\n"
-		"                         (default on)\n"
-		"  --log-level LEVEL      err, warning, notice, info or debug\n"
-		"                         (default info)\n"
-		"  -h, --help             this text\n"
-		"  --version              print the version\n",
-		DEFAULT_SOCKET, DEFAULT_STORE, MAX_QUEUE_DEPTH,
-		DEFAULT_QUEUE_DEPTH);
+		"  --config FILE            read options from FILE and FILE.d/*.conf\n"
+		"                           (no file is read without it)\n");
+	config_usage(f);
+	fprintf(f,
+		"  -h, --help               this text\n"
+		"  --version                print the version\n\n"
+		"Command-line options override the files; see kvswapd(8).\n");
 }
 
-/* Parses "4G", "512M", "1048576", "1GiB". Returns 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *ret)
+/*
+ * Collects the options; they are applied by load_config() on top of the
+ * files. Every option but --config, --help and --version is a config key.
+ */
+static int parse_args(int argc, char **argv)
 {
-	unsigned long long v;
-	char *end;
-	int shift = 0;
+	cmdline.args = calloc((size_t)argc, sizeof(*cmdline.args));
+	if (!cmdline.args)
+		return -ENOMEM;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *eq, *key;
+		char name[64];
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	case 'T': case 't': shift = 40; end++; break;
-	}
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-		end += strlen(end);
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -EINVAL;
-	*ret = (uint64_t)v << shift;
-	return 0;
-}
-
-static int parse_args(int argc, char **argv, struct config *cfg)
-{
-	enum { OPT_SOCKET = 256, OPT_STORE, OPT_STORE_SIZE, OPT_QUEUE_DEPTH,
-	       OPT_LOG_LEVEL, OPT_VERSION, OPT_DURABILITY, OPT_VERIFY };
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, OPT_SOCKET },
-		{ "store", required_argument, NULL, OPT_STORE },
-		{ "store-size", required_argument, NULL, OPT_STORE_SIZE },
-		{ "queue-depth", required_argument, NULL, OPT_QUEUE_DEPTH },
-		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-		{ "durability", required_argument, NULL, OPT_DURABILITY },
-		{ "verify", required_argument, NULL, OPT_VERIFY },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ NULL, 0, NULL, 0 },
-	};
-	unsigned long n;
-	char *end;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_SOCKET:
-			cfg->socket_path = optarg;
-			break;
-		case OPT_STORE:
-			cfg->store_paths = optarg;
-			break;
-		case OPT_STORE_SIZE:
-			if (parse_size(optarg, &cfg->store_size) < 0) {
-				log_err("--store-size %s: not a size (e.g. 4G, 512M)", optarg);
-				return -EINVAL;
-			}
-			break;
-		case OPT_QUEUE_DEPTH:
-			errno = 0;
-			n = strtoul(optarg, &end, 10);
-			if (errno || *end || !n || n > MAX_QUEUE_DEPTH) {
-				log_err("--queue-depth %s: must be 1..%d", optarg,
-					MAX_QUEUE_DEPTH);
-				return -EINVAL;
-			}
-			cfg->queue_depth = (uint32_t)n;
-			break;
-		case OPT_LOG_LEVEL:
-			c = log_parse_level(optarg);
-			if (c < 0) {
-				log_err("--log-level %s: use err, warning, notice, "
-					"info or debug", optarg);
-				return -EINVAL;
-			}
-			log_max_level = c;
-			break;
-		case OPT_DURABILITY:
-			if (strcmp(optarg, "durable") && strcmp(optarg, "cache")) {
-				log_err("--durability %s: use durable or cache", optarg);
-				return -EINVAL;
-			}
-			cfg->cache = !strcmp(optarg, "cache");
-			break;
-		case OPT_VERIFY:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
-				log_err("--verify %s: use on or off", optarg);
-				return -EINVAL;
-			}
-			cfg->verify = !strcmp(optarg, "on");
-			break;
-		case 'h':
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			exit(0);
-		case OPT_VERSION:
+		}
+		if (!strcmp(a, "--version")) {
 			printf("kvswapd %s\n", KVSWAP_VERSION);
 			exit(0);
-		default:
-			usage(stderr);
+		}
+		if (strncmp(a, "--", 2) || !a[2]) {
+			log_err("unexpected argument '%s'", a);
 			return -EINVAL;
 		}
-	}
-	if (optind < argc) {
-		log_err("unexpected argument '%s'", argv[optind]);
-		return -EINVAL;
+		key = a + 2;
+		eq = strchr(key, '=');
+		snprintf(name, sizeof(name), "%.*s",
+			 (int)(eq ? (size_t)(eq - key) : strlen(key)), key);
+		if (!eq && i + 1 >= argc) {
+			log_err("--%s needs a value", name);
+			return -EINVAL;
+		}
+		if (!strcmp(name, "config")) {
+			cmdline.config_path = eq ? eq + 1 : argv[++i];
+			continue;
+		}
+		cmdline.args[cmdline.nargs].key = strndup(key, strlen(name));
+		cmdline.args[cmdline.nargs++].value = eq ? eq + 1 : argv[++i];
 	}
 	return 0;
+}
+
+/* Defaults, then the files, then the command line. */
+static int load_config(struct config *cfg, char *err, size_t len)
+{
+	int r = 0;
+
+	config_defaults(cfg);
+	if (cmdline.config_path)
+		r = config_load(cfg, cmdline.config_path, true, err, len);
+	for (size_t i = 0; !r && i < cmdline.nargs; i++) {
+		char msg[400];
+
+		r = config_set(cfg, cmdline.args[i].key, cmdline.args[i].value, msg,
+			       sizeof(msg));
+		if (r == -ENOENT)
+			snprintf(err, len, "unknown option --%s", cmdline.args[i].key);
+		else if (r < 0)
+			snprintf(err, len, "--%s", msg);
+	}
+	return r;
+}
+
+static struct config cfg;
+
+/*
+ * SIGHUP: the configuration again; what can change while running does,
+ * the log names the rest. A configuration with an error changes nothing.
+ */
+static void reload(struct server *srv)
+{
+	struct config next;
+	const char *keys[16];
+	char err[512] = "";
+	size_t n;
+
+	if (load_config(&next, err, sizeof(err)) < 0) {
+		log_err("reload: %s; keeping the running configuration", err);
+		config_free(&next);
+		return;
+	}
+	n = config_diff(&cfg, &next, keys, 16);
+	for (size_t i = 0; i < n && i < 16; i++) {
+		if (!config_reloadable(keys[i])) {
+			log_warn("reload: %s changed; it takes effect at the next "
+				 "restart", keys[i]);
+			continue;
+		}
+		log_notice("reload: %s changed", keys[i]);
+	}
+	/* Only ints are reloadable: no string changes hands. */
+	cfg.log_level = srv->cfg.log_level = next.log_level;
+	cfg.cache = srv->cfg.cache = next.cache;
+	cfg.verify = srv->cfg.verify = next.verify;
+	log_max_level = cfg.log_level;
+	if (!n)
+		log_notice("reload: nothing changed");
+	config_free(&next);
 }
 
 int main(int argc, char **argv)
 {
-	struct config cfg = {
-		.socket_path = DEFAULT_SOCKET,
-		.store_paths = DEFAULT_STORE,
-		.store_size = DEFAULT_STORE_SIZE,
-		.queue_depth = DEFAULT_QUEUE_DEPTH,
-		.verify = true,
-	};
 	static struct server srv;
 	bool created = false;
 	char err[512] = "";
 	int ret;
 
 	/* Every startup error, bad options included, exits 1 (systemd). */
-	if (parse_args(argc, argv, &cfg) < 0)
+	if (parse_args(argc, argv) < 0)
 		return 1;
+	if (load_config(&cfg, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	log_max_level = cfg.log_level;
 	ret = server_init(&srv, &cfg, err, sizeof(err));
+	srv.reload = reload;
 	if (ret < 0) {
 		log_err("%s", *err ? err : strerror(-ret));
 		goto out_fini;
@@ -205,5 +192,6 @@ int main(int argc, char **argv)
 	}
 out_fini:
 	server_fini(&srv);
+	config_free(&cfg);
 	return ret < 0 ? 1 : 0;
 }

@@ -73,8 +73,8 @@ struct config {
 	uint64_t store_size;
 	uint32_t queue_depth;
 	int log_level;
-	bool cache;		/* default durability: cache, else durable */
-	bool verify;		/* check CRC32C on swap-in */
+	int cache;		/* default durability: cache (1) or durable (0) */
+	int verify;		/* check CRC32C on swap-in */
 };
 
 /* SwapOut.flags */

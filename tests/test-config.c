@@ -135,8 +135,8 @@ static void test_defaults(void)
 static void test_set(void)
 {
 	static const struct { const char *text; uint64_t bytes; } sizes[] = {
-		{ "1052672", 1028 << 10 }, { "1028K", 1028 << 10 },
-		{ "2048k", 2 << 20 }, { "64M", 64 << 20 }, { "3G", 3ull << 30 },
+		{ "8388608", 8 << 20 }, { "8192K", 8 << 20 },
+		{ "16384k", 16 << 20 }, { "64M", 64 << 20 }, { "3G", 3ull << 30 },
 		{ "2GiB", 2ull << 30 }, { "5GB", 5ull << 30 },
 		{ "1T", 1ull << 40 }, { "16t", 16ull << 40 },
 		{ "1024T", 1ull << 50 },
@@ -218,13 +218,13 @@ static void test_bad_values(void)
 	    "number with a K, M, G or T suffix)");
 	bad("store-size", "", "store-size: '' is not a size (bytes, or a "
 	    "number with a K, M, G or T suffix)");
-	bad("store-size", "1M", "store-size: '1M' is not a size in 1028K..1024T");
-	bad("store-size", "1025T", "store-size: '1025T' is not a size in 1028K..1024T");
+	bad("store-size", "1M", "store-size: '1M' is not a size in 8M..1024T");
+	bad("store-size", "1025T", "store-size: '1025T' is not a size in 8M..1024T");
 	bad("store-size", "99999999999T",
-	    "store-size: '99999999999T' is not a size in 1028K..1024T");
+	    "store-size: '99999999999T' is not a size in 8M..1024T");
 	bad("store-size", "99999999999999999999999",
-	    "store-size: '99999999999999999999999' is not a size in 1028K..1024T");
-	bad("store-size", "1052673", "store-size: '1052673' is not a multiple of 4K");
+	    "store-size: '99999999999999999999999' is not a size in 8M..1024T");
+	bad("store-size", "8388609", "store-size: '8388609' is not a multiple of 4K");
 	bad("log-level", "loud", "log-level: 'loud' is not one of err, warning, "
 	    "notice, info, debug");
 	bad("log-level", "INFO", "log-level: 'INFO' is not one of err, warning, "
@@ -391,7 +391,7 @@ static void test_files(void)
 		"queue-depth = abc\n");
 	bad_file("bad value", p, "7: queue-depth: 'abc' is not a number in 1..4096");
 	p = put("bad2.conf", "[kvswapd]\nstore-size = 4097\n");
-	bad_file("bad size", p, "2: store-size: '4097' is not a size in 1028K..1024T");
+	bad_file("bad size", p, "2: store-size: '4097' is not a size in 8M..1024T");
 	p = put("bad3.conf", "[kvswapd]\nlog-level = verbose\n");
 	bad_file("bad level", p, "2: log-level: 'verbose' is not one of err, "
 		 "warning, notice, info, debug");
