@@ -60,6 +60,7 @@ enum {
 	OPT_DURABLE = 1U << 6,
 	OPT_CACHE = 1U << 7,
 	OPT_LEASE = 1U << 8,
+	OPT_PROMETHEUS = 1U << 9,
 };
 
 struct ctl;
@@ -80,6 +81,7 @@ struct ctl {
 	const char *socket_path;	/* what we connected to */
 	const char *segment_size;	/* --segment-size, NULL if not given */
 	bool json;
+	bool prometheus;
 	uint32_t put_flags;		/* KVSWAP_PINNED, _DURABLE, _CACHE */
 	const char *lease;		/* --lease MS, NULL if not given */
 	char **args;
@@ -1260,19 +1262,86 @@ static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
 	       s->checksum_errors, s->io_errors);
 }
 
+/*
+ * The Prometheus text format, for node_exporter's textfile collector:
+ * kvswapctl stat --prometheus > /var/lib/node_exporter/kvswap.prom.$$ &&
+ * mv it into place. No network listener in the daemon.
+ */
+static void prom(const char *name, const char *type, const char *help,
+		 double v)
+{
+	printf("# HELP kvswap_%s %s\n# TYPE kvswap_%s %s\nkvswap_%s %.17g\n",
+	       name, help, name, type, name, v);
+}
+
+static void stat_print_prometheus(const struct kvswap_stat *s)
+{
+	prom("up", "gauge", "Whether kvswapd answered.", 1);
+	prom("capacity_bytes", "gauge", "Store capacity for data.",
+	     (double)s->capacity);
+	prom("used_bytes", "gauge", "Store space in use, block-rounded.",
+	     (double)s->used);
+	prom("pinned_bytes", "gauge", "Bytes of pinned entries.",
+	     (double)s->pinned);
+	prom("entries", "gauge", "Stored entries.", (double)s->entries);
+	prom("swapped_out_bytes_total", "counter",
+	     "Bytes swapped out (written to the store).", (double)s->bytes_in);
+	prom("swapped_in_bytes_total", "counter",
+	     "Bytes swapped in (read from the store).", (double)s->bytes_out);
+	prom("requests_total", "counter", "Requests handled.",
+	     (double)s->requests);
+	prom("errors_total", "counter", "Error events sent.", (double)s->errors);
+	prom("evictions_total", "counter", "Entries evicted for room.",
+	     (double)s->evictions);
+	prom("checksum_errors_total", "counter",
+	     "Segments that failed their CRC32C on swap-in.",
+	     (double)s->checksum_errors);
+	prom("io_errors_total", "counter", "Segments that failed with EIO.",
+	     (double)s->io_errors);
+	prom("journal_commits_total", "counter", "Metadata log commits.",
+	     (double)s->journal_commits);
+	prom("checkpoints_total", "counter", "Metadata checkpoints.",
+	     (double)s->checkpoints);
+	prom("in_flight", "gauge", "Segment I/O chains in flight.",
+	     (double)s->in_flight);
+	prom("queue_depth", "gauge", "Configured queue depth.",
+	     (double)s->queue_depth);
+	prom("clients", "gauge", "Connected clients.", (double)s->clients);
+	prom("regions", "gauge", "Registered client regions.",
+	     (double)s->regions);
+	prom("store_files", "gauge", "Store files.", (double)s->store_files);
+	printf("# HELP kvswap_cpu_seconds_total kvswapd's CPU time.\n"
+	       "# TYPE kvswap_cpu_seconds_total counter\n"
+	       "kvswap_cpu_seconds_total{mode=\"user\"} %.6f\n"
+	       "kvswap_cpu_seconds_total{mode=\"system\"} %.6f\n",
+	       (double)s->cpu_user_us / 1e6, (double)s->cpu_system_us / 1e6);
+	prom("uptime_seconds", "gauge", "Seconds since kvswapd started.",
+	     (double)s->uptime_ms / 1e3);
+}
+
 static int stat_main(struct ctl *c)
 {
 	struct kvswap_stat s;
 	int ret;
 
-	if (ctl_connect(c))
+	if (c->prometheus && c->json)
+		return usage_error(c, "--json and --prometheus exclude each other");
+	if (ctl_connect(c)) {
+		/* Scrapers still get a sample that says the daemon is down. */
+		if (c->prometheus)
+			printf("# TYPE kvswap_up gauge\nkvswap_up 0\n");
 		return EXIT_FAILURE;
+	}
 	ret = kvswap_stat(c->k, &s);
 	if (ret < 0) {
+		if (c->prometheus)
+			printf("# TYPE kvswap_up gauge\nkvswap_up 0\n");
 		ret = fail_kv(c, ret, "stat");
 		goto out_close;
 	}
-	if (c->json)
+	if (c->prometheus)
+		stat_print_prometheus(&s);
+	else if (c->json)
 		stat_print_json(&s);
 	else
 		stat_print_table(c, &s);
@@ -1300,7 +1369,7 @@ static const struct command commands[] = {
 	{ "lookup", lookup_main, "tell which keys are stored (prefix lookup)",
 	  "KEY... [--lease MS] [--json]", OPT_JSON | OPT_LEASE, 1, -1 },
 	{ "stat", stat_main, "show the daemon's statistics",
-	  "[--json]", OPT_JSON, 0, 0 },
+	  "[--json|--prometheus]", OPT_JSON | OPT_PROMETHEUS, 0, 0 },
 	{ "help", help_main, "show this help, or a command's",
 	  "[COMMAND]", 0, 0, 1 },
 };
@@ -1345,6 +1414,7 @@ static void usage(FILE *f)
 		"  --lease MS           lookup: keep the present keys from eviction\n"
 		"                       for MS milliseconds (at most 60000)\n"
 		"  --json               ls, lookup, stat: print JSON\n"
+		"  --prometheus         stat: print the Prometheus text format\n"
 		"  -h, --help           show this help\n"
 		"  --version            show the version\n"
 		"  --                   end of options (for keys starting with '-')\n"
@@ -1389,6 +1459,7 @@ static const struct {
 	{ "durable", OPT_DURABLE, false },
 	{ "cache", OPT_CACHE, false },
 	{ "lease", OPT_LEASE, true },
+	{ "prometheus", OPT_PROMETHEUS, false },
 	{ "help", OPT_HELP, false },
 	{ "version", OPT_VERSION, false },
 };
@@ -1478,6 +1549,9 @@ static int parse_args(struct ctl *c, int argc, char **argv,
 			break;
 		case OPT_LEASE:
 			c->lease = value;
+			break;
+		case OPT_PROMETHEUS:
+			c->prometheus = true;
 			break;
 		}
 	}

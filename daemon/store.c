@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -142,6 +143,10 @@ static int create_file(struct store *s, uint32_t index, char *err, size_t len)
 	memset(buf, 0, chunk);
 	for (uint64_t off = 0; off < f->size; off += chunk) {
 		size_t n = f->size - off < chunk ? f->size - off : chunk;
+
+		/* Under systemd: a large store takes a while to write once. */
+		if (off % (1ull << 30) == 0)
+			sd_notify(0, "EXTEND_TIMEOUT_USEC=60000000");
 
 		r = write_full(f->fd, buf, n, off);
 		if (r < 0) {

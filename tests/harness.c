@@ -306,6 +306,8 @@ static int deny_io_uring(void)
 	return 0;
 }
 
+const char *const *harness_env;
+
 int harness_spawn(const char *const *args, unsigned flags,
 		  struct harness **ret)
 {
@@ -400,6 +402,8 @@ int harness_spawn(const char *const *args, unsigned flags,
 		unsetenv("LISTEN_FDNAMES");
 		unsetenv("WATCHDOG_USEC");
 		unsetenv("WATCHDOG_PID");
+		for (const char *const *e = harness_env; e && *e; e++)
+			putenv((char *)*e);
 		execv(harness_bin, argv);
 		fprintf(stderr, "harness: exec %s: %s\n", harness_bin,
 			strerror(errno));

@@ -80,6 +80,12 @@ const char *harness_dir(void);
  */
 int harness_start(const struct harness_opts *o, struct harness **ret);
 
+/*
+ * "NAME=VALUE" strings (NULL-terminated) set in the environment of the
+ * daemons started from now on, after the harness's own (e.g. WATCHDOG_USEC).
+ */
+extern const char *const *harness_env;
+
 /* harness_spawn() flags */
 enum {
 	/* io_uring_setup() fails with EPERM in the daemon (seccomp filter). */
