@@ -368,27 +368,31 @@ static void abandon(struct server *srv, struct xfer *x, int code,
 	conn_xfer_done(srv, c);
 }
 
+/* Runs swap-out x if its space can be had, parks it, or fails it. */
+static void place(struct server *srv, struct xfer *x)
+{
+	char err[256];
+	int r = xfer_alloc(srv, x, err, sizeof(err));
+
+	if (r == -EAGAIN)
+		park(srv, x);
+	else if (r < 0)
+		abandon(srv, x, r, err);
+	else
+		enqueue(srv, x);
+}
+
 void xfer_space_retry(struct server *srv)
 {
 	struct xfer *x = srv->spaceq_head, *next;
-	char err[256];
 
 	srv->spaceq_head = srv->spaceq_tail = NULL;
 	for (; x; x = next) {
-		int r;
-
 		next = x->qnext;
-		if (x->c->closing) {
+		if (x->c->closing)
 			abandon(srv, x, ECONNRESET, "client gone");
-			continue;
-		}
-		r = xfer_alloc(srv, x, err, sizeof(err));
-		if (r == -EAGAIN)
-			park(srv, x);
-		else if (r < 0)
-			abandon(srv, x, r, err);
 		else
-			enqueue(srv, x);
+			place(srv, x);
 	}
 }
 
@@ -398,8 +402,6 @@ void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
 	uint32_t nseg = (uint32_t)m->n_segments;
 	struct region *r;
 	struct xfer *x;
-	char err[256];
-	int ret;
 
 	r = conn_region(c, m->region);
 	if (!r)
@@ -428,13 +430,7 @@ void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
 	}
 	r->users++;
 	c->xfers++;
-	ret = xfer_alloc(srv, x, err, sizeof(err));
-	if (ret == -EAGAIN)
-		park(srv, x);
-	else if (ret < 0)
-		abandon(srv, x, ret, err);
-	else
-		enqueue(srv, x);
+	place(srv, x);
 }
 
 void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
