@@ -352,20 +352,9 @@ out_full:
 static void abandon(struct server *srv, struct xfer *x, int code,
 		    const char *msg)
 {
-	struct conn *c = x->c;
-	struct region *r = x->r;
-
-	if (!c->closing)
-		conn_send_error(srv, c, x->id, code, -1, msg);
-	r->users--;
-	if (r->dying && !r->users && !c->closing) {
-		int ret = region_release(srv, r);
-
-		if (ret < 0)
-			conn_region_gone(srv, r, ret);
-	}
-	free(x);
-	conn_xfer_done(srv, c);
+	if (!x->c->closing)
+		conn_send_error(srv, x->c, x->id, code, -1, msg);
+	xfer_end(srv, x);
 }
 
 /* Runs swap-out x if its space can be had, parks it, or fails it. */
