@@ -11,6 +11,7 @@
 #include "journal.h"
 #include "log.h"
 #include "region.h"
+#include "xfer.h"
 
 #define EV_INIT(ev, req)						\
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;			\
@@ -218,6 +219,7 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 	e = index_del(&srv->index, m->key.data, m->key.len);
 	if (!e)
 		return not_found(srv, c, req, "delete.key: no such entry");
+	xfer_supersede(srv, m->key.data, m->key.len);
 	/*
 	 * Gone from the index now. Its blocks return once the DEL record is
 	 * durable and no swap-in reads them; in durable mode the reply waits

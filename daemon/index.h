@@ -40,6 +40,8 @@ struct entry {
 	uint32_t refs;
 	uint16_t flags;		/* ENTRY_* */
 	bool linked;
+	bool pending;		/* durable PUT not yet on stable storage */
+	bool superseded;	/* a later record for its key was queued */
 	uint32_t nseg;
 	uint32_t next;
 	uint32_t key_len;

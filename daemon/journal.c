@@ -38,7 +38,8 @@
 #define JB_HDR		32u
 #define JB_PAYLOAD	(STORE_BLOCK - JB_HDR)
 
-enum { REC_PUT = 1, REC_DEL = 2 };
+/* REC_HOLD writes nothing: it holds a reference until earlier records land. */
+enum { REC_HOLD = 0, REC_PUT = 1, REC_DEL = 2 };
 
 enum phase {
 	PH_IDLE,
@@ -144,6 +145,8 @@ static size_t rec_size(uint8_t type, const struct entry *e)
 {
 	size_t n = sizeof(struct rec_hdr) + e->key_len;
 
+	if (type == REC_HOLD)
+		return 0;
 	if (type == REC_PUT)
 		n += e->meta_len + e->nseg * sizeof(struct rec_seg) +
 		     e->next * sizeof(struct rec_ext);
@@ -157,6 +160,8 @@ static void rec_write(struct stream *s, uint8_t type, const struct entry *e)
 		.key_len = (uint16_t)e->key_len,
 	};
 
+	if (type == REC_HOLD)
+		return;
 	if (type == REC_PUT) {
 		h.flags = (uint8_t)e->flags;
 		h.nseg = e->nseg;
@@ -262,6 +267,11 @@ int journal_del(struct server *srv, struct entry *e, journal_done_fn *done,
 		void *arg)
 {
 	return queue(srv, REC_DEL, e, NULL, done, arg);
+}
+
+int journal_hold(struct server *srv, struct entry *e)
+{
+	return queue(srv, REC_HOLD, e, NULL, NULL, NULL);
 }
 
 bool journal_idle(const struct server *srv)
@@ -466,6 +476,11 @@ void journal_kick(struct server *srv)
 	if (j->want_checkpoint ||
 	    j->next + blocks_for(bytes) > half_blocks(srv) * 3 / 4) {
 		start_checkpoint(srv);
+		return;
+	}
+	/* Only holds: every record before them has landed already. */
+	if (!bytes) {
+		group_done(srv, 0, false);
 		return;
 	}
 	n = stage_group(srv);

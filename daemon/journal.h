@@ -75,6 +75,12 @@ int journal_put(struct server *srv, struct entry *e, struct entry *old,
 int journal_del(struct server *srv, struct entry *e, journal_done_fn *done,
 		void *arg);
 
+/*
+ * Takes over a reference to e and drops it once every record queued before
+ * this call is durable (no record of its own).
+ */
+int journal_hold(struct server *srv, struct entry *e);
+
 /* Starts writing queued records if nothing is being written. */
 void journal_kick(struct server *srv);
 

@@ -127,6 +127,11 @@ struct server {
 	uint32_t nregions;
 	struct xfer *runq_head;
 	struct xfer *runq_tail;
+	/*
+	 * Durable swap-outs whose records are being committed, linked by
+	 * hnext: the entries are not in the index yet (xfer.c).
+	 */
+	struct entry *pending;
 	/* Swap-outs waiting for evicted space to be released. */
 	struct xfer *spaceq_head;
 	struct xfer *spaceq_tail;

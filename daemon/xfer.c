@@ -180,6 +180,45 @@ static void reply_swap_out(struct server *srv, struct xfer *x)
 }
 
 /*
+ * The index must end up as the log replays: a record queued later for the
+ * same key wins. A durable swap-out is linked only when its record is
+ * durable, so a later record for its key (a cache-mode swap-out, a
+ * delete, an eviction, another durable swap-out) queued meanwhile marks it
+ * superseded: it is then not linked, and its blocks stay allocated until
+ * that later record is durable too.
+ */
+void xfer_supersede(struct server *srv, const void *key, size_t len)
+{
+	uint64_t h = index_hash(&srv->index, key, len);
+	struct entry **pp = &srv->pending;
+
+	while (*pp) {
+		struct entry *p = *pp;
+
+		if (p->hash == h && p->key_len == len && !memcmp(p->key, key, len)) {
+			*pp = p->hnext;
+			p->hnext = NULL;
+			p->pending = false;
+			p->superseded = true;
+		} else {
+			pp = &p->hnext;
+		}
+	}
+}
+
+static void pending_remove(struct server *srv, struct entry *e)
+{
+	struct entry **pp;
+
+	for (pp = &srv->pending; *pp && *pp != e; pp = &(*pp)->hnext)
+		;
+	if (*pp)
+		*pp = e->hnext;
+	e->hnext = NULL;
+	e->pending = false;
+}
+
+/*
  * A durable swap-out's PUT record is on stable storage (or its write
  * failed): link the entry and answer. The entry is linked even after a
  * failed metadata write: its data is whole, the record may have landed,
@@ -191,7 +230,18 @@ static void put_done(struct server *srv, void *arg, int err)
 	struct xfer *x = arg;
 	char msg[200];
 
-	store_entry_put(&srv->store, index_put(&srv->index, x->e));
+	if (x->e->superseded) {
+		/*
+		 * Its blocks wait for the later record. Without memory to wait
+		 * with, they are never freed rather than freed too soon.
+		 */
+		if (journal_hold(srv, x->e) < 0)
+			log_err("out of memory holding a superseded entry: its "
+				"blocks stay allocated");
+	} else {
+		pending_remove(srv, x->e);
+		store_entry_put(&srv->store, index_put(&srv->index, x->e));
+	}
 	x->e = NULL;
 	if (err && !x->c->closing) {
 		snprintf(msg, sizeof(msg), "swap_out: the data is stored but the "
@@ -213,6 +263,7 @@ static void drop_entry(struct server *srv, struct entry *e)
 	if (!e->linked)
 		return;
 	index_del(&srv->index, e->key, e->key_len);
+	xfer_supersede(srv, e->key, e->key_len);
 	if (journal_del(srv, e, NULL, NULL) < 0)
 		store_entry_put(&srv->store, e);
 	log_warn("dropped entry of %llu bytes after a failed read",
@@ -277,6 +328,7 @@ static uint64_t evict(struct server *srv, uint64_t need)
 			continue;
 		got += entry_blocks(e) * srv->store.block;
 		index_del(&srv->index, e->key, e->key_len);
+		xfer_supersede(srv, e->key, e->key_len);
 		if (journal_del(srv, e, NULL, NULL) < 0)
 			store_entry_put(&srv->store, e);
 		srv->st.evictions++;
@@ -487,8 +539,13 @@ static void finish(struct server *srv, struct xfer *x)
 	} else if (x->out) {
 		durable = x->flags & KVS_FLAG_DURABLE ||
 			  (!(x->flags & KVS_FLAG_CACHE) && !srv->cfg.cache);
+		xfer_supersede(srv, x->key, x->key_len);
 		if (durable) {
 			/* Visible and answered once the record is durable. */
+			x->e->hash = index_hash(&srv->index, x->key, x->key_len);
+			x->e->pending = true;
+			x->e->hnext = srv->pending;
+			srv->pending = x->e;
 			if (journal_put(srv, x->e, NULL, put_done, x) == 0)
 				return;
 			put_done(srv, x, -ENOMEM);

@@ -19,6 +19,12 @@ void xfer_pump(struct server *srv);
 /* Completion of a segment operation (UD_SEG_*). */
 void xfer_seg_cqe(struct server *srv, enum ud_type type, void *seg, int res);
 
+/*
+ * A record for this key is being queued (delete, eviction): a durable
+ * swap-out of the key still waiting for its commit must not be linked.
+ */
+void xfer_supersede(struct server *srv, const void *key, size_t len);
+
 /* Retries swap-outs that waited for evicted space (journal progress). */
 void xfer_space_retry(struct server *srv);
 
