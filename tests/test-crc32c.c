@@ -12,7 +12,7 @@
 
 int main(void)
 {
-	uint8_t buf[512];
+	static uint8_t buf[80000];
 	uint64_t s = 0x243f6a8885a308d3ull;
 	unsigned mismatches = 0;
 
@@ -44,6 +44,16 @@ int main(void)
 				      crc32c_portable(0, buf + off, len);
 	is_uint(mismatches, 0, "%s and portable agree at 16 alignments x 301 lengths",
 		crc32c_impl());
+	/* Lengths around the three-stream blocks (3 x 256, 3 x 8192). */
+	mismatches = 0;
+	for (size_t off = 0; off < 9; off++)
+		for (size_t len = 700; len <= 79000; len += 97)
+			mismatches += crc32c(0x12345678, buf + off, len) !=
+				      crc32c_portable(0x12345678, buf + off, len);
+	for (size_t len = 24570; len <= 24590; len++)
+		mismatches += crc32c(0, buf, len) != crc32c_portable(0, buf, len);
+	is_uint(mismatches, 0, "and at lengths up to 79000 across the interleaved "
+		"blocks");
 	is_uint(crc32c_portable(0, "123456789", 9), 0xe3069283,
 		"portable check value");
 	done_testing();
