@@ -96,8 +96,10 @@ $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
 		$(shell pkg-config --libs libprotobuf-c)
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
 
-$(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm
+$(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/client/bench.o \
+		    $(BUILD)/libkvswap.a
+	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm \
+		-lpthread
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
 	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
@@ -182,10 +184,17 @@ uninstall:
 		$(foreach m,$(MAN),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 	@[ -n "$(DESTDIR)" ] || ldconfig
 
+# fio against kvswapd on one store, every case; minutes, not part of test.
+# docs/PERFORMANCE.md describes it. Results under $(BUILD)/bench.
+bench: deps
+	@tools/deps.sh --bench
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/crc32c-speed
+	BUILD=$(BUILD) bench/run.sh
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test run install uninstall man clean bench-store
+.PHONY: all deps tests test run install uninstall man clean bench bench-store
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

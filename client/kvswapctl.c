@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "kvswap.h"
 
 #ifndef KVSWAPCTL_VERSION
@@ -1370,6 +1371,10 @@ static const struct command commands[] = {
 	  "KEY... [--lease MS] [--json]", OPT_JSON | OPT_LEASE, 1, -1 },
 	{ "stat", stat_main, "show the daemon's statistics",
 	  "[--json|--prometheus]", OPT_JSON | OPT_PROMETHEUS, 0, 0 },
+	/* bench parses its own options: main() hands it the whole line. */
+	{ "bench", NULL, "measure throughput and latency with synthetic traffic",
+	  "[--op in|out|mixed] [--segment-size SIZE] [--clients C] [--depth D] "
+	  "[--json] ...", 0, 0, 0 },
 	{ "help", help_main, "show this help, or a command's",
 	  "[COMMAND]", 0, 0, 1 },
 };
@@ -1465,6 +1470,35 @@ static const struct {
 };
 
 #define NOPTIONS (sizeof(option_defs) / sizeof(option_defs[0]))
+
+/*
+ * The command word: the first argument that is neither an option nor an
+ * option's value, as parse_args() will see it. NULL if there is none.
+ */
+static const char *command_word(int argc, char **argv)
+{
+	const char *a, *name;
+	size_t j, len;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		a = argv[i];
+		if (!strcmp(a, "--"))
+			return i + 1 < argc ? argv[i + 1] : NULL;
+		if (a[0] != '-' || !a[1])
+			return a;
+		if (a[1] != '-' || strchr(a, '='))
+			continue;
+		name = a + 2;
+		len = strlen(name);
+		for (j = 0; j < NOPTIONS; j++)
+			if (option_defs[j].has_arg &&
+			    strlen(option_defs[j].name) == len &&
+			    !strncmp(option_defs[j].name, name, len))
+				i++;
+	}
+	return NULL;
+}
 
 /*
  * Parses options anywhere on the command line, moving the positional
@@ -1563,10 +1597,14 @@ int main(int argc, char *argv[])
 {
 	const unsigned int global = OPT_SOCKET | OPT_HELP | OPT_VERSION;
 	struct ctl c = { 0 };
+	const char *cmd_name;
 	unsigned int seen, extra;
 	size_t j;
 	int npos, status;
 
+	cmd_name = command_word(argc, argv);
+	if (cmd_name && !strcmp(cmd_name, "bench"))
+		return bench_main(argc, argv);
 	npos = parse_args(&c, argc, argv, &seen);
 	if (npos < 0)
 		return 2;
@@ -1604,6 +1642,9 @@ int main(int argc, char *argv[])
 		return 2;
 	}
 
+	/* bench never gets here: command_word() found it first. */
+	if (!c.cmd->run)
+		return usage_error(&c, "put the options after 'bench'");
 	status = c.cmd->run(&c);
 
 	errno = 0;

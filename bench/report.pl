@@ -1,0 +1,384 @@
+#!/usr/bin/perl
+# Turns the raw results of bench/run.sh (DIR/raw/*.json, DIR/machine.txt,
+# DIR/commands.txt) into DIR/results.json, one Markdown table on stdout and
+# in DIR/report.md, and the plot DIR/throughput.png (via bench/plot.gp).
+# Every figure comes from the raw files; nothing here is a constant.
+use strict;
+use warnings;
+use JSON::PP;
+use File::Basename qw(dirname);
+
+my $dir = shift // 'build/bench';
+my $raw = "$dir/raw";
+my $json = JSON::PP->new->canonical->pretty;
+
+sub slurp {
+	my ($path) = @_;
+	open(my $f, '<', $path) or return undef;
+	local $/;
+	my $s = <$f>;
+	close($f);
+	return $s;
+}
+
+sub load {
+	my ($name) = @_;
+	my $s = slurp("$raw/$name.json");
+	return undef unless defined $s && length $s;
+	# fio may print notes before its JSON.
+	$s =~ s/^[^{]*//s;
+	my $v = eval { decode_json($s) };
+	warn "report: $raw/$name.json: $@" if $@;
+	return $v;
+}
+
+sub bytes_of {
+	my ($s) = @_;
+	my %m = (K => 1 << 10, M => 1 << 20, G => 1 << 30);
+	return $s =~ /^(\d+)([KMG])$/ ? $1 * $m{$2} : $s;
+}
+
+# The figures of one fio run: bytes/s, IOPS, total latency percentiles.
+sub fio_summary {
+	my ($j) = @_;
+	return undef unless $j && $j->{jobs} && @{$j->{jobs}};
+	my $job = $j->{jobs}[0];
+	my $d = $job->{read}{io_bytes} ? $job->{read} : $job->{write};
+	my $lat = $d->{lat_ns}{percentile} ? $d->{lat_ns} : $d->{clat_ns};
+	my $p = $lat->{percentile} // {};
+	my $gib = ($d->{io_bytes} // 0) / (1 << 30);
+	my $cpu_ms = (($job->{usr_cpu} // 0) + ($job->{sys_cpu} // 0)) / 100 *
+		     ($job->{job_runtime} // $d->{runtime} // 0);
+	return {
+		cpu_ms_per_gib => $gib > 0 ? $cpu_ms / $gib : undef,
+		bw_bytes_per_s => $d->{bw_bytes},
+		iops => $d->{iops},
+		lat_us => {
+			p50 => ($p->{'50.000000'} // 0) / 1000,
+			p99 => ($p->{'99.000000'} // 0) / 1000,
+			p999 => ($p->{'99.900000'} // 0) / 1000,
+			mean => ($lat->{mean} // 0) / 1000,
+		},
+		usr_cpu_pct => $job->{usr_cpu},
+		sys_cpu_pct => $job->{sys_cpu},
+		errors => $job->{error},
+	};
+}
+
+my $machine = slurp("$dir/machine.txt") // '';
+my @commands = split /\n/, (slurp("$dir/commands.txt") // '');
+
+sub median {
+	my @v = sort { $a <=> $b } grep { defined } @_;
+	return undef unless @v;
+	return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+# The runs of one kind: name-r1, name-r2, ... (or just name).
+sub reps {
+	my ($name) = @_;
+	my @r;
+	for (my $i = 1; ; $i++) {
+		my $j = load("$name-r$i") or last;
+		push @r, $j;
+	}
+	if (!@r) {
+		my $j = load($name);
+		push @r, $j if $j;
+	}
+	return @r;
+}
+
+# Medians over fio runs, and the runs themselves.
+sub fio_median {
+	my @s = grep { defined } map { fio_summary($_) } @_;
+	return undef unless @s;
+	my %m = (runs => \@s);
+	for my $k (qw(bw_bytes_per_s iops cpu_ms_per_gib)) {
+		$m{$k} = median(map { $_->{$k} } @s);
+	}
+	for my $k (qw(p50 p99 p999 mean)) {
+		$m{lat_us}{$k} = median(map { $_->{lat_us}{$k} } @s);
+	}
+	return \%m;
+}
+
+# Medians over kvswapctl bench runs; errors are summed.
+sub kv_median {
+	my @s = @_;
+	return undef unless @s;
+	my %m = (runs => \@s);
+	for my $k (qw(throughput_bytes_per_s segments_per_s requests_per_s
+		      daemon_cpu_ms_per_gib client_cpu_ms_per_gib)) {
+		$m{$k} = median(map { $_->{$k} } @s);
+	}
+	for my $k (qw(p50 p99 p999 mean max)) {
+		$m{latency_us}{$k} = median(map { $_->{latency_us}{$k} } @s);
+	}
+	$m{errors} = 0;
+	$m{errors} += $_->{errors} // 0 for @s;
+	$m{depth} = $s[0]{depth};
+	return \%m;
+}
+
+# Cases, in the order run.sh ran them.
+my (@cases, %seen);
+for my $line (@commands) {
+	next unless $line =~ m{--output=\S*/raw/fio-(in|out)-(\w+)-c(\d+)(?:-r\d+)?\.json};
+	my ($op, $size, $c) = ($1, $2, $3);
+	next if $seen{"$op-$size-c$c"}++;
+	push @cases, { op => $op, size => $size, clients => $c };
+}
+
+my @rows;
+for my $cs (@cases) {
+	my $name = "$cs->{op}-$cs->{size}-c$cs->{clients}";
+	my $fio = fio_median(reps("fio-$name"));
+	my $seq = fio_median(reps("fioseq-$name"));
+	my $psync = fio_median(reps("psync-$name"));
+	my $kv = kv_median(reps("kv-$name"));
+	push @rows, { %$cs, name => $name, fio => $fio, fioseq => $seq,
+		      psync => $psync, kvswap => $kv };
+	for my $extra (['noverify', 'daemon --verify off'],
+		       ['durable', '--mode durable']) {
+		my $kx = kv_median(reps("kv-$name-$extra->[0]")) or next;
+		push @rows, { %$cs, name => "$name-$extra->[0]", fio => $fio,
+			      fioseq => $seq, psync => undef, kvswap => $kx,
+			      note => $extra->[1] };
+	}
+}
+
+sub mbs { defined $_[0] ? sprintf('%.0f', $_[0] / 1e6) : '-' }
+
+sub fmt_lat {
+	my ($p50, $p99) = @_;
+	return '-' unless defined $p50;
+	return sprintf('%.0f / %.0f', $p50, $p99);
+}
+
+sub ratio {
+	my ($row) = @_;
+	my $f = $row->{fio} && $row->{fio}{bw_bytes_per_s};
+	my $k = $row->{kvswap} && $row->{kvswap}{throughput_bytes_per_s};
+	return undef unless $f && defined $k;
+	return $k / $f;
+}
+
+my $small = 4096;
+
+sub rate {
+	my ($x, $iops) = @_;
+	return '-' unless $x && defined($x->{bw_bytes_per_s} // $x->{throughput_bytes_per_s});
+	return sprintf('%.1fk IOPS', ($x->{iops} // $x->{segments_per_s}) / 1e3) if $iops;
+	return mbs($x->{bw_bytes_per_s} // $x->{throughput_bytes_per_s}) . ' MB/s';
+}
+
+sub num { defined $_[0] ? sprintf($_[1] // '%.0f', $_[0]) : '-' }
+
+my @md;
+push @md, '| case | fio | kvswap | kvswap / fio | fio p50 / p99 us | kvswap p50 / p99 us | fio CPU ms/GiB | daemon CPU ms/GiB | bench CPU ms/GiB | fio seq. write | psync buffered | errors |';
+push @md, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+for my $r (@rows) {
+	my $iops = bytes_of($r->{size}) <= $small;
+	my $k = $r->{kvswap};
+	my $rt = ratio($r);
+	$r->{ratio} = $rt;
+	if ($r->{fioseq} && $k && $r->{fioseq}{bw_bytes_per_s}) {
+		$r->{ratio_seq} = $k->{throughput_bytes_per_s} / $r->{fioseq}{bw_bytes_per_s};
+	}
+	my $label = sprintf('%s %s x%d', $r->{op}, $r->{size}, $r->{clients});
+	$label .= " ($r->{note})" if $r->{note};
+	push @md, sprintf('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+		$label, $r->{note} ? '(same)' : rate($r->{fio}, $iops),
+		rate($k, $iops), num($rt, '%.2f'),
+		$r->{fio} ? fmt_lat($r->{fio}{lat_us}{p50}, $r->{fio}{lat_us}{p99}) : '-',
+		$k ? fmt_lat($k->{latency_us}{p50}, $k->{latency_us}{p99}) : '-',
+		num($r->{fio} && $r->{fio}{cpu_ms_per_gib}),
+		num($k && $k->{daemon_cpu_ms_per_gib}),
+		num($k && $k->{client_cpu_ms_per_gib}),
+		$r->{op} eq 'out' && !$r->{note} ? rate($r->{fioseq}, $iops) : '-',
+		$r->{note} ? '-' : rate($r->{psync}, $iops),
+		$k ? $k->{errors} : '-');
+}
+
+# A small swap-in beside a large swap-out.
+my $fa = load('fair-alone');
+my $fl = load('fair-loaded');
+my $fo = load('fair-load');
+my @fair;
+if ($fa && $fl) {
+	push @fair, '| 4K swap-ins, depth 1 | p50 us | p99 us | p99.9 us | IOPS |';
+	push @fair, '| --- | ---: | ---: | ---: | ---: |';
+	for my $x (['alone', $fa], ['beside 16M swap-outs (depth ' .
+				     ($fo ? $fo->{depth} : '?') . ')', $fl]) {
+		my $l = $x->[1]{latency_us};
+		push @fair, sprintf('| %s | %.0f | %.0f | %.0f | %.0f |', $x->[0],
+				    $l->{p50}, $l->{p99}, $l->{p999},
+				    $x->[1]{segments_per_s});
+	}
+	push @fair, sprintf('| (the 16M swap-outs meanwhile: %s MB/s) | | | | |',
+			    mbs($fo->{throughput_bytes_per_s})) if $fo;
+}
+
+# Prefill overlap.
+my @prefill;
+my @pf = grep { $_->[1] } map { [$_, load("prefill-$_")] }
+	 qw(io balanced compute balanced-unpinned);
+if (@pf) {
+	push @prefill, '| layers x segment | compute / layer | kvswapd pinned | I/O alone | compute alone | TTFT load, then compute | TTFT overlap | overlap waited for data | TTFT overlap / max(I/O, compute) |';
+	push @prefill, '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |';
+	for my $x (@pf) {
+		my $p = $x->[1];
+		push @prefill, sprintf('| %d x %s | %d us | %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f |',
+			$p->{layers}, $p->{segment_size} >= 1 << 20 ?
+			($p->{segment_size} >> 20) . ' MiB' :
+			($p->{segment_size} >> 10) . ' KiB', $p->{compute_us},
+			$x->[0] =~ /unpinned/ ? 'no' : 'yes',
+			$p->{io_ms}, $p->{compute_ms}, $p->{ttft_serial_ms},
+			$p->{ttft_overlap_ms}, $p->{stall_ms}, $p->{overlap_ratio});
+	}
+}
+
+# The issue's targets, checked against this run.
+my @targets;
+for my $r (@rows) {
+	next if $r->{note} || !defined $r->{ratio};
+	my $bs = bytes_of($r->{size});
+	my $want = $bs <= $small ? 0.90 : 0.95;
+	push @targets, sprintf('- %s %s x%d: kvswap/fio %.2f (target %.2f): %s%s',
+		$r->{op}, $r->{size}, $r->{clients}, $r->{ratio}, $want,
+		$r->{ratio} >= $want ? 'met' : 'NOT met',
+		defined $r->{ratio_seq} ? sprintf('; against fio sequential write %.2f',
+						  $r->{ratio_seq}) : '');
+}
+for my $r (@rows) {
+	next if $r->{note} || $r->{size} ne '1M' || !$r->{kvswap};
+	my $c = $r->{kvswap}{daemon_cpu_ms_per_gib};
+	push @targets, sprintf('- daemon CPU at 1M, %s x%d: %.1f ms/GiB (target <= 10): %s',
+		$r->{op}, $r->{clients}, $c, $c <= 10 ? 'met' : 'NOT met');
+}
+for my $op (qw(in out)) {
+	for my $size (map { $_->{size} } grep { $_->{clients} == 1 && $_->{op} eq $op && !$_->{note} } @rows) {
+		my ($one) = grep { !$_->{note} && $_->{op} eq $op && $_->{size} eq $size && $_->{clients} == 1 } @rows;
+		my ($many) = grep { !$_->{note} && $_->{op} eq $op && $_->{size} eq $size && $_->{clients} > 1 } @rows;
+		next unless $one && $many && $one->{kvswap} && $many->{kvswap};
+		my $a = $one->{kvswap}{throughput_bytes_per_s};
+		my $b = $many->{kvswap}{throughput_bytes_per_s};
+		next unless $a;
+		push @targets, sprintf('- %s %s: %d clients / 1 client throughput %.2f (target >= 0.9): %s',
+			$op, $size, $many->{clients}, $b / $a, $b / $a >= 0.9 ? 'met' : 'NOT met');
+	}
+}
+for my $x (@pf) {
+	my $p = $x->[1];
+	next unless $p->{compute_us};
+	push @targets, sprintf('- prefill %d x %d us%s: TTFT overlap / max(I/O, compute) %.2f (target <= 1.1): %s',
+		$p->{layers}, $p->{compute_us},
+		$x->[0] =~ /unpinned/ ? ' (not pinned)' : '', $p->{overlap_ratio},
+		$p->{overlap_ratio} <= 1.1 ? 'met' : 'NOT met');
+}
+
+my $nreps = @rows && $rows[0]{kvswap} ? scalar(@{$rows[0]{kvswap}{runs}}) : 0;
+# Run-to-run spread: max / min of the turns of each case.
+my (@sp_fio, @sp_kv);
+for my $r (@rows) {
+	next if $r->{note};
+	for my $x (['fio', $r->{fio}, 'bw_bytes_per_s', \@sp_fio],
+		   ['kv', $r->{kvswap}, 'throughput_bytes_per_s', \@sp_kv]) {
+		my ($tag, $m, $key, $list) = @$x;
+		next unless $m && @{$m->{runs}} > 1;
+		my @v = sort { $a <=> $b } grep { $_ } map { $_->{$key} } @{$m->{runs}};
+		push @$list, [$v[-1] / $v[0], "$r->{op} $r->{size} x$r->{clients}"] if @v > 1;
+	}
+}
+my $spread = '';
+for my $x (['fio', \@sp_fio], ['kvswap', \@sp_kv]) {
+	my @s = sort { $a->[0] <=> $b->[0] } @{$x->[1]};
+	next unless @s;
+	$spread .= sprintf("%s: median %.2f, largest %.2f (%s)", $x->[0],
+			   median(map { $_->[0] } @s), $s[-1][0], $s[-1][1]);
+	$spread .= '; ' if $x->[0] eq 'fio';
+}
+my $crc = slurp("$raw/crc32c.txt") // '';
+chomp $crc;
+
+my $out = join("\n", @md) . "\n\n" .
+	"Medians of $nreps turns of fio and kvswap per case. in: swap-in, daemon\n" .
+	"defaults (durable, --verify on); out: swap-out with --mode cache. xC: C\n" .
+	"clients, each keeping " . ($rows[0] && $rows[0]{kvswap} ? $rows[0]{kvswap}{depth} : '?') .
+	" requests of one segment in flight; fio runs one job at\n" .
+	"queue depth C x that. Latency: submission to completion (fio), to the\n" .
+	"segment's event (kvswap). CPU: fio's own; kvswapd's from Stat; the bench\n" .
+	"client's from getrusage.\n" .
+	($spread ? "Run-to-run spread of throughput, max / min over the turns of a case:\n$spread.\n" : '') .
+	($crc ? "CRC32C on this machine (bench/crc32c-speed): $crc\n" : '');
+$out .= "\n" . join("\n", @fair) . "\n" if @fair;
+$out .= "\n" . join("\n", @prefill) . "\n" if @prefill;
+$out .= "\nTargets (issue 5):\n" . join("\n", @targets) . "\n" if @targets;
+print $out;
+open(my $mdf, '>', "$dir/report.md") or die "report: $dir/report.md: $!\n";
+print $mdf $out;
+close($mdf);
+
+my %results = (
+	machine => $machine,
+	commands => \@commands,
+	cases => [ map { {
+		case => $_->{name}, op => $_->{op}, segment_size => bytes_of($_->{size}),
+		clients => $_->{clients}, note => $_->{note}, fio_io_uring => $_->{fio},
+		fio_io_uring_seq_write => $_->{fioseq},
+		fio_psync_buffered => $_->{psync}, kvswap => $_->{kvswap},
+		ratio => $_->{ratio}, ratio_seq => $_->{ratio_seq},
+	} } @rows ],
+	fairness => { alone => $fa, loaded => $fl, load => $fo },
+	prefill => { map { $_->[0] => $_->[1] } @pf },
+	targets => \@targets,
+	crc32c => $crc,
+);
+open(my $rf, '>', "$dir/results.json") or die "report: $dir/results.json: $!\n";
+print $rf $json->encode(\%results);
+close($rf);
+
+# The plot: throughput and p99 latency against segment size.
+my (%by, %sizes);
+for my $r (@rows) {
+	next if $r->{note};
+	my $bs = bytes_of($r->{size});
+	$sizes{$bs} = 1;
+	$by{$bs}{"$r->{op}-$r->{clients}"} = $r;
+}
+my @clients = sort { $a <=> $b } keys %{{ map { $_->{clients} => 1 } @rows }};
+my @cols;
+for my $c (@clients) {
+	for my $op (qw(in out)) {
+		push @cols, [$op, $c];
+	}
+}
+open(my $df, '>', "$dir/throughput.dat") or die "report: $dir/throughput.dat: $!\n";
+print $df '# segment_size';
+for my $col (@cols) {
+	my ($op, $c) = @$col;
+	print $df " fio_${op}_c$c kv_${op}_c$c fio_p99_${op}_c$c kv_p99_${op}_c$c";
+}
+print $df "\n";
+for my $bs (sort { $a <=> $b } keys %sizes) {
+	print $df $bs;
+	for my $col (@cols) {
+		my $r = $by{$bs}{"$col->[0]-$col->[1]"};
+		my $f = $r && $r->{fio};
+		my $k = $r && $r->{kvswap};
+		printf $df ' %s %s %s %s',
+			$f ? sprintf('%.1f', $f->{bw_bytes_per_s} / 1e6) : '?',
+			$k ? sprintf('%.1f', $k->{throughput_bytes_per_s} / 1e6) : '?',
+			$f ? sprintf('%.1f', $f->{lat_us}{p99}) : '?',
+			$k ? sprintf('%.1f', $k->{latency_us}{p99}) : '?';
+	}
+	print $df "\n";
+}
+close($df);
+my $plot = dirname($0) . '/plot.gp';
+my @series = map { "swap-$_->[0]-x$_->[1]" } @cols;
+system('gnuplot', '-e', "datafile='$dir/throughput.dat'; outfile='$dir/throughput.png'; ncols=" .
+       scalar(@cols) . "; series='" . join(' ', @series) . "'", $plot) == 0
+	or warn "report: gnuplot failed\n";
+print STDERR "report: $dir/results.json, $dir/report.md, $dir/throughput.png\n";
