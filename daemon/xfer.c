@@ -34,6 +34,14 @@
 /* Extents, GiB slots crossed, the bounce block and the send. */
 #define XFER_MAX_OPS (KVS_MAX_EXTENTS + 64 + 2)
 
+/*
+ * A request keeps at most 4 segments, or 8 MiB, in flight (whichever
+ * allows more): enough to keep a device busy, few enough that a swap-in of
+ * many layers gets its first layers first, so prefill can start on them.
+ */
+#define XFER_CAP_SEGS	4
+#define XFER_CAP_BYTES	(8u << 20)
+
 struct xseg {
 	struct xfer *x;
 	uint64_t off;		/* in the region */
@@ -58,6 +66,9 @@ struct xfer {
 	uint32_t next;		/* next segment to submit */
 	uint32_t done;		/* segments finished, well or not */
 	uint32_t failed;
+	uint32_t inflight;	/* segments submitted, not finished */
+	uint64_t inflight_bytes;
+	bool throttled;		/* out of the run queue until one finishes */
 	uint64_t bytes;
 	int err;		/* first failure */
 	char errmsg[200];
@@ -573,6 +584,18 @@ static void finish(struct server *srv, struct xfer *x)
 	xfer_end(srv, x);
 }
 
+/* Its segments not yet submitted will not be: the client is gone. */
+static void cancel_rest(struct xfer *x)
+{
+	x->failed += x->nseg - x->next;
+	x->done += x->nseg - x->next;
+	if (!x->err) {
+		x->err = -ECONNRESET;
+		snprintf(x->errmsg, sizeof(x->errmsg), "client gone");
+	}
+	x->next = x->nseg;
+}
+
 static void try_finish(struct server *srv, struct xfer *x)
 {
 	if (x->done == x->nseg)
@@ -590,6 +613,15 @@ static void seg_end(struct server *srv, struct xseg *xs, int err,
 		srv->bounce_free[srv->nbounce_free++] = (uint32_t)xs->bounce;
 	xs->bounce = -1;
 	srv->inflight--;
+	x->inflight--;
+	x->inflight_bytes -= xs->len;
+	if (x->throttled) {
+		x->throttled = false;
+		if (x->c->closing)
+			cancel_rest(x);
+		else
+			enqueue(srv, x);
+	}
 	x->done++;
 	if (!err) {
 		x->bytes += xs->len;
@@ -687,6 +719,8 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 	unsigned n;
 
 	srv->inflight++;
+	x->inflight++;
+	x->inflight_bytes += xs->len;
 	/*
 	 * The checksum is of the bytes as they are now; a client that changes
 	 * them before the final event gets EBADMSG on swap-in, not silence.
@@ -813,6 +847,11 @@ void xfer_pump(struct server *srv)
 		if (!srv->runq_head)
 			srv->runq_tail = NULL;
 		x->queued = false;
+		if (x->inflight >= XFER_CAP_SEGS &&
+		    x->inflight_bytes >= XFER_CAP_BYTES) {
+			x->throttled = true;	/* back when one finishes */
+			continue;
+		}
 		seg_submit(srv, &x->seg[x->next++]);
 		/* Round robin by segment: a small request is not stuck
 		 * behind every segment of a large one. */
@@ -839,13 +878,7 @@ void xfer_conn_abort(struct server *srv, struct conn *c)
 	}
 	while ((x = dead)) {
 		dead = x->qnext;
-		x->failed += x->nseg - x->next;
-		x->done += x->nseg - x->next;
-		if (!x->err) {
-			x->err = -ECONNRESET;
-			snprintf(x->errmsg, sizeof(x->errmsg), "client gone");
-		}
-		x->next = x->nseg;
+		cancel_rest(x);
 		try_finish(srv, x);
 	}
 }
