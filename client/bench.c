@@ -1549,45 +1549,6 @@ static int usage_error(const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* Decimal digits with an optional K, M, G or T suffix (powers of 1024). */
-static int parse_size(const char *s, uint64_t *ret)
-{
-	unsigned long long v;
-	unsigned int shift = 0;
-	char *end;
-
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -ERANGE;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'K': case 'k':
-		shift = 10;
-		break;
-	case 'M': case 'm':
-		shift = 20;
-		break;
-	case 'G': case 'g':
-		shift = 30;
-		break;
-	case 'T': case 't':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1])
-		return -EINVAL;
-	if (v > UINT64_MAX >> shift)
-		return -ERANGE;
-	*ret = (uint64_t)v << shift;
-	return 0;
-}
-
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 {
 	unsigned long long v;
@@ -1653,7 +1614,7 @@ static int set_option(struct opts *o, int id, const char *v)
 			return usage_error("invalid --op '%s': use in, out or mixed", v);
 		break;
 	case O_SEGMENT_SIZE:
-		if (parse_size(v, &o->seg_size) < 0 || !o->seg_size ||
+		if (ctl_parse_size(v, &o->seg_size) < 0 || !o->seg_size ||
 		    o->seg_size > (1ULL << 32))
 			return usage_error("invalid --segment-size '%s': a size from 1 "
 					   "to 4G, with an optional K, M or G suffix", v);
@@ -1679,11 +1640,11 @@ static int set_option(struct opts *o, int id, const char *v)
 		o->duration = d;
 		break;
 	case O_TOTAL:
-		if (parse_size(v, &o->total) < 0 || !o->total)
+		if (ctl_parse_size(v, &o->total) < 0 || !o->total)
 			return usage_error("invalid --total '%s'", v);
 		break;
 	case O_WORKING_SET:
-		if (parse_size(v, &o->working_set) < 0 || !o->working_set)
+		if (ctl_parse_size(v, &o->working_set) < 0 || !o->working_set)
 			return usage_error("invalid --working-set '%s'", v);
 		break;
 	case O_MODE:

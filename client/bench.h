@@ -2,6 +2,8 @@
 #ifndef KVSWAP_BENCH_H
 #define KVSWAP_BENCH_H
 
+#include <stdint.h>
+
 /*
  * kvswapctl bench: drives a running kvswapd with synthetic KV-cache
  * traffic and reports throughput, per-segment latency and the daemon's CPU
@@ -14,5 +16,12 @@
  * a usage error.
  */
 int bench_main(int argc, char **argv);
+
+/*
+ * Shared by kvswapctl's commands (client/kvswapctl.c): a size is decimal
+ * digits with an optional K, M, G or T suffix (powers of 1024, either
+ * case). Returns 0, -EINVAL or -ERANGE.
+ */
+int ctl_parse_size(const char *s, uint64_t *ret);
 
 #endif

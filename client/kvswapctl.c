@@ -285,11 +285,7 @@ static const char *human_duration(uint64_t ms, char buf[static HUMAN_LEN])
 	return buf;
 }
 
-/*
- * Parses a size: decimal digits with an optional K, M, G or T suffix
- * (powers of 1024, either case). Returns 0, -EINVAL or -ERANGE.
- */
-static int parse_size(const char *s, uint64_t *ret)
+int ctl_parse_size(const char *s, uint64_t *ret)
 {
 	unsigned long long v;
 	unsigned int shift = 0;
@@ -588,7 +584,7 @@ static int put_main(struct ctl *c)
 	int fd, ret;
 
 	if (c->segment_size &&
-	    (parse_size(c->segment_size, &seg_size) < 0 || seg_size == 0))
+	    (ctl_parse_size(c->segment_size, &seg_size) < 0 || seg_size == 0))
 		return usage_error(c, "invalid --segment-size '%s': expected a positive size with an optional K, M, G or T suffix",
 				   c->segment_size);
 	if (!key_len)
