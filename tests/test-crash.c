@@ -106,60 +106,15 @@ static void log_line(int fd, const char *what, int k, uint64_t seed)
 		_exit(3);
 }
 
-/* One client: random puts and deletes on its keys until the daemon dies. */
-static void client(int c, uint64_t seed)
-{
-	struct kvswap_seg_out segs[3];
-	struct kvswap_region *r;
-	struct kvswap *k;
-	struct rng rng;
-	char path[4200], key[32];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/client%d.log", log_dir, c);
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0)
-		_exit(2);
-	rng_init(&rng, seed);
-	if (kvswap_connect(sock_path, &k) < 0 ||
-	    kvswap_region_create(k, REGION, &r) < 0)
-		_exit(0);	/* killed before we got in: fine */
-	for (;;) {
-		int kk = (int)rng_range(&rng, 0, KEYS - 1);
-		uint64_t s = rng_next(&rng) | 1;
-		int ret;
-
-		key_name(key, sizeof(key), c, kk);
-		if (rng_range(&rng, 0, 9) < 8) {
-			uint64_t size = entry_size(s);
-			uint32_t n = entry_segs(s, size, segs);
-			uint64_t off = 0;
-
-			for (uint32_t i = 0; i < n; i++) {
-				fill_seeded((uint8_t *)kvswap_region_addr(r) +
-					    segs[i].offset, segs[i].length, s + i);
-				off += segs[i].length;
-			}
-			log_line(fd, "T put", kk, s);
-			ret = kvswap_put(k, key, strlen(key), r, segs, n, &s,
-					 sizeof(s));
-			if (ret == 0)
-				log_line(fd, "A put", kk, s);
-		} else {
-			log_line(fd, "T del", kk, 0);
-			ret = kvswap_delete(k, key, strlen(key));
-			if (ret == 0 || ret == -ENOENT)
-				log_line(fd, "A del", kk, 0);
-			else
-				ret = ret == -ENOENT ? 0 : ret;
-		}
-		if (ret < 0 && ret != -ENOENT)
-			_exit(0);	/* the daemon died */
-	}
-}
-
-/* The mixer: cache-mode puts and deletes on client 0's shared keys. */
-static void mixer(uint64_t seed)
+/*
+ * A writer: random puts (put_pct percent, with put_flags) and deletes on
+ * `nkeys` keys of client `owner`, logged as log `log_no`, until the daemon
+ * dies. The clients write their own keys with the daemon's default
+ * durability (durable); the mixer writes client 0's first keys in cache
+ * mode.
+ */
+static void writer(int log_no, int owner, int nkeys, uint32_t put_flags,
+		   unsigned put_pct, uint64_t seed)
 {
 	struct kvswap_seg_out segs[3];
 	struct kvswap_region *r;
@@ -169,21 +124,21 @@ static void mixer(uint64_t seed)
 	char path[4200], key[32];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/client%d.log", log_dir, MIXER);
+	snprintf(path, sizeof(path), "%s/client%d.log", log_dir, log_no);
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
 		_exit(2);
 	rng_init(&rng, seed);
 	if (kvswap_connect(sock_path, &k) < 0 ||
 	    kvswap_region_create(k, REGION, &r) < 0)
-		_exit(0);
+		_exit(0);	/* killed before we got in: fine */
 	for (;;) {
-		int kk = (int)rng_range(&rng, 0, SHARED - 1);
+		int kk = (int)rng_range(&rng, 0, (uint64_t)nkeys - 1);
 		uint64_t s = rng_next(&rng) | 1;
 		int ret;
 
-		key_name(key, sizeof(key), 0, kk);
-		if (rng_range(&rng, 0, 9) < 7) {
+		key_name(key, sizeof(key), owner, kk);
+		if (rng_range(&rng, 0, 99) < put_pct) {
 			uint32_t n = entry_segs(s, entry_size(s), segs);
 
 			for (uint32_t i = 0; i < n; i++)
@@ -191,19 +146,23 @@ static void mixer(uint64_t seed)
 					    segs[i].offset, segs[i].length, s + i);
 			log_line(fd, "T put", kk, s);
 			ret = kvswap_swap_out(k, key, strlen(key), r, segs, n, &s,
-					      sizeof(s), KVSWAP_CACHE, &q);
+					      sizeof(s), put_flags, &q);
 			if (ret == 0) {
 				ret = kvswap_wait(k, q, -1);
 				kvswap_req_free(q);
 			}
+			if (ret == 0)
+				log_line(fd, "A put", kk, s);
 		} else {
 			log_line(fd, "T del", kk, 0);
 			ret = kvswap_delete(k, key, strlen(key));
 			if (ret == -ENOENT)
 				ret = 0;
+			if (ret == 0)
+				log_line(fd, "A del", kk, 0);
 		}
 		if (ret < 0)
-			_exit(0);
+			_exit(0);	/* the daemon died */
 	}
 }
 
@@ -436,8 +395,8 @@ int main(void)
 			kids[c] = fork();
 			if (kids[c] == 0) {
 				if (c == MIXER)
-					mixer(s);
-				client(c, s);
+					writer(MIXER, 0, SHARED, KVSWAP_CACHE, 70, s);
+				writer(c, c, KEYS, 0, 80, s);
 			}
 		}
 		usleep((useconds_t)rng_range(&rng, 20, 400) * 1000);
