@@ -121,6 +121,14 @@ test: deps
 	@$(MAKE) --no-print-directory tests
 	prove -f --timer $(sort $(TEST_BIN))
 
+# The integration tests against a kvswapd built with ASan, UBSan and LSan
+# (any report makes the daemon exit non-zero, which the tests catch).
+SAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+test-sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=build-san CFLAGS="$(SAN_CFLAGS)" tests
+	KVSWAPD=build-san/kvswapd UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		prove -f $(filter-out %/test-systemd,$(sort $(TEST_BIN:$(BUILD)/%=build-san/%)))
+
 # Runs kvswapd in the foreground on a store and socket under the checkout.
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run
 run: deps
@@ -194,7 +202,7 @@ bench: deps
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test run install uninstall man clean bench bench-store
+.PHONY: all deps tests test test-sanitize run install uninstall man clean bench bench-store
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -96,6 +96,21 @@ void index_fini(struct index *ix)
 	ix->buckets = NULL;
 }
 
+void index_clear(struct index *ix)
+{
+	for (uint64_t i = 0; ix->buckets && i <= ix->mask; i++) {
+		struct entry *e = ix->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			free(e);
+		}
+		ix->buckets[i] = NULL;
+	}
+	ix->count = 0;
+	ix->lru.lru_next = ix->lru.lru_prev = &ix->lru;
+}
+
 static bool key_eq(const struct entry *e, uint64_t h, const void *key, size_t len)
 {
 	return e->hash == h && e->key_len == len && !memcmp(e->key, key, len);

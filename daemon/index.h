@@ -77,6 +77,9 @@ int index_init(struct index *ix);
 /* Frees the table, not the entries. */
 void index_fini(struct index *ix);
 
+/* Frees every entry in the table: at exit, once nothing else refers to them. */
+void index_clear(struct index *ix);
+
 struct entry *index_get(const struct index *ix, const void *key, size_t len);
 
 /*

@@ -851,7 +851,8 @@ static int rebuild_space(struct server *srv, uint64_t *dropped)
 			r = -ENOMEM;
 			goto out_free;
 		}
-		qsort(g.u, g.n, sizeof(*g.u), used_cmp);
+		if (g.n)
+			qsort(g.u, g.n, sizeof(*g.u), used_cmp);
 		for (size_t i = 0; i < g.n; i++) {
 			const struct sext *p = i ? &g.u[i - 1].x : NULL, *q = &g.u[i].x;
 			const struct alloc *a = &srv->store.files[q->file].alloc;

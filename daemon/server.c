@@ -455,7 +455,9 @@ void server_fini(struct server *srv)
 	if (srv->ring.ring_fd > 0)
 		io_uring_queue_exit(&srv->ring);
 	store_close(&srv->store);
+	index_clear(&srv->index);
 	index_fini(&srv->index);
+	free(srv->jr.buf);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
 	free(srv->bounce);
