@@ -91,7 +91,7 @@ int conn_listen(const char *path, bool *ret_created, char *err, size_t len)
 
 void conn_accept_arm(struct server *srv)
 {
-	struct io_uring_sqe *sqe = server_sqe(srv);
+	struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 
 	io_uring_prep_multishot_accept(sqe, srv->listen_fd, NULL, NULL,
 				       SOCK_CLOEXEC);
@@ -112,7 +112,7 @@ static void recv_arm(struct server *srv, struct conn *c)
 		.msg_control = c->cmsg.buf,
 		.msg_controllen = sizeof(c->cmsg.buf),
 	};
-	sqe = server_sqe(srv);
+	sqe = loop_sqe(&srv->loop);
 	/* MSG_TRUNC: the result is the packet's real length, to spot oversize. */
 	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, MSG_CMSG_CLOEXEC | MSG_TRUNC);
 	io_uring_sqe_set_data64(sqe, ud_make(c, UD_RECV));
@@ -254,7 +254,7 @@ void conn_drain(struct server *srv, bool force)
 		if (c->closing)
 			continue;
 		if (c->recv_armed && !c->recv_cancelled) {
-			struct io_uring_sqe *sqe = server_sqe(srv);
+			struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 
 			io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
 			io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
@@ -275,7 +275,7 @@ static void backlog_arm(struct server *srv, struct conn *c)
 	if (!o || c->backlog_armed || c->closing)
 		return;
 	/* Waits for room: the kernel polls the socket, the loop goes on. */
-	sqe = server_sqe(srv);
+	sqe = loop_sqe(&srv->loop);
 	io_uring_prep_send(sqe, c->fd, o->buf, o->len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make(o, UD_SEND));
 	c->backlog_armed = true;

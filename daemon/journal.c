@@ -334,7 +334,7 @@ static void submit_sync(struct server *srv)
 	struct journal *j = &srv->jr;
 
 	for (uint32_t i = 0; i < srv->store.nfiles; i++) {
-		struct io_uring_sqe *sqe = server_sqe(srv);
+		struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 
 		io_uring_prep_fsync(sqe, (int)i, IORING_FSYNC_DATASYNC);
 		sqe->flags |= IOSQE_FIXED_FILE;
@@ -351,7 +351,7 @@ static void submit_write(struct server *srv, const uint8_t *buf, size_t bytes,
 	struct journal *j = &srv->jr;
 
 	for (size_t done = 0; done < bytes; done += piece) {
-		struct io_uring_sqe *sqe = server_sqe(srv);
+		struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 		size_t n = bytes - done < piece ? bytes - done : piece;
 
 		io_uring_prep_write(sqe, 0, buf + done, (unsigned)n, off + done);

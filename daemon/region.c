@@ -14,33 +14,6 @@
 #include "region.h"
 #include "server.h"
 
-static int slots_get(struct server *srv, uint32_t n, uint32_t *ret)
-{
-	uint32_t run = 0;
-
-	for (uint32_t i = 1; i < KVS_BUF_SLOTS; i++) {
-		if (srv->slot_map[i / 64] & (1ull << (i % 64))) {
-			run = 0;
-			continue;
-		}
-		if (++run == n) {
-			uint32_t first = i + 1 - n;
-
-			for (uint32_t j = first; j <= i; j++)
-				srv->slot_map[j / 64] |= 1ull << (j % 64);
-			*ret = first;
-			return 0;
-		}
-	}
-	return -ENOSPC;
-}
-
-static void slots_put(struct server *srv, uint32_t first, uint32_t n)
-{
-	for (uint32_t j = first; j < first + n; j++)
-		srv->slot_map[j / 64] &= ~(1ull << (j % 64));
-}
-
 static int check_memfd(int fd, uint64_t size, char *err, size_t len)
 {
 	struct stat st;
@@ -89,7 +62,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 	ret_code = check_memfd(fd, size, err, len);
 	if (ret_code < 0)
 		goto out_close;
-	nslots = (uint32_t)((size + KVS_SLOT_BYTES - 1) / KVS_SLOT_BYTES);
+	nslots = (uint32_t)((size + LOOP_SLOT_BYTES - 1) / LOOP_SLOT_BYTES);
 	if (nslots > 64) {
 		snprintf(err, len, "register_region.size %llu: at most 64 GiB per "
 			 "region", (unsigned long long)size);
@@ -114,23 +87,23 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 			 (unsigned long long)size, strerror(errno));
 		goto out_free;
 	}
-	ret_code = slots_get(srv, nslots, &r->slot0);
+	ret_code = loop_slots_get(&srv->loop, nslots, &r->slot0);
 	if (ret_code < 0) {
 		snprintf(err, len, "register_region: the daemon's buffer table "
-			 "is full (%d slots of 1 GiB)", KVS_BUF_SLOTS - 1);
+			 "is full (%d slots of 1 GiB)", LOOP_BUF_SLOTS - 1);
 		ret_code = -EMFILE;
 		goto out_unmap;
 	}
 	for (uint32_t i = 0; i < nslots; i++) {
-		uint64_t off = (uint64_t)i * KVS_SLOT_BYTES;
+		uint64_t off = (uint64_t)i * LOOP_SLOT_BYTES;
 
 		iov[i].iov_base = r->addr + off;
-		iov[i].iov_len = size - off < KVS_SLOT_BYTES ? size - off
-							     : KVS_SLOT_BYTES;
+		iov[i].iov_len = size - off < LOOP_SLOT_BYTES ? size - off
+							     : LOOP_SLOT_BYTES;
 		tags[i] = ud_make(r, UD_BUFTAG);
 	}
 	/* Pins and faults in every page: CPU work, bounded by the size. */
-	ret_code = io_uring_register_buffers_update_tag(&srv->ring, r->slot0, iov,
+	ret_code = io_uring_register_buffers_update_tag(&srv->loop.ring, r->slot0, iov,
 						       tags, nslots);
 	if (ret_code >= 0 && (uint32_t)ret_code < nslots) {
 		/*
@@ -144,7 +117,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 			 "of %u slots of 1 GiB", ret_code, nslots);
 		r->zombie = true;
 		r->tags_pending = (uint32_t)ret_code;
-		if (ret_code && io_uring_register_buffers_update_tag(&srv->ring,
+		if (ret_code && io_uring_register_buffers_update_tag(&srv->loop.ring,
 				r->slot0, empty, notag, (unsigned)ret_code) < 0) {
 			log_err("clearing a partly registered region failed; "
 				"keeping it mapped");
@@ -180,7 +153,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 	return 0;
 
 out_slots:
-	slots_put(srv, r->slot0, nslots);
+	loop_slots_put(&srv->loop, r->slot0, nslots);
 out_unmap:
 	munmap(r->addr, size);
 out_free:
@@ -200,7 +173,7 @@ int region_release(struct server *srv, struct region *r)
 	if (r->users || r->tags_pending)
 		return 0;
 	memset(iov, 0, sizeof(iov));
-	ret = io_uring_register_buffers_update_tag(&srv->ring, r->slot0, iov, tags,
+	ret = io_uring_register_buffers_update_tag(&srv->loop.ring, r->slot0, iov, tags,
 						  r->nslots);
 	if (ret < 0) {
 		/* Never unmap pages the kernel may still hold: leak instead. */
@@ -216,7 +189,7 @@ void region_tag(struct server *srv, struct region *r)
 {
 	if (--r->tags_pending)
 		return;
-	slots_put(srv, r->slot0, r->nslots);
+	loop_slots_put(&srv->loop, r->slot0, r->nslots);
 	munmap(r->addr, r->size);
 	if (r->zombie) {
 		free(r);

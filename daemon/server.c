@@ -22,113 +22,6 @@
 #include "server.h"
 #include "xfer.h"
 
-#define SQ_ENTRIES 1024
-#define CQ_ENTRIES 8192
-
-uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void submit_or_die(struct server *srv)
-{
-	int ret = io_uring_submit(&srv->ring);
-
-	/* Submitting only fails on a broken ring or a daemon bug. */
-	if (ret < 0) {
-		log_err("io_uring_submit: %s", strerror(-ret));
-		abort();
-	}
-}
-
-struct io_uring_sqe *server_sqe(struct server *srv)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
-
-	if (!sqe) {
-		submit_or_die(srv);
-		sqe = io_uring_get_sqe(&srv->ring);
-	}
-	return sqe;
-}
-
-void server_sq_reserve(struct server *srv, unsigned n)
-{
-	if (io_uring_sq_space_left(&srv->ring) < n)
-		submit_or_die(srv);
-}
-
-static int ring_setup(struct server *srv, char *err, size_t len)
-{
-	static const struct {
-		unsigned flags;
-		const char *what;
-	} modes[] = {
-		{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		  "single issuer, deferred task work" },
-		{ IORING_SETUP_COOP_TASKRUN, "cooperative task work" },
-		{ 0, "plain task work" },
-	};
-	static const int ops[] = {
-		IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, IORING_OP_SEND,
-		IORING_OP_RECVMSG, IORING_OP_ACCEPT, IORING_OP_READ,
-		IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT, IORING_OP_WRITE,
-		IORING_OP_FSYNC,
-	};
-	struct io_uring_params p;
-	struct io_uring_probe *probe;
-	unsigned i;
-	int ret = -EINVAL;
-
-	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		memset(&p, 0, sizeof(p));
-		/* Disabled until restricted: see restrict_ring(). */
-		p.flags = modes[i].flags | IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED;
-		p.cq_entries = CQ_ENTRIES;
-		ret = io_uring_queue_init_params(SQ_ENTRIES, &srv->ring, &p);
-		if (ret != -EINVAL)
-			break;
-	}
-	if (ret == -EPERM || ret == -ENOSYS) {
-		snprintf(err, len, "io_uring is refused by the kernel (%s): check "
-			 "sysctl kernel.io_uring_disabled and the seccomp or "
-			 "container policy", strerror(-ret));
-		return ret;
-	}
-	if (ret < 0) {
-		snprintf(err, len, "io_uring_queue_init: %s", strerror(-ret));
-		return ret;
-	}
-	if (i > 0)
-		log_notice("io_uring: the kernel refused %s; using %s",
-			   modes[0].what, modes[i].what);
-	else
-		log_info("io_uring: %s", modes[i].what);
-	if (!(p.features & IORING_FEAT_CQE_SKIP) || !(p.features & IORING_FEAT_NODROP)) {
-		snprintf(err, len, "io_uring lacks %s (kernel 5.17 or later needed)",
-			 p.features & IORING_FEAT_NODROP ? "IORING_FEAT_CQE_SKIP"
-							 : "IORING_FEAT_NODROP");
-		return -EOPNOTSUPP;
-	}
-	probe = io_uring_get_probe_ring(&srv->ring);
-	if (!probe) {
-		snprintf(err, len, "io_uring: cannot probe supported operations");
-		return -EOPNOTSUPP;
-	}
-	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (!io_uring_opcode_supported(probe, ops[i])) {
-			snprintf(err, len, "io_uring lacks operation %d", ops[i]);
-			io_uring_free_probe(probe);
-			return -EOPNOTSUPP;
-		}
-	}
-	io_uring_free_probe(probe);
-	return 0;
-}
-
 static int register_resources(struct server *srv, char *err, size_t len)
 {
 	int fds[STORE_MAX_FILES];
@@ -139,7 +32,7 @@ static int register_resources(struct server *srv, char *err, size_t len)
 
 	for (uint32_t i = 0; i < srv->store.nfiles; i++)
 		fds[i] = srv->store.files[i].fd;
-	ret = io_uring_register_files(&srv->ring, fds, srv->store.nfiles);
+	ret = io_uring_register_files(&srv->loop.ring, fds, srv->store.nfiles);
 	if (ret < 0) {
 		snprintf(err, len, "registering store files: %s", strerror(-ret));
 		return ret;
@@ -154,14 +47,8 @@ static int register_resources(struct server *srv, char *err, size_t len)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < srv->cfg.queue_depth; i++)
 		srv->bounce_free[srv->nbounce_free++] = srv->cfg.queue_depth - 1 - i;
-	ret = io_uring_register_buffers_sparse(&srv->ring, KVS_BUF_SLOTS);
-	if (ret < 0) {
-		snprintf(err, len, "registering a sparse buffer table: %s",
-			 strerror(-ret));
-		return ret;
-	}
 	iov = (struct iovec){ srv->bounce, bytes };
-	ret = io_uring_register_buffers_update_tag(&srv->ring, 0, &iov, &tag, 1);
+	ret = io_uring_register_buffers_update_tag(&srv->loop.ring, 0, &iov, &tag, 1);
 	if (ret < 0) {
 		snprintf(err, len, "registering %zu bytes of bounce buffers: %s%s",
 			 bytes, strerror(-ret), ret == -ENOMEM ?
@@ -169,59 +56,14 @@ static int register_resources(struct server *srv, char *err, size_t len)
 			 : "");
 		return ret;
 	}
-	srv->slot_map[0] = 1;
-	/* Saves an fdget per io_uring_enter; optional. */
-	io_uring_register_ring_fd(&srv->ring);
+	/* Slot 0 is the bounce pool's. */
+	srv->loop.slot_map[0] = 1;
 	return 0;
-}
-
-/*
- * Ring operations bypass seccomp, so the ring itself is limited to what
- * the daemon uses: these opcodes and flags, and buffer updates.
- */
-static int restrict_ring(struct server *srv, char *err, size_t len)
-{
-	static const uint8_t ops[] = {
-		IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, IORING_OP_SEND,
-		IORING_OP_RECVMSG, IORING_OP_ACCEPT, IORING_OP_READ,
-		IORING_OP_WRITE, IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT,
-		IORING_OP_FSYNC,
-	};
-	struct io_uring_restriction res[sizeof(ops) + 2];
-	unsigned n = 0;
-	int ret;
-
-	memset(res, 0, sizeof(res));
-	for (unsigned i = 0; i < sizeof(ops); i++) {
-		res[n].opcode = IORING_RESTRICTION_SQE_OP;
-		res[n++].sqe_op = ops[i];
-	}
-	res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
-	res[n++].sqe_flags = IOSQE_FIXED_FILE | IOSQE_IO_LINK |
-			     IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
-	res[n].opcode = IORING_RESTRICTION_REGISTER_OP;
-	res[n++].register_op = IORING_REGISTER_BUFFERS_UPDATE;
-	/*
-	 * Debian's liburing 2.3 declares io_uring_register_restrictions() and
-	 * io_uring_enable_rings() but its shared library does not export
-	 * them: call the register syscall directly.
-	 */
-	ret = (int)syscall(__NR_io_uring_register, srv->ring.ring_fd,
-			   IORING_REGISTER_RESTRICTIONS, res, n);
-	if (ret == 0)
-		ret = (int)syscall(__NR_io_uring_register, srv->ring.ring_fd,
-				   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
-	if (ret < 0)
-		ret = -errno;
-	if (ret < 0)
-		snprintf(err, len, "io_uring: restricting the ring: %s",
-			 strerror(-ret));
-	return ret;
 }
 
 static void signal_arm(struct server *srv)
 {
-	struct io_uring_sqe *sqe = server_sqe(srv);
+	struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 
 	io_uring_prep_read(sqe, srv->signal_fd, &srv->siginfo,
 			   sizeof(srv->siginfo), 0);
@@ -234,7 +76,7 @@ static void signal_arm(struct server *srv)
 
 static void tick_arm(struct server *srv)
 {
-	struct io_uring_sqe *sqe = server_sqe(srv);
+	struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 
 	io_uring_prep_timeout(sqe, &srv->tick_ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_TICK));
@@ -329,21 +171,21 @@ static void on_signal(struct server *srv, int res)
 	sd_notify(0, "STOPPING=1");
 	srv->quit = true;
 	srv->drain_deadline_ms = now_ms() + DRAIN_MS;
-	sqe = server_sqe(srv);
+	sqe = loop_sqe(&srv->loop);
 	io_uring_prep_cancel64(sqe, ud_make(NULL, UD_ACCEPT), 0);
 	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
 	conn_drain(srv, false);
 }
 
-static void dispatch(struct server *srv, struct io_uring_cqe *cqe)
+/* Completion handlers: adapters from the loop's typed callbacks. */
+static void on_cqe(void *ctx, enum ud_type type, void *p,
+		   const struct io_uring_cqe *cqe)
 {
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	enum ud_type type = ud_type(ud);
-	void *p = ud_ptr(ud);
+	struct server *srv = ctx;
 
 	switch (type) {
 	case UD_ACCEPT:
-		conn_accept_done(srv, cqe);
+		conn_accept_done(srv, (struct io_uring_cqe *)cqe);
 		break;
 	case UD_SIGNAL:
 		on_signal(srv, cqe->res);
@@ -368,9 +210,27 @@ static void dispatch(struct server *srv, struct io_uring_cqe *cqe)
 	case UD_JOURNAL:
 		journal_cqe(srv, cqe->res);
 		break;
-	case UD_NONE:
+	default:
 		break;
 	}
+}
+
+static void after_batch(void *ctx)
+{
+	struct server *srv = ctx;
+
+	xfer_pump(srv);
+	journal_kick(srv);
+	if (srv->quit)
+		conn_drain(srv, now_ms() > srv->drain_deadline_ms);
+	conn_reap(srv);
+}
+
+static bool running(void *ctx)
+{
+	struct server *srv = ctx;
+
+	return !srv->quit || srv->nconns || !journal_idle(srv);
 }
 
 int server_init(struct server *srv, const struct config *cfg, char *err,
@@ -395,16 +255,19 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	ret = journal_recover(srv, err, len);
 	if (ret < 0)
 		return ret;
-	ret = ring_setup(srv, err, len);
+	ret = loop_init(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
+	for (enum ud_type t = UD_NONE + 1; t < UD_MAX; t++)
+		loop_on(&srv->loop, t, on_cqe, srv);
+	loop_after_batch(&srv->loop, after_batch, srv);
 	ret = register_resources(srv, err, len);
 	if (ret < 0) {
 		if (ret == -ENOMEM && !*err)
 			snprintf(err, len, "out of memory");
 		return ret;
 	}
-	ret = restrict_ring(srv, err, len);
+	ret = loop_enable(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
 	sigemptyset(&mask);
@@ -426,34 +289,12 @@ int server_run(struct server *srv)
 	signal_arm(srv);
 	conn_accept_arm(srv);
 	tick_start(srv);
-	while (!srv->quit || srv->nconns || !journal_idle(srv)) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-		int ret;
-
-		ret = io_uring_submit_and_wait(&srv->ring, 1);
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			log_err("io_uring_submit_and_wait: %s", strerror(-ret));
-			return ret;
-		}
-		io_uring_for_each_cqe(&srv->ring, head, cqe) {
-			dispatch(srv, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&srv->ring, n);
-		xfer_pump(srv);
-		journal_kick(srv);
-		if (srv->quit)
-			conn_drain(srv, now_ms() > srv->drain_deadline_ms);
-		conn_reap(srv);
-	}
-	return 0;
+	return loop_run(&srv->loop, running, srv);
 }
 
 void server_fini(struct server *srv)
 {
-	if (srv->ring.ring_fd > 0)
-		io_uring_queue_exit(&srv->ring);
+	loop_fini(&srv->loop);
 	store_close(&srv->store);
 	index_clear(&srv->index);
 	index_fini(&srv->index);

@@ -2,14 +2,15 @@
 #ifndef KVSWAP_SERVER_H
 #define KVSWAP_SERVER_H
 
-#include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/signalfd.h>
 
 #include "index.h"
 #include "journal.h"
+#include "loop.h"
 #include "store.h"
+#include "clock.h"
 
 #define KVSWAP_VERSION "0.1.0"
 
@@ -27,42 +28,6 @@
 #define KVS_MAX_CLIENTS		1024
 #define KVS_MAX_REQUESTS	256	/* in flight per connection */
 #define KVS_MAX_EXTENTS		64	/* per stored segment */
-#define KVS_SLOT_BYTES		(1ull << 30)	/* registered buffer size cap */
-#define KVS_BUF_SLOTS		4096	/* sparse buffer table; slot 0 bounce */
-
-/*
- * user_data: a pointer with the operation's type in the low 4 bits (every
- * object that owns an operation is 16-byte aligned).
- */
-enum ud_type {
-	UD_NONE = 0,		/* completions nobody waits for (cancel) */
-	UD_ACCEPT,
-	UD_SIGNAL,
-	UD_RECV,		/* struct conn */
-	UD_SEND,		/* struct out */
-	UD_SEG_IO,		/* struct xseg: an I/O of the chain failed */
-	UD_SEG_SEND,		/* struct xseg: its completion event was sent */
-	UD_SEG_TAIL,		/* struct xseg: swap-in tail read finished */
-	UD_BUFTAG,		/* struct region: a buffer slot was released */
-	UD_TICK,		/* the watchdog and status timer */
-	UD_JOURNAL,		/* a metadata log write or fdatasync */
-};
-#define UD_TYPE_MASK 0xfull
-
-static inline uint64_t ud_make(const void *p, enum ud_type t)
-{
-	return (uint64_t)(uintptr_t)p | t;
-}
-
-static inline enum ud_type ud_type(uint64_t ud)
-{
-	return (enum ud_type)(ud & UD_TYPE_MASK);
-}
-
-static inline void *ud_ptr(uint64_t ud)
-{
-	return (void *)(uintptr_t)(ud & ~UD_TYPE_MASK);
-}
 
 struct conn;
 struct xfer;
@@ -96,7 +61,7 @@ struct stats {
 
 /* The daemon's state: one ring, one store, one index, its clients. */
 struct server {
-	struct io_uring ring;
+	struct loop loop;
 	struct store store;
 	struct index index;
 	struct journal jr;
@@ -147,22 +112,7 @@ struct server {
 	uint8_t *bounce;
 	uint32_t *bounce_free;
 	uint32_t nbounce_free;
-
-	/* Buffer table slots in use (1 bit each); slot 0 is the bounce pool. */
-	uint64_t slot_map[KVS_BUF_SLOTS / 64];
 };
-
-/*
- * Returns an SQE, submitting what is queued first if the SQ is full.
- * Never NULL: after a submit the SQ has room (submit reaps nothing, so
- * it only fails on a broken ring, which is fatal).
- */
-struct io_uring_sqe *server_sqe(struct server *srv);
-
-/* Makes room for n SQEs that must go in one submission (a link chain). */
-void server_sq_reserve(struct server *srv, unsigned n);
-
-uint64_t now_ms(void);
 
 /*
  * Opens the store, sets up the ring and registers files and buffers. On

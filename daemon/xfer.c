@@ -697,7 +697,7 @@ static unsigned seg_ops(struct server *srv, struct xseg *xs, struct op *ops)
 
 static void seg_send(struct server *srv, struct xseg *xs, unsigned flags)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
+	struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 
 	/*
 	 * MSG_DONTWAIT: a client whose socket is full gets -EAGAIN here and its
@@ -739,7 +739,7 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 	n = seg_ops(srv, xs, ops);
 	xs->lastlen = ops[n - 1].len;
 	/* A chain must go in one submission. */
-	server_sq_reserve(srv, n + 1);
+	loop_sq_reserve(&srv->loop, n + 1);
 	/*
 	 * A swap-in whose last read needs userspace after it (a tail to copy,
 	 * a checksum to verify) ends its chain there; the event follows.
@@ -747,7 +747,7 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 	bool user_last = !x->out && (tail || srv->cfg.verify);
 
 	for (unsigned i = 0; i < n; i++) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&srv->ring);
+		struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
 		bool tail_read = user_last && i == n - 1;
 
 		if (x->out)
@@ -800,7 +800,7 @@ static void seg_last(struct server *srv, struct xseg *xs, int res)
 		seg_end(srv, xs, -EBADMSG, what);
 		return;
 	}
-	server_sq_reserve(srv, 1);
+	loop_sq_reserve(&srv->loop, 1);
 	seg_send(srv, xs, 0);
 }
 
