@@ -4,9 +4,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
-#include "server.h"
+/* The running settings; the config module fills them. */
+struct config {
+	const char *socket_path;
+	const char *store_paths;
+	uint64_t store_size;
+	uint32_t queue_depth;
+	int log_level;
+	int cache;		/* default durability: cache (1) or durable (0) */
+	int verify;		/* check CRC32C on swap-in */
+};
 
 /*
  * kvswapd's options: one table in config.c names each option, its type,

@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Client connections (conn.h): accept, one RECVMSG at a time, framing and
+ * file descriptors checked, requests handed to the request layer, events
+ * sent at once or through a per-connection backlog.
+ */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,10 +15,7 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "control.h"
 #include "log.h"
-#include "region.h"
-#include "xfer.h"
 
 static void strv_free(char **v)
 {
@@ -89,20 +92,22 @@ int conn_listen(const char *path, bool *ret_created, char *err, size_t len)
 	return fd;
 }
 
-void conn_accept_arm(struct server *srv)
-{
-	struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
+static void conn_maybe_free(struct conn *c);
 
-	io_uring_prep_multishot_accept(sqe, srv->listen_fd, NULL, NULL,
+static void accept_arm(struct conns *t)
+{
+	struct io_uring_sqe *sqe = loop_sqe(t->loop);
+
+	io_uring_prep_multishot_accept(sqe, t->listen_fd, NULL, NULL,
 				       SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_ACCEPT));
 }
 
-static void recv_arm(struct server *srv, struct conn *c)
+static void recv_arm(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (srv->quit || c->closing || c->close_on_send || c->recv_armed ||
+	if (c->tab->quit || c->state >= CONN_FLUSHING || c->recv_armed ||
 	    c->xfers >= KVS_MAX_REQUESTS || c->backlog_bytes >= CONN_MAX_BACKLOG)
 		return;
 	c->iov = (struct iovec){ c->rbuf, sizeof(c->rbuf) };
@@ -112,7 +117,7 @@ static void recv_arm(struct server *srv, struct conn *c)
 		.msg_control = c->cmsg.buf,
 		.msg_controllen = sizeof(c->cmsg.buf),
 	};
-	sqe = loop_sqe(&srv->loop);
+	sqe = loop_sqe(c->tab->loop);
 	/* MSG_TRUNC: the result is the packet's real length, to spot oversize. */
 	io_uring_prep_recvmsg(sqe, c->fd, &c->msg, MSG_CMSG_CLOEXEC | MSG_TRUNC);
 	io_uring_sqe_set_data64(sqe, ud_make(c, UD_RECV));
@@ -120,29 +125,30 @@ static void recv_arm(struct server *srv, struct conn *c)
 	c->ops++;
 }
 
-void conn_accept_done(struct server *srv, struct io_uring_cqe *cqe)
+static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
 {
 	struct ucred cred = { 0 };
 	socklen_t len = sizeof(cred);
 	struct conn *c;
 	int fd = cqe->res;
 
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !srv->quit)
-		conn_accept_arm(srv);
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !t->quit)
+		accept_arm(t);
 	if (fd < 0) {
 		if (fd != -ECANCELED)
 			log_warn("accept: %s", strerror(-fd));
 		return;
 	}
-	if (srv->quit) {
+	if (t->quit) {
 		close(fd);
 		return;
 	}
-	if (srv->nconns >= KVS_MAX_CLIENTS) {
+	if (t->count >= KVS_MAX_CLIENTS) {
 		log_warn("refusing a client: %d clients connected", KVS_MAX_CLIENTS);
 		close(fd);
 		return;
 	}
+	/* Owner: the table; freed by conn_maybe_free() and conns_reap(). */
 	c = aligned_alloc(16, sizeof(*c));
 	if (!c) {
 		log_err("refusing a client: out of memory");
@@ -150,18 +156,21 @@ void conn_accept_done(struct server *srv, struct io_uring_cqe *cqe)
 		return;
 	}
 	memset(c, 0, offsetof(struct conn, rbuf));
+	c->tab = t;
 	c->fd = fd;
-	c->serial = ++srv->conn_serial;
+	c->state = CONN_NEW;
+	c->serial = ++t->serial;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	c->uid = cred.uid;
 	snprintf(c->name, sizeof(c->name), "#%u (pid %d uid %u)", c->serial,
 		 (int)cred.pid, (unsigned)cred.uid);
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
-	srv->nconns++;
+	c->next = t->list;
+	if (t->list)
+		t->list->prev = c;
+	t->list = c;
+	t->count++;
 	log_debug("client %s connected", c->name);
-	recv_arm(srv, c);
+	recv_arm(c);
 }
 
 static void backlog_free(struct conn *c)
@@ -176,134 +185,130 @@ static void backlog_free(struct conn *c)
 	c->backlog_bytes = 0;
 }
 
-/* Unlinks r from its connection and frees it. */
-static void region_drop(struct server *srv, struct conn *c, struct region *r)
+static void conn_maybe_free(struct conn *c)
 {
-	struct region **pp;
+	struct conns *t = c->tab;
 
-	for (pp = &c->regions; *pp != r; pp = &(*pp)->next)
-		;
-	*pp = r->next;
-	c->nregions--;
-	srv->nregions--;
-	free(r);
-}
-
-static void conn_maybe_free(struct server *srv, struct conn *c)
-{
-	struct region *r, *next;
-
-	if (c->dead || !c->closing || c->ops || c->xfers)
+	if (c->state != CONN_CLOSING || c->ops || c->xfers)
 		return;
 	/* Regions go first: their release completes through buffer tags. */
-	for (r = c->regions; r; r = next) {
-		next = r->next;
-		if (region_release(srv, r) < 0)
-			region_drop(srv, c, r);
+	if (!c->drained_called) {
+		c->drained_called = true;
+		t->ops->drained(t->ctx, c);
+		/* A region that went at once may have freed c already. */
+		if (c->state != CONN_CLOSING)
+			return;
 	}
-	if (c->regions)
+	if (c->holds)
 		return;
 	backlog_free(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		srv->conns = c->next;
+		t->list = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	srv->nconns--;
+	t->count--;
 	close(c->fd);
 	log_debug("client %s freed", c->name);
 	/* Freed after this batch of completions: callers up the stack may
 	 * still look at it. */
-	c->dead = true;
-	c->next = srv->dead_conns;
-	srv->dead_conns = c;
+	c->state = CONN_DEAD;
+	c->next = t->dead;
+	t->dead = c;
 }
 
-void conn_reap(struct server *srv)
+void conns_reap(struct conns *t)
 {
 	struct conn *c;
 
-	while ((c = srv->dead_conns)) {
-		srv->dead_conns = c->next;
+	while ((c = t->dead)) {
+		t->dead = c->next;
 		free(c);
 	}
 }
 
-void conn_abort(struct server *srv, struct conn *c, const char *why)
+void conn_abort(struct conn *c, const char *why)
 {
-	if (c->closing)
+	if (conn_closing(c))
 		return;
-	c->closing = true;
+	c->state = CONN_CLOSING;
 	if (why)
 		log_info("client %s: closing: %s", c->name, why);
 	else
 		log_debug("client %s disconnected", c->name);
 	/* Fails the armed recv and any send still waiting for room. */
 	shutdown(c->fd, SHUT_RDWR);
-	xfer_conn_abort(srv, c);
-	conn_maybe_free(srv, c);
+	c->tab->ops->closing(c->tab->ctx, c);
+	conn_maybe_free(c);
 }
 
-void conn_drain(struct server *srv, bool force)
+void conns_drain(struct conns *t, bool force)
 {
-	struct conn *c = srv->conns, *next;
+	struct conn *c = t->list, *next;
 
+	if (!t->quit) {
+		struct io_uring_sqe *sqe = loop_sqe(t->loop);
+
+		io_uring_prep_cancel64(sqe, ud_make(NULL, UD_ACCEPT), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
+		t->quit = true;
+	}
 	for (; c; c = next) {
 		next = c->next;
-		if (c->closing)
+		if (conn_closing(c))
 			continue;
 		if (c->recv_armed && !c->recv_cancelled) {
-			struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
+			struct io_uring_sqe *sqe = loop_sqe(t->loop);
 
 			io_uring_prep_cancel64(sqe, ud_make(c, UD_RECV), 0);
 			io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
 			c->recv_cancelled = true;
 		}
 		if (force)
-			conn_abort(srv, c, NULL);
-		else if (!c->xfers && !c->close_on_send)
-			conn_close_after_send(srv, c, NULL);
+			conn_abort(c, NULL);
+		else if (!c->xfers && c->state != CONN_FLUSHING)
+			conn_close_after_send(c, NULL);
 	}
 }
 
-static void backlog_arm(struct server *srv, struct conn *c)
+static void backlog_arm(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 	struct out *o = c->backlog;
 
-	if (!o || c->backlog_armed || c->closing)
+	if (!o || c->backlog_armed || conn_closing(c))
 		return;
 	/* Waits for room: the kernel polls the socket, the loop goes on. */
-	sqe = loop_sqe(&srv->loop);
+	sqe = loop_sqe(c->tab->loop);
 	io_uring_prep_send(sqe, c->fd, o->buf, o->len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make(o, UD_SEND));
 	c->backlog_armed = true;
 	c->ops++;
 }
 
-int conn_send_bytes(struct server *srv, struct conn *c, const void *buf,
-		    size_t len)
+int conn_send_bytes(struct conn *c, const void *buf, size_t len)
 {
 	struct out *o;
 	ssize_t n;
 
-	if (c->closing)
+	if (conn_closing(c))
 		return -ENOTCONN;
 	if (!c->backlog) {
 		n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n == (ssize_t)len)
 			return 0;
 		if (n >= 0 || (errno != EAGAIN && errno != ENOBUFS)) {
-			conn_abort(srv, c, n >= 0 || errno == EPIPE ||
+			conn_abort(c, n >= 0 || errno == EPIPE ||
 				   errno == ECONNRESET ? NULL : strerror(errno));
 			return -ENOTCONN;
 		}
 	}
+	/* Owner: the connection's backlog; freed once sent or on close. */
 	o = aligned_alloc(16, (sizeof(*o) + len + 15) & ~(size_t)15);
 	if (!o) {
 		/* Never drop an event silently: the client sees the close. */
-		conn_abort(srv, c, "out of memory for its events");
+		conn_abort(c, "out of memory for its events");
 		return -ENOTCONN;
 	}
 	o->next = NULL;
@@ -316,11 +321,11 @@ int conn_send_bytes(struct server *srv, struct conn *c, const void *buf,
 		c->backlog = o;
 	c->backlog_tail = o;
 	c->backlog_bytes += len;
-	backlog_arm(srv, c);
+	backlog_arm(c);
 	return 0;
 }
 
-int conn_send(struct server *srv, struct conn *c, const Event *ev)
+int conn_send(struct conn *c, const Event *ev)
 {
 	static uint8_t buf[KVS_MAX_MESSAGE];
 	size_t n = kvswap__v1__event__get_packed_size(ev);
@@ -328,20 +333,20 @@ int conn_send(struct server *srv, struct conn *c, const Event *ev)
 	if (n > sizeof(buf)) {
 		/* The daemon's own bug: every reply is built to fit. */
 		log_err("client %s: event of %zu bytes exceeds the maximum", c->name, n);
-		conn_abort(srv, c, "event too large");
+		conn_abort(c, "event too large");
 		return -EMSGSIZE;
 	}
 	kvswap__v1__event__pack(ev, buf);
-	return conn_send_bytes(srv, c, buf, n);
+	return conn_send_bytes(c, buf, n);
 }
 
-int conn_send_error(struct server *srv, struct conn *c, uint64_t id, int code,
-		    int64_t seg, const char *msg)
+int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
+		    const char *msg)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__Error e = KVSWAP__V1__ERROR__INIT;
 
-	srv->st.errors++;
+	c->tab->st->errors++;
 	e.has_code = 1;
 	e.code = code < 0 ? -code : code;
 	e.message = (char *)msg;
@@ -355,30 +360,30 @@ int conn_send_error(struct server *srv, struct conn *c, uint64_t id, int code,
 	ev.error = &e;
 	log_debug("client %s: request %llu: %s", c->name, (unsigned long long)id,
 		  msg);
-	return conn_send(srv, c, &ev);
+	return conn_send(c, &ev);
 }
 
-void conn_close_after_send(struct server *srv, struct conn *c, const char *why)
+void conn_close_after_send(struct conn *c, const char *why)
 {
 	c->close_why = why;
 	if (!c->backlog)
-		conn_abort(srv, c, why);
-	else
-		c->close_on_send = true;
+		conn_abort(c, why);
+	else if (!conn_closing(c))
+		c->state = CONN_FLUSHING;
 }
 
-void conn_send_done(struct server *srv, struct out *o, int res)
+static void send_done(struct out *o, int res)
 {
 	struct conn *c = o->c;
 
 	c->ops--;
 	c->backlog_armed = false;
-	if (c->closing) {
-		conn_maybe_free(srv, c);
+	if (conn_closing(c)) {
+		conn_maybe_free(c);
 		return;
 	}
 	if (res != (int)o->len) {
-		conn_abort(srv, c, res == -EPIPE || res == -ECONNRESET ? NULL
+		conn_abort(c, res == -EPIPE || res == -ECONNRESET ? NULL
 			   : res < 0 ? strerror(-res) : "short send");
 		return;
 	}
@@ -387,21 +392,20 @@ void conn_send_done(struct server *srv, struct out *o, int res)
 		c->backlog_tail = NULL;
 	c->backlog_bytes -= o->len;
 	free(o);
-	if (c->close_on_send && !c->backlog) {
-		conn_abort(srv, c, c->close_why);
+	if (c->state == CONN_FLUSHING && !c->backlog) {
+		conn_abort(c, c->close_why);
 		return;
 	}
-	backlog_arm(srv, c);
-	recv_arm(srv, c);
+	backlog_arm(c);
+	recv_arm(c);
 }
 
 /* Sends a connection-level error (id 0) and closes after it. */
-static void fatal_error(struct server *srv, struct conn *c, int code,
-			const char *msg)
+static void fatal_error(struct conn *c, int code, const char *msg)
 {
 	log_info("client %s: %s", c->name, msg);
-	if (conn_send_error(srv, c, 0, code, -1, msg) == 0)
-		conn_close_after_send(srv, c, "after a protocol error");
+	if (conn_send_error(c, 0, code, -1, msg) == 0)
+		conn_close_after_send(c, "after a protocol error");
 }
 
 /* Collects the SCM_RIGHTS fds of the last packet. Returns how many. */
@@ -428,15 +432,22 @@ static int take_fds(struct conn *c, int *fds)
 	return n;
 }
 
-static void handle(struct server *srv, struct conn *c, Request *req,
-		   int *fds, int nfds)
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Checks what needs no request-layer state, then hands the request on. */
+static void handle(struct conn *c, Request *req, int *fds, int nfds)
 {
 	char err[256];
 	int fd = -1, r;
 
-	srv->st.requests++;
+	c->tab->st->requests++;
 	r = wire_check(req, err, sizeof(err));
-	if (r == 0 && !c->hello && req->body_case != KVSWAP__V1__REQUEST__BODY_HELLO) {
+	if (r == 0 && c->state == CONN_NEW &&
+	    req->body_case != KVSWAP__V1__REQUEST__BODY_HELLO) {
 		snprintf(err, sizeof(err), "the first request must be hello");
 		r = -EPROTO;
 	}
@@ -455,28 +466,17 @@ static void handle(struct server *srv, struct conn *c, Request *req,
 			 (unsigned long long)req->id, nfds);
 		r = -EINVAL;
 	}
-	for (int i = 0; i < nfds; i++)
-		close(fds[i]);
+	close_fds(fds, nfds);
 	if (r < 0) {
 		if (fd >= 0)
 			close(fd);
-		conn_send_error(srv, c, req->id, r, -1, err);
+		conn_send_error(c, req->id, r, -1, err);
 		return;
 	}
-	switch (req->body_case) {
-	case KVSWAP__V1__REQUEST__BODY_SWAP_OUT:
-		xfer_swap_out(srv, c, req);
-		break;
-	case KVSWAP__V1__REQUEST__BODY_SWAP_IN:
-		xfer_swap_in(srv, c, req);
-		break;
-	default:
-		control_handle(srv, c, req, fd);
-		break;
-	}
+	c->tab->ops->request(c->tab->ctx, c, req, fd);
 }
 
-void conn_recv_done(struct server *srv, struct conn *c, int res)
+static void recv_done(struct conn *c, int res)
 {
 	int fds[CONN_MAX_FDS];
 	Request *req;
@@ -485,81 +485,107 @@ void conn_recv_done(struct server *srv, struct conn *c, int res)
 
 	c->ops--;
 	c->recv_armed = false;
-	if (c->closing) {
-		conn_maybe_free(srv, c);
+	if (conn_closing(c)) {
+		conn_maybe_free(c);
 		return;
 	}
-	if (res == -ECANCELED && srv->quit)
+	if (res == -ECANCELED && c->tab->quit)
 		return;		/* draining: requests in flight go on */
 	if (res <= 0) {
-		conn_abort(srv, c, res == 0 || res == -ECONNRESET ? NULL
-							      : strerror(-res));
+		conn_abort(c, res == 0 || res == -ECONNRESET ? NULL
+							     : strerror(-res));
 		return;
 	}
 	nfds = take_fds(c, fds);
 	if (res > KVS_MAX_MESSAGE || (c->msg.msg_flags & MSG_CTRUNC)) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+		close_fds(fds, nfds);
 		if (res > KVS_MAX_MESSAGE)
 			snprintf(msg, sizeof(msg), "message of %d bytes exceeds the "
 				 "maximum of %d", res, KVS_MAX_MESSAGE);
 		else
 			snprintf(msg, sizeof(msg), "more than %d file descriptors "
 				 "in one message", CONN_MAX_FDS);
-		fatal_error(srv, c, res > KVS_MAX_MESSAGE ? EMSGSIZE : EINVAL, msg);
+		fatal_error(c, res > KVS_MAX_MESSAGE ? EMSGSIZE : EINVAL, msg);
 		return;
 	}
 	req = wire_unpack(c->rbuf, (size_t)res);
 	if (!req) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+		close_fds(fds, nfds);
 		snprintf(msg, sizeof(msg), "message of %d bytes is not a "
 			 "kvswap.v1.Request", res);
-		fatal_error(srv, c, EBADMSG, msg);
+		fatal_error(c, EBADMSG, msg);
 		return;
 	}
-	handle(srv, c, req, fds, nfds);
+	handle(c, req, fds, nfds);
 	wire_free(req);
-	recv_arm(srv, c);
+	recv_arm(c);
 }
 
-struct region *conn_region(struct conn *c, uint32_t id)
+void conn_ready(struct conn *c)
 {
-	for (struct region *r = c->regions; r; r = r->next)
-		if (r->id == id)
-			return r->dying ? NULL : r;
-	return NULL;
+	if (c->state == CONN_NEW)
+		c->state = CONN_READY;
 }
 
-void conn_region_gone(struct server *srv, struct region *r, int err)
+void conn_xfer_begin(struct conn *c)
 {
-	struct conn *c = r->conn;
-
-	if (r->reply && !c->closing) {
-		if (err < 0) {
-			conn_send_error(srv, c, r->reply_id, err, -1,
-					"unregister_region: the kernel refused "
-					"to release the buffers");
-		} else {
-			Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
-			Kvswap__V1__UnregisterReply u = KVSWAP__V1__UNREGISTER_REPLY__INIT;
-
-			u.has_region = 1;
-			u.region = r->id;
-			ev.has_id = 1;
-			ev.id = r->reply_id;
-			ev.body_case = KVSWAP__V1__EVENT__BODY_UNREGISTERED;
-			ev.unregistered = &u;
-			conn_send(srv, c, &ev);
-		}
-	}
-	region_drop(srv, c, r);
-	conn_maybe_free(srv, c);
+	c->xfers++;
 }
 
-void conn_xfer_done(struct server *srv, struct conn *c)
+void conn_xfer_end(struct conn *c)
 {
+	assert(c->xfers > 0);
 	c->xfers--;
-	recv_arm(srv, c);
-	conn_maybe_free(srv, c);
+	recv_arm(c);
+	conn_maybe_free(c);
+}
+
+void conn_hold(struct conn *c)
+{
+	c->holds++;
+}
+
+void conn_put(struct conn *c)
+{
+	assert(c->holds > 0);
+	c->holds--;
+	conn_maybe_free(c);
+}
+
+static void on_cqe(void *ctx, enum ud_type type, void *p,
+		   const struct io_uring_cqe *cqe)
+{
+	switch (type) {
+	case UD_ACCEPT:
+		accept_done(ctx, cqe);
+		break;
+	case UD_RECV:
+		recv_done(p, cqe->res);
+		break;
+	case UD_SEND:
+		send_done(p, cqe->res);
+		break;
+	default:
+		assert(!"conn: not a connection completion");
+	}
+}
+
+void conns_init(struct conns *t, struct loop *lp, struct stats *st,
+		const struct conn_ops *ops, void *ctx)
+{
+	memset(t, 0, sizeof(*t));
+	t->loop = lp;
+	t->st = st;
+	t->ops = ops;
+	t->ctx = ctx;
+	t->listen_fd = -1;
+	loop_on(lp, UD_ACCEPT, on_cqe, t);
+	loop_on(lp, UD_RECV, on_cqe, t);
+	loop_on(lp, UD_SEND, on_cqe, t);
+}
+
+void conns_start(struct conns *t, int fd)
+{
+	t->listen_fd = fd;
+	accept_arm(t);
 }

@@ -6,37 +6,82 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "server.h"
+#include "defs.h"
+#include "loop.h"
+#include "stats.h"
 #include "wire.h"
 
+/*
+ * Client connections: the socket, framing, file descriptors and the
+ * backlog of events a client has no room for. What a request means is
+ * not this module's business: checked requests go to the `request`
+ * callback the server registered.
+ */
+
 struct region;
+struct conn;
 
 /* Fds accepted per packet; more are closed and the request refused. */
 #define CONN_MAX_FDS 4
 
 /*
+ * Stop reading a client's requests while this many bytes of its events
+ * wait for room in its socket: a client that does not read cannot make
+ * the daemon queue without bound.
+ */
+#define CONN_MAX_BACKLOG (1u << 20)
+
+enum conn_state {
+	CONN_NEW,		/* connected; only Hello is accepted */
+	CONN_READY,		/* said Hello */
+	CONN_FLUSHING,		/* reads no more; closes once the backlog is sent */
+	CONN_CLOSING,		/* shut down; freed once nothing refers to it */
+	CONN_DEAD,		/* freed at the end of the batch */
+};
+
+struct conn_ops {
+	/*
+	 * A request that passed wire_check() and the framing checks. fd is
+	 * the memfd of register_region (the callee owns it) or -1.
+	 */
+	void (*request)(void *ctx, struct conn *c, Request *req, int fd);
+	/*
+	 * The connection is closing: cancel its queued work. Called once.
+	 */
+	void (*closing)(void *ctx, struct conn *c);
+	/*
+	 * The closing connection has no swaps in flight: release what it
+	 * holds (its regions), each of which drops its hold when gone.
+	 */
+	void (*drained)(void *ctx, struct conn *c);
+};
+
+/*
  * A client connection. One RECVMSG is armed at a time into rbuf; requests
- * are handled as they arrive. The connection is freed only when nothing in
- * the ring refers to it any more (ops and xfers are 0) and every region's
- * buffers have been released, so its fd number cannot be reused while a
- * completion for it is still on its way.
+ * are handled as they arrive. Owner: the connection table (struct conns)
+ * creates it on accept and frees it only when it is closing and nothing
+ * refers to it: no operation in the ring (ops), no swap in flight (xfers)
+ * and no hold (regions not yet released by the kernel) — so its fd number
+ * cannot be reused while a completion for it is on its way.
  */
 struct conn {
 	struct conn *next;
 	struct conn *prev;
+	struct conns *tab;
 	int fd;
+	enum conn_state state;
 	uint32_t serial;
+	uint32_t uid;		/* SO_PEERCRED */
 	char name[64];
-	bool hello;
-	bool closing;		/* shut down; draining */
-	bool close_on_send;	/* close once the backlog is sent */
 	const char *close_why;
+	bool recv_armed;	/* a RECVMSG in flight */
+	bool recv_cancelled;	/* ... and a cancel of it */
 	bool backlog_armed;	/* a SEND of the backlog's head in flight */
-	bool recv_armed;
-	bool recv_cancelled;
-	bool dead;		/* freed at the end of the batch */
+	bool drained_called;
 	uint32_t ops;		/* recv and sends in flight */
-	uint32_t xfers;		/* swap requests in flight */
+	uint32_t xfers;		/* requests in flight (swaps, durable deletes) */
+	uint32_t holds;		/* other references: regions */
+	/* The connection's regions, kept by region.c. */
 	struct region *regions;
 	uint32_t nregions;
 	uint32_t region_serial;
@@ -53,13 +98,6 @@ struct conn {
 	uint8_t rbuf[KVS_MAX_MESSAGE];
 } __attribute__((aligned(16)));
 
-/*
- * Stop reading a client's requests while this many bytes of its events
- * wait for room in its socket: a client that does not read cannot make
- * the daemon queue without bound.
- */
-#define CONN_MAX_BACKLOG (1u << 20)
-
 /* An event waiting in a connection's backlog. */
 struct out {
 	struct out *next;
@@ -68,16 +106,45 @@ struct out {
 	uint8_t buf[] __attribute__((aligned(16)));
 } __attribute__((aligned(16)));
 
+/* The connection table: the listening socket and every client. */
+struct conns {
+	struct loop *loop;
+	struct stats *st;
+	const struct conn_ops *ops;
+	void *ctx;
+	int listen_fd;
+	bool quit;		/* shutting down: accept and read no more */
+	struct conn *list;
+	struct conn *dead;
+	uint32_t count;
+	uint32_t serial;
+};
+
 /*
  * Takes the listening socket from systemd, or creates it at path. Returns
  * the fd, or a negative errno with a message in err.
  */
 int conn_listen(const char *path, bool *ret_created, char *err, size_t len);
 
-void conn_accept_arm(struct server *srv);
-void conn_accept_done(struct server *srv, struct io_uring_cqe *cqe);
-void conn_recv_done(struct server *srv, struct conn *c, int res);
-void conn_send_done(struct server *srv, struct out *o, int res);
+/*
+ * Sets up the table on listen_fd (owned by the caller) and registers its
+ * completion handlers with the loop. ops and ctx: the request layer.
+ */
+void conns_init(struct conns *t, struct loop *lp, struct stats *st,
+		const struct conn_ops *ops, void *ctx);
+
+/* Arms the multishot accept on fd. */
+void conns_start(struct conns *t, int fd);
+
+/*
+ * Shutdown: stops accepting and reading requests; closes each connection
+ * once its swaps have finished and their events are sent, or all of them
+ * now if force.
+ */
+void conns_drain(struct conns *t, bool force);
+
+/* Frees the connections that died during the last batch of completions. */
+void conns_reap(struct conns *t);
 
 /*
  * Sends ev to the client: at once with a non-blocking send when its socket
@@ -86,39 +153,36 @@ void conn_send_done(struct server *srv, struct out *o, int res);
  * -ENOTCONN if the connection is closing or broke (the event is dropped;
  * the connection is then being closed).
  */
-int conn_send(struct server *srv, struct conn *c, const Event *ev);
+int conn_send(struct conn *c, const Event *ev);
 
 /* The same for an event already packed (a segment event, say). */
-int conn_send_bytes(struct server *srv, struct conn *c, const void *buf,
-		    size_t len);
+int conn_send_bytes(struct conn *c, const void *buf, size_t len);
 
 /* Sends an Error event; seg < 0 means a final error. Counts in stats. */
-int conn_send_error(struct server *srv, struct conn *c, uint64_t id,
-		    int code, int64_t seg, const char *msg);
+int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
+		    const char *msg);
 
 /* Closes the connection once everything queued to it has been sent. */
-void conn_close_after_send(struct server *srv, struct conn *c, const char *why);
-
-/*
- * Shutdown: stops reading requests; closes each connection once its swaps
- * have finished and their events are sent, or all of them now if force.
- */
-void conn_drain(struct server *srv, bool force);
-
-/* Frees the connections that died during the last batch of completions. */
-void conn_reap(struct server *srv);
+void conn_close_after_send(struct conn *c, const char *why);
 
 /* Shuts the connection down; it is freed once drained. */
-void conn_abort(struct server *srv, struct conn *c, const char *why);
+void conn_abort(struct conn *c, const char *why);
 
-/* A region of this connection with this id that is not being released. */
-struct region *conn_region(struct conn *c, uint32_t id);
+/* The client has said Hello. */
+void conn_ready(struct conn *c);
 
-/* Called by region.c when r is fully released; frees r. */
-void conn_region_gone(struct server *srv, struct region *r, int err);
+/* A request of c's is in flight / has finished (see struct conn). */
+void conn_xfer_begin(struct conn *c);
+void conn_xfer_end(struct conn *c);
 
-/* Called by xfer.c when one of c's swaps has finished. */
-void conn_xfer_done(struct server *srv, struct conn *c);
+/* Something (a region) refers to c: it is not freed before conn_put. */
+void conn_hold(struct conn *c);
+void conn_put(struct conn *c);
+
+static inline bool conn_closing(const struct conn *c)
+{
+	return c->state >= CONN_CLOSING;
+}
 
 static inline const char *conn_name(const struct conn *c)
 {

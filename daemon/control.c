@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Requests that move no data (control.h), and the dispatch of the ones
+ * that do to xfer.c. This is the top of the request layer: it may use
+ * every module, and no module calls it but through the connection
+ * table's callbacks.
+ */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,12 +13,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "control.h"
-#include "journal.h"
 #include "log.h"
-#include "region.h"
-#include "xfer.h"
+#include "server.h"
 
 #define EV_INIT(ev, req)						\
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;			\
@@ -29,17 +33,17 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 		snprintf(err, sizeof(err), "hello.version %u is not supported; "
 			 "this daemon speaks version %d", m->version,
 			 KVS_PROTOCOL_VERSION);
-		if (conn_send_error(srv, c, req->id, EPROTONOSUPPORT, -1, err) == 0)
-			conn_close_after_send(srv, c, "unsupported protocol version");
+		if (conn_send_error(c, req->id, EPROTONOSUPPORT, -1, err) == 0)
+			conn_close_after_send(c, "unsupported protocol version");
 		return;
 	}
-	if (!c->hello && m->client_name && *m->client_name) {
+	if (c->state == CONN_NEW && m->client_name && *m->client_name) {
 		size_t len = strlen(c->name);
 
 		snprintf(c->name + len, sizeof(c->name) - len, " %.24s",
 			 m->client_name);
 	}
-	c->hello = true;
+	conn_ready(c);
 	h.has_version = h.has_max_message_size = h.has_max_key_length = 1;
 	h.has_max_metadata_length = h.has_max_segments = h.has_max_regions = 1;
 	h.has_alignment = h.has_block_size = h.has_capacity = 1;
@@ -58,7 +62,7 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 	h.store_files = srv->store.nfiles;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_HELLO;
 	ev.hello = &h;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 	log_debug("client %s: hello", c->name);
 }
 
@@ -75,45 +79,38 @@ static void register_region(struct server *srv, struct conn *c, Request *req,
 		close(fd);
 		snprintf(err, sizeof(err), "register_region: this connection "
 			 "already has %d regions", KVS_MAX_REGIONS);
-		conn_send_error(srv, c, req->id, EMFILE, -1, err);
+		conn_send_error(c, req->id, EMFILE, -1, err);
 		return;
 	}
-	ret = region_new(srv, c, fd, req->register_region->size, &r, err,
-			 sizeof(err));
+	ret = region_new(&srv->regions, c, fd, req->register_region->size, &r,
+			 err, sizeof(err));
 	if (ret < 0) {
-		conn_send_error(srv, c, req->id, ret, -1, err);
+		conn_send_error(c, req->id, ret, -1, err);
 		return;
 	}
-	r->id = ++c->region_serial;
-	r->next = c->regions;
-	c->regions = r;
-	c->nregions++;
 	rr.has_region = rr.has_size = 1;
 	rr.region = r->id;
 	rr.size = r->size;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_REGION;
 	ev.region = &rr;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 }
 
-static void unregister_region(struct server *srv, struct conn *c, Request *req)
+static void unregister_region(struct conn *c, Request *req)
 {
 	uint32_t id = req->unregister_region->region;
-	struct region *r = conn_region(c, id);
+	struct region *r = region_find(c, id);
 	char err[128];
-	int ret;
 
 	if (!r) {
 		snprintf(err, sizeof(err), "unregister_region.region %u: no such "
 			 "region on this connection", id);
-		conn_send_error(srv, c, req->id, ENOENT, -1, err);
+		conn_send_error(c, req->id, ENOENT, -1, err);
 		return;
 	}
 	r->reply = true;
 	r->reply_id = req->id;
-	ret = region_release(srv, r);
-	if (ret < 0)
-		conn_region_gone(srv, r, ret);
+	region_release(r);
 }
 
 static void lookup(struct server *srv, struct conn *c, Request *req)
@@ -128,13 +125,13 @@ static void lookup(struct server *srv, struct conn *c, Request *req)
 
 	lr.has_prefix = 1;
 	for (size_t i = 0; i < m->n_keys; i++) {
-		struct entry *e = index_get(&srv->index, m->keys[i].data,
-					    m->keys[i].len);
+		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
+					      m->keys[i].len);
 
 		present[i] = e != NULL;
 		/* A lease keeps the prefix for the SwapIn that follows. */
-		if (e && lease > e->lease_until)
-			e->lease_until = lease;
+		if (e && lease)
+			catalog_lease(&srv->cat, e, lease);
 		prefix = prefix && present[i];
 		lr.prefix += prefix;
 	}
@@ -142,13 +139,12 @@ static void lookup(struct server *srv, struct conn *c, Request *req)
 	lr.present = present;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_LOOKUP;
 	ev.lookup = &lr;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 }
 
-static void not_found(struct server *srv, struct conn *c, Request *req,
-		      const char *field)
+static void not_found(struct conn *c, Request *req, const char *field)
 {
-	conn_send_error(srv, c, req->id, ENOENT, -1, field);
+	conn_send_error(c, req->id, ENOENT, -1, field);
 }
 
 static void describe(struct server *srv, struct conn *c, Request *req)
@@ -159,9 +155,11 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 	struct entry *e;
 	EV_INIT(ev, req);
 
-	e = index_get(&srv->index, m->key.data, m->key.len);
-	if (!e)
-		return not_found(srv, c, req, "describe.key: no such entry");
+	e = catalog_get(&srv->cat, m->key.data, m->key.len);
+	if (!e) {
+		not_found(c, req, "describe.key: no such entry");
+		return;
+	}
 	for (uint32_t i = 0; i < e->nseg; i++)
 		lengths[i] = e->segs[i].len;
 	info.has_key = info.has_size = info.has_segments = info.has_metadata = 1;
@@ -173,7 +171,7 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 	info.metadata = (ProtobufCBinaryData){ e->meta_len, e->meta };
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DESCRIBE;
 	ev.describe = &info;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 }
 
 /* A delete waiting for its record to be durable holds its connection. */
@@ -182,7 +180,7 @@ struct pending_reply {
 	uint64_t id;
 };
 
-static void send_delete_reply(struct server *srv, struct conn *c, uint64_t id)
+static void send_delete_reply(struct conn *c, uint64_t id)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__DeleteReply dr = KVSWAP__V1__DELETE_REPLY__INIT;
@@ -191,22 +189,22 @@ static void send_delete_reply(struct server *srv, struct conn *c, uint64_t id)
 	ev.id = id;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DELETE;
 	ev.delete_ = &dr;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 }
 
-static void delete_done(struct server *srv, void *arg, int err)
+static void delete_done(void *arg, int err)
 {
 	struct pending_reply *p = arg;
 
-	if (!p->c->closing) {
+	if (!conn_closing(p->c)) {
 		if (err)
-			conn_send_error(srv, p->c, p->id, err, -1, "delete: the entry "
+			conn_send_error(p->c, p->id, err, -1, "delete: the entry "
 					"is gone, but the metadata write failed: it "
 					"may come back after a crash");
 		else
-			send_delete_reply(srv, p->c, p->id);
+			send_delete_reply(p->c, p->id);
 	}
-	conn_xfer_done(srv, p->c);
+	conn_xfer_end(p->c);
 	free(p);
 }
 
@@ -214,33 +212,28 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 {
 	const Kvswap__V1__Delete *m = req->delete_;
 	struct pending_reply *p = NULL;
-	struct entry *e;
+	int r;
 
-	e = index_del(&srv->index, m->key.data, m->key.len);
-	if (!e)
-		return not_found(srv, c, req, "delete.key: no such entry");
-	xfer_supersede(srv, m->key.data, m->key.len);
-	/*
-	 * Gone from the index now. Its blocks return once the DEL record is
-	 * durable and no swap-in reads them; in durable mode the reply waits
-	 * for the record too.
-	 */
+	if (!catalog_get(&srv->cat, m->key.data, m->key.len)) {
+		not_found(c, req, "delete.key: no such entry");
+		return;
+	}
+	/* In durable mode the reply waits for the DEL record. */
 	if (!srv->cfg.cache)
 		p = malloc(sizeof(*p));
 	if (p) {
 		*p = (struct pending_reply){ c, req->id };
-		c->xfers++;
+		conn_xfer_begin(c);
 	}
-	if (journal_del(srv, e, p ? delete_done : NULL, p) < 0) {
-		store_entry_put(&srv->store, e);
-		if (p) {
-			c->xfers--;
-			free(p);
-			p = NULL;
-		}
+	r = catalog_delete(&srv->cat, m->key.data, m->key.len,
+			   p ? delete_done : NULL, p);
+	if (r != 0 && p) {
+		conn_xfer_end(c);
+		free(p);
+		p = NULL;
 	}
 	if (!p)
-		send_delete_reply(srv, c, req->id);
+		send_delete_reply(c, req->id);
 }
 
 /*
@@ -292,23 +285,23 @@ static void list(struct server *srv, struct conn *c, Request *req)
 	p.info = calloc(limit + 64, sizeof(*p.info));
 	p.ptrs = calloc(limit + 64, sizeof(*p.ptrs));
 	if (!p.info || !p.ptrs) {
-		conn_send_error(srv, c, req->id, ENOMEM, -1,
+		conn_send_error(c, req->id, ENOMEM, -1,
 				"list: out of memory");
 		goto out_free;
 	}
 	do {
 		size_t need[2] = { 0, 0 };
 
-		index_scan(&srv->index, cursor, count_bucket, need);
+		catalog_scan(&srv->cat, cursor, count_bucket, need);
 		if (p.n && (p.n + need[0] > limit || p.bytes + need[1] > LIST_BUDGET))
 			break;
 		if (need[0] > 64 || need[1] > LIST_BUDGET) {
 			/* Only a hash attack could fill one bucket so. */
-			conn_send_error(srv, c, req->id, EOVERFLOW, -1,
+			conn_send_error(c, req->id, EOVERFLOW, -1,
 					"list: a hash bucket is too full to list");
 			goto out_free;
 		}
-		cursor = index_scan(&srv->index, cursor, list_add, &p);
+		cursor = catalog_scan(&srv->cat, cursor, list_add, &p);
 	} while (cursor && p.n < limit);
 	lr.has_cursor = 1;
 	lr.cursor = cursor;
@@ -316,7 +309,7 @@ static void list(struct server *srv, struct conn *c, Request *req)
 	lr.entries = p.ptrs;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_LIST;
 	ev.list = &lr;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 out_free:
 	free(p.info);
 	free(p.ptrs);
@@ -340,14 +333,14 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.has_cpu_user_us = s.has_cpu_system_us = s.has_uptime_ms = 1;
 	s.capacity = srv->store.capacity;
 	s.used = srv->store.capacity - store_avail(&srv->store);
-	s.entries = srv->index.count;
+	s.entries = srv->cat.index.count;
 	s.bytes_in = srv->st.bytes_in;
 	s.bytes_out = srv->st.bytes_out;
 	s.requests = srv->st.requests;
 	s.errors = srv->st.errors;
-	s.in_flight = srv->inflight;
-	s.clients = srv->nconns;
-	s.regions = srv->nregions;
+	s.in_flight = srv->xfers.inflight;
+	s.clients = srv->conns.count;
+	s.regions = srv->regions.count;
 	s.store_files = srv->store.nfiles;
 	s.queue_depth = srv->cfg.queue_depth;
 	s.cpu_user_us = tv_us(ru.ru_utime);
@@ -357,7 +350,7 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.has_journal_commits = s.has_checkpoints = 1;
 	s.has_checksum_errors = s.has_io_errors = 1;
 	s.evictions = srv->st.evictions;
-	s.pinned = srv->index.pinned_bytes;
+	s.pinned = srv->cat.index.pinned_bytes;
 	s.durable = !srv->cfg.cache;
 	s.verify = srv->cfg.verify;
 	s.journal_commits = srv->jr.commits;
@@ -366,20 +359,29 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.io_errors = srv->st.io_errors;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
-	conn_send(srv, c, &ev);
+	conn_send(c, &ev);
 }
 
-void control_handle(struct server *srv, struct conn *c, Request *req, int fd)
+void control_request(void *ctx, struct conn *c, Request *req, int fd)
 {
+	struct server *srv = ctx;
+
 	switch (req->body_case) {
+	case KVSWAP__V1__REQUEST__BODY_SWAP_OUT:
+		xfer_swap_out(&srv->xfers, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_SWAP_IN:
+		xfer_swap_in(&srv->xfers, c, req);
+		break;
 	case KVSWAP__V1__REQUEST__BODY_HELLO:
 		hello(srv, c, req);
 		break;
 	case KVSWAP__V1__REQUEST__BODY_REGISTER_REGION:
 		register_region(srv, c, req, fd);
+		fd = -1;
 		break;
 	case KVSWAP__V1__REQUEST__BODY_UNREGISTER_REGION:
-		unregister_region(srv, c, req);
+		unregister_region(c, req);
 		break;
 	case KVSWAP__V1__REQUEST__BODY_LOOKUP:
 		lookup(srv, c, req);
@@ -398,8 +400,21 @@ void control_handle(struct server *srv, struct conn *c, Request *req, int fd)
 		break;
 	default:
 		/* wire_check() let through only known bodies. */
-		if (fd >= 0)
-			close(fd);
+		assert(!"control: unchecked request body");
 		break;
 	}
+	if (fd >= 0)
+		close(fd);
+}
+
+void control_conn_closing(void *ctx, struct conn *c)
+{
+	struct server *srv = ctx;
+
+	xfers_conn_abort(&srv->xfers, c);
+}
+
+void control_conn_drained(void *ctx, struct conn *c)
+{
+	region_release_all(c);
 }

@@ -2,16 +2,24 @@
 #ifndef KVSWAP_CONTROL_H
 #define KVSWAP_CONTROL_H
 
-#include "server.h"
 #include "wire.h"
 
 struct conn;
 
 /*
- * Handles a checked request that moves no data: hello, regions, lookup,
- * describe, delete, list, stat. fd is the memfd of register_region (owned
- * by the callee) or -1.
+ * The request layer, registered as the connection table's callbacks
+ * (ctx: the struct server). Requests that move data go to xfer.c; the
+ * rest (hello, regions, lookup, describe, delete, list, stat) are
+ * answered here.
  */
-void control_handle(struct server *srv, struct conn *c, Request *req, int fd);
+
+/* A checked request; fd is the memfd of register_region (ours) or -1. */
+void control_request(void *ctx, struct conn *c, Request *req, int fd);
+
+/* The connection is closing: its queued segments are cancelled. */
+void control_conn_closing(void *ctx, struct conn *c);
+
+/* The closing connection has no swaps left: its regions are released. */
+void control_conn_drained(void *ctx, struct conn *c);
 
 #endif

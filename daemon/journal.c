@@ -32,7 +32,6 @@
 #include "journal.h"
 #include "log.h"
 #include "server.h"
-#include "xfer.h"
 
 #define JB_MAGIC	0x424c564bu	/* "KVLB" */
 #define JB_HDR		32u
@@ -251,9 +250,10 @@ static int queue(struct server *srv, uint8_t type, struct entry *e,
 	return 0;
 }
 
-int journal_put(struct server *srv, struct entry *e, struct entry *old,
+int journal_put(struct journal *j, struct entry *e, struct entry *old,
 		journal_done_fn *done, void *arg)
 {
+	struct server *srv = j->srv;
 	int r;
 
 	e->refs++;
@@ -263,20 +263,22 @@ int journal_put(struct server *srv, struct entry *e, struct entry *old,
 	return r;
 }
 
-int journal_del(struct server *srv, struct entry *e, journal_done_fn *done,
+int journal_del(struct journal *j, struct entry *e, journal_done_fn *done,
 		void *arg)
 {
+	struct server *srv = j->srv;
 	return queue(srv, REC_DEL, e, NULL, done, arg);
 }
 
-int journal_hold(struct server *srv, struct entry *e)
+int journal_hold(struct journal *j, struct entry *e)
 {
+	struct server *srv = j->srv;
 	return queue(srv, REC_HOLD, e, NULL, NULL, NULL);
 }
 
-bool journal_idle(const struct server *srv)
+bool journal_idle(const struct journal *j)
 {
-	return srv->jr.phase == PH_IDLE && !srv->jr.head;
+	return j->phase == PH_IDLE && !j->head;
 }
 
 static void release(struct server *srv, struct jitem *it)
@@ -306,7 +308,7 @@ static void group_done(struct server *srv, int err, bool checkpoint)
 	j->group = NULL;
 	for (it = g; it; it = it->next)
 		if (it->done)
-			it->done(srv, it->arg, err);
+			it->done(it->arg, err);
 	if (err) {
 		if (g) {
 			for (it = g; it->next; it = it->next)
@@ -324,7 +326,8 @@ static void group_done(struct server *srv, int err, bool checkpoint)
 		j->limbo = NULL;
 		j->failed_ms = 0;
 	}
-	xfer_space_retry(srv);
+	if (j->progress)
+		j->progress(j->progress_arg);
 }
 
 /* --- I/O ----------------------------------------------------------------- */
@@ -391,7 +394,7 @@ static ssize_t stage_checkpoint(struct server *srv, uint64_t nonce)
 	size_t blocks;
 
 	do
-		c = index_scan(&srv->index, c, snap_size, &sn);
+		c = index_scan(&srv->cat.index, c, snap_size, &sn);
 	while (c);
 	for (struct jitem *it = j->group; it; it = it->next)
 		sn.bytes += rec_size(it->type, it->e);
@@ -403,7 +406,7 @@ static ssize_t stage_checkpoint(struct server *srv, uint64_t nonce)
 	s = (struct stream){ j->buf, blocks, 0, 0 };
 	sn.s = &s;
 	do
-		c = index_scan(&srv->index, c, snap_write, &sn);
+		c = index_scan(&srv->cat.index, c, snap_write, &sn);
 	while (c);
 	for (struct jitem *it = j->group; it; it = it->next)
 		rec_write(&s, it->type, it->e);
@@ -440,7 +443,7 @@ static void start_checkpoint(struct server *srv)
 	if (n < 0) {
 		log_err("checkpoint: %s: the index (%llu entries) does not fit in "
 			"a %llu MiB log half", strerror((int)-n),
-			(unsigned long long)srv->index.count,
+			(unsigned long long)srv->cat.index.count,
 			(unsigned long long)(srv->store.meta_half >> 20));
 		group_done(srv, (int)n, false);
 		return;
@@ -452,9 +455,9 @@ static void start_checkpoint(struct server *srv)
 	submit_sync(srv);
 }
 
-void journal_kick(struct server *srv)
+void journal_kick(struct journal *j)
 {
-	struct journal *j = &srv->jr;
+	struct server *srv = j->srv;
 	bool puts = false;
 	size_t bytes = 0;
 	ssize_t n;
@@ -504,9 +507,9 @@ void journal_kick(struct server *srv)
 	}
 }
 
-void journal_cqe(struct server *srv, int res)
+void journal_cqe(struct journal *j, int res)
 {
-	struct journal *j = &srv->jr;
+	struct server *srv = j->srv;
 	bool ck;
 
 	if (res < 0 && !j->err)
@@ -563,7 +566,7 @@ void journal_cqe(struct server *srv, int res)
 		j->checkpoints++;
 		j->log_bytes += (j->nblocks + 1) * STORE_BLOCK;
 		log_info("checkpoint: %llu entries in %zu KiB of log half %u",
-			 (unsigned long long)srv->index.count,
+			 (unsigned long long)srv->cat.index.count,
 			 j->nblocks * STORE_BLOCK / 1024, j->ck_half);
 		break;
 	default:
@@ -573,7 +576,7 @@ void journal_cqe(struct server *srv, int res)
 	j->phase = PH_IDLE;
 	shrink(j);
 	group_done(srv, 0, ck);
-	journal_kick(srv);
+	journal_kick(j);
 }
 
 /* --- recovery and synchronous checkpoints -------------------------------- */
@@ -594,9 +597,9 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int journal_checkpoint_sync(struct server *srv, char *err, size_t len)
+int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 {
-	struct journal *j = &srv->jr;
+	struct server *srv = j->srv;
 	int fd = srv->store.files[0].fd, r = 0;
 	uint64_t nonce;
 	ssize_t n;
@@ -612,7 +615,7 @@ int journal_checkpoint_sync(struct server *srv, char *err, size_t len)
 	if (n < 0) {
 		snprintf(err, len, "checkpoint: %s: %llu entries do not fit in a "
 			 "%llu MiB log half", strerror((int)-n),
-			 (unsigned long long)srv->index.count,
+			 (unsigned long long)srv->cat.index.count,
 			 (unsigned long long)(srv->store.meta_half >> 20));
 		group_done(srv, (int)n, false);
 		return (int)n;
@@ -732,7 +735,7 @@ static size_t replay_one(struct server *srv, const uint8_t *p, size_t len,
 		need = sizeof(h) + h.key_len;
 		if (need > len || !h.key_len || h.key_len > KVS_MAX_KEY)
 			return 0;
-		old = index_del(&srv->index, p + sizeof(h), h.key_len);
+		old = index_del(&srv->cat.index, p + sizeof(h), h.key_len);
 		free(old);
 		return need;
 	}
@@ -776,7 +779,7 @@ static size_t replay_one(struct server *srv, const uint8_t *p, size_t len,
 		if (blocks != (e->segs[i].len + STORE_BLOCK - 1) / STORE_BLOCK)
 			goto out_bad;
 	}
-	old = index_put(&srv->index, e);
+	old = index_put(&srv->cat.index, e);
 	free(old);
 	return need;
 
@@ -845,7 +848,7 @@ static int rebuild_space(struct server *srv, uint64_t *dropped)
 		again = false;
 		g.n = 0;
 		do
-			c = index_scan(&srv->index, c, gather_one, &g);
+			c = index_scan(&srv->cat.index, c, gather_one, &g);
 		while (c);
 		if (g.oom) {
 			r = -ENOMEM;
@@ -864,7 +867,7 @@ static int rebuild_space(struct server *srv, uint64_t *dropped)
 				struct entry *e = g.u[i].e;
 
 				if (e->linked) {
-					index_del(&srv->index, e->key, e->key_len);
+					index_del(&srv->cat.index, e->key, e->key_len);
 					free(e);
 					(*dropped)++;
 				}
@@ -890,8 +893,9 @@ out_free:
 	return r;
 }
 
-int journal_recover(struct server *srv, char *err, size_t len)
+int journal_recover(struct journal *j, char *err, size_t len)
 {
+	struct server *srv = j->srv;
 	uint64_t dropped = 0, blocks = 0, t0 = now_ms();
 	uint8_t *log = NULL;
 	size_t loglen = 0, pos = 0;
@@ -918,10 +922,16 @@ int journal_recover(struct server *srv, char *err, size_t len)
 			log_warn("recovery: dropped %llu damaged or conflicting "
 				 "entries", (unsigned long long)dropped);
 		log_notice("recovery: %llu entries from %llu log blocks in %llu ms",
-			   (unsigned long long)srv->index.count,
+			   (unsigned long long)srv->cat.index.count,
 			   (unsigned long long)blocks,
 			   (unsigned long long)(now_ms() - t0));
 	}
 	/* A fresh epoch: stale blocks past the old tail can never replay. */
-	return journal_checkpoint_sync(srv, err, len);
+	return journal_checkpoint_sync(j, err, len);
+}
+
+void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg)
+{
+	j->progress = fn;
+	j->progress_arg = arg;
 }

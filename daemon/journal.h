@@ -21,11 +21,15 @@ struct entry;
  * crash can never bring back an entry whose blocks were reused.
  */
 
-typedef void journal_done_fn(struct server *srv, void *arg, int err);
+typedef void journal_done_fn(void *arg, int err);
+typedef void journal_progress_fn(void *arg);
 
 struct jitem;
 
 struct journal {
+	struct server *srv;	/* transitional */
+	journal_progress_fn *progress;
+	void *progress_arg;
 	struct jitem *head;	/* queued records */
 	struct jitem *tail;
 	struct jitem *group;	/* records being written */
@@ -58,39 +62,42 @@ struct journal {
  * half so the new run appends to a clean log. Blocking (before serving).
  * Returns 0 or a negative errno with a message in err.
  */
-int journal_recover(struct server *srv, char *err, size_t len);
+int journal_recover(struct journal *j, char *err, size_t len);
 
 /*
  * Queues a PUT record of e (takes a reference until written). `old` is an
  * entry e replaced in the index, whose index reference is dropped once the
  * record is durable (or NULL). done(arg, err), if not NULL, runs then.
  */
-int journal_put(struct server *srv, struct entry *e, struct entry *old,
+int journal_put(struct journal *j, struct entry *e, struct entry *old,
 		journal_done_fn *done, void *arg);
 
 /*
  * Queues a DEL record for e, which the caller has unlinked from the index;
  * takes over the index's reference and drops it once durable.
  */
-int journal_del(struct server *srv, struct entry *e, journal_done_fn *done,
+int journal_del(struct journal *j, struct entry *e, journal_done_fn *done,
 		void *arg);
 
 /*
  * Takes over a reference to e and drops it once every record queued before
  * this call is durable (no record of its own).
  */
-int journal_hold(struct server *srv, struct entry *e);
+int journal_hold(struct journal *j, struct entry *e);
 
 /* Starts writing queued records if nothing is being written. */
-void journal_kick(struct server *srv);
+void journal_kick(struct journal *j);
 
 /* Completion of a journal operation (UD_JOURNAL). */
-void journal_cqe(struct server *srv, int res);
+void journal_cqe(struct journal *j, int res);
 
 /* Nothing queued and nothing in flight. */
-bool journal_idle(const struct server *srv);
+bool journal_idle(const struct journal *j);
 
 /* Shutdown: writes a checkpoint of everything, blocking. */
-int journal_checkpoint_sync(struct server *srv, char *err, size_t len);
+int journal_checkpoint_sync(struct journal *j, char *err, size_t len);
+
+/* fn(arg) runs after a group landed: freed space may be reusable. */
+void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg);
 
 #endif

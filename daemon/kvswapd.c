@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 	static struct server srv;
 	bool created = false;
 	char err[512] = "";
-	int ret;
+	int listen_fd, ret;
 
 	/* Every startup error, bad options included, exits 1 (systemd). */
 	if (parse_args(argc, argv) < 0)
@@ -165,9 +165,9 @@ int main(int argc, char **argv)
 		log_err("%s", *err ? err : strerror(-ret));
 		goto out_fini;
 	}
-	srv.listen_fd = conn_listen(cfg.socket_path, &created, err, sizeof(err));
-	if (srv.listen_fd < 0) {
-		ret = srv.listen_fd;
+	listen_fd = conn_listen(cfg.socket_path, &created, err, sizeof(err));
+	if (listen_fd < 0) {
+		ret = listen_fd;
 		log_err("%s", err);
 		goto out_fini;
 	}
@@ -177,18 +177,18 @@ int main(int argc, char **argv)
 		   (unsigned long long)(srv.store.capacity >> 20), cfg.queue_depth);
 	sd_notifyf(0, "READY=1\nSTATUS=serving %llu MiB in %u file(s)",
 		   (unsigned long long)(srv.store.capacity >> 20), srv.store.nfiles);
-	ret = server_run(&srv);
+	ret = server_run(&srv, listen_fd);
 	if (created)
 		unlink(cfg.socket_path);
-	close(srv.listen_fd);
+	close(listen_fd);
 	if (ret == 0) {
 		/* Every request has finished: one checkpoint of everything. */
-		ret = journal_checkpoint_sync(&srv, err, sizeof(err));
+		ret = server_checkpoint(&srv, err, sizeof(err));
 		if (ret < 0)
 			log_err("%s", err);
 		else
 			log_notice("kvswapd stopped: checkpoint of %llu entries written",
-				   (unsigned long long)srv.index.count);
+				   (unsigned long long)srv.cat.index.count);
 	}
 out_fini:
 	server_fini(&srv);

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Client regions (region.h): sealed memfds mapped and registered as fixed
+ * buffers, released only once the kernel has let go of their pages.
+ */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,7 +17,6 @@
 #include "conn.h"
 #include "log.h"
 #include "region.h"
-#include "server.h"
 
 static int check_memfd(int fd, uint64_t size, char *err, size_t len)
 {
@@ -50,7 +54,7 @@ static int check_memfd(int fd, uint64_t size, char *err, size_t len)
 	return 0;
 }
 
-int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
+int region_new(struct regions *rs, struct conn *c, int fd, uint64_t size,
 	       struct region **ret, char *err, size_t len)
 {
 	struct iovec iov[64];
@@ -77,6 +81,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 	}
 	memset(r, 0, sizeof(*r));
 	r->conn = c;
+	r->rs = rs;
 	r->fd = fd;
 	r->size = size;
 	r->nslots = nslots;
@@ -87,7 +92,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 			 (unsigned long long)size, strerror(errno));
 		goto out_free;
 	}
-	ret_code = loop_slots_get(&srv->loop, nslots, &r->slot0);
+	ret_code = loop_slots_get(rs->loop, nslots, &r->slot0);
 	if (ret_code < 0) {
 		snprintf(err, len, "register_region: the daemon's buffer table "
 			 "is full (%d slots of 1 GiB)", LOOP_BUF_SLOTS - 1);
@@ -103,7 +108,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 		tags[i] = ud_make(r, UD_BUFTAG);
 	}
 	/* Pins and faults in every page: CPU work, bounded by the size. */
-	ret_code = io_uring_register_buffers_update_tag(&srv->loop.ring, r->slot0, iov,
+	ret_code = io_uring_register_buffers_update_tag(&rs->loop->ring, r->slot0, iov,
 						       tags, nslots);
 	if (ret_code >= 0 && (uint32_t)ret_code < nslots) {
 		/*
@@ -117,7 +122,7 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 			 "of %u slots of 1 GiB", ret_code, nslots);
 		r->zombie = true;
 		r->tags_pending = (uint32_t)ret_code;
-		if (ret_code && io_uring_register_buffers_update_tag(&srv->loop.ring,
+		if (ret_code && io_uring_register_buffers_update_tag(&rs->loop->ring,
 				r->slot0, empty, notag, (unsigned)ret_code) < 0) {
 			log_err("clearing a partly registered region failed; "
 				"keeping it mapped");
@@ -148,12 +153,17 @@ int region_new(struct server *srv, struct conn *c, int fd, uint64_t size,
 		log_warn("client %s: %s", conn_name(c), err);
 		goto out_slots;
 	}
+	r->id = ++c->region_serial;
+	r->next = c->regions;
+	c->regions = r;
+	c->nregions++;
+	rs->count++;
+	conn_hold(c);
 	*ret = r;
-	srv->nregions++;
 	return 0;
 
 out_slots:
-	loop_slots_put(&srv->loop, r->slot0, nslots);
+	loop_slots_put(rs->loop, r->slot0, nslots);
 out_unmap:
 	munmap(r->addr, size);
 out_free:
@@ -163,7 +173,51 @@ out_close:
 	return ret_code;
 }
 
-int region_release(struct server *srv, struct region *r)
+/*
+ * The region is released (err 0) or the kernel refused (err < 0): answer
+ * a pending UnregisterRegion, unlink, free, drop the connection's hold.
+ */
+static void region_gone(struct region *r, int err)
+{
+	struct conn *c = r->conn;
+	struct region **pp;
+
+	if (r->reply && !conn_closing(c)) {
+		if (err < 0) {
+			conn_send_error(c, r->reply_id, err, -1,
+					"unregister_region: the kernel refused "
+					"to release the buffers");
+		} else {
+			Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
+			Kvswap__V1__UnregisterReply u = KVSWAP__V1__UNREGISTER_REPLY__INIT;
+
+			u.has_region = 1;
+			u.region = r->id;
+			ev.has_id = 1;
+			ev.id = r->reply_id;
+			ev.body_case = KVSWAP__V1__EVENT__BODY_UNREGISTERED;
+			ev.unregistered = &u;
+			conn_send(c, &ev);
+		}
+	}
+	for (pp = &c->regions; *pp != r; pp = &(*pp)->next)
+		assert(*pp);
+	*pp = r->next;
+	c->nregions--;
+	r->rs->count--;
+	free(r);
+	conn_put(c);
+}
+
+struct region *region_find(struct conn *c, uint32_t id)
+{
+	for (struct region *r = c->regions; r; r = r->next)
+		if (r->id == id)
+			return r->dying ? NULL : r;
+	return NULL;
+}
+
+void region_release(struct region *r)
 {
 	struct iovec iov[64];
 	__u64 tags[64] = { 0 };
@@ -171,30 +225,66 @@ int region_release(struct server *srv, struct region *r)
 
 	r->dying = true;
 	if (r->users || r->tags_pending)
-		return 0;
+		return;
 	memset(iov, 0, sizeof(iov));
-	ret = io_uring_register_buffers_update_tag(&srv->loop.ring, r->slot0, iov, tags,
-						  r->nslots);
+	ret = io_uring_register_buffers_update_tag(&r->rs->loop->ring, r->slot0,
+						  iov, tags, r->nslots);
 	if (ret < 0) {
 		/* Never unmap pages the kernel may still hold: leak instead. */
 		log_err("unregistering buffers of region %u: %s; keeping it mapped",
 			r->id, strerror(-ret));
-		return ret;
+		region_gone(r, ret);
+		return;
 	}
 	r->tags_pending = r->nslots;
-	return 0;
 }
 
-void region_tag(struct server *srv, struct region *r)
+void region_release_all(struct conn *c)
 {
+	struct region *r, *next;
+
+	for (r = c->regions; r; r = next) {
+		next = r->next;
+		region_release(r);
+	}
+}
+
+void region_use(struct region *r)
+{
+	assert(!r->dying);
+	r->users++;
+}
+
+void region_unuse(struct region *r)
+{
+	assert(r->users > 0);
+	r->users--;
+	/* A closing connection releases all its regions once drained. */
+	if (r->dying && !r->users && !conn_closing(r->conn))
+		region_release(r);
+}
+
+static void tag_done(void *ctx, enum ud_type type, void *p,
+		     const struct io_uring_cqe *cqe)
+{
+	struct region *r = p;
+
+	assert(r->tags_pending > 0);
 	if (--r->tags_pending)
 		return;
-	loop_slots_put(&srv->loop, r->slot0, r->nslots);
+	loop_slots_put(r->rs->loop, r->slot0, r->nslots);
 	munmap(r->addr, r->size);
 	if (r->zombie) {
 		free(r);
 		return;
 	}
 	close(r->fd);
-	conn_region_gone(srv, r, 0);
+	region_gone(r, 0);
+}
+
+void regions_init(struct regions *rs, struct loop *lp)
+{
+	rs->loop = lp;
+	rs->count = 0;
+	loop_on(lp, UD_BUFTAG, tag_done, rs);
 }

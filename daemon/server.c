@@ -1,65 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The event loop: one thread, one ring. Every operation's user_data names
- * its owner and type (server.h); completions are drained in batches and
- * dispatched by type, then queued segments are submitted up to the queue
- * depth, and everything goes to the kernel in the next
- * io_uring_submit_and_wait().
+ * The daemon's lifetime (server.h): its modules set up in dependency
+ * order and wired together, signals, the watchdog and STATUS= timer, and
+ * an orderly shutdown. The loop itself is loop.c; requests are control.c
+ * and xfer.c; entries are catalog.c.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "control.h"
 #include "log.h"
-#include "region.h"
 #include "server.h"
-#include "xfer.h"
-
-static int register_resources(struct server *srv, char *err, size_t len)
-{
-	int fds[STORE_MAX_FILES];
-	struct iovec iov;
-	__u64 tag = 0;
-	size_t bytes = (size_t)srv->cfg.queue_depth * srv->store.block;
-	int ret;
-
-	for (uint32_t i = 0; i < srv->store.nfiles; i++)
-		fds[i] = srv->store.files[i].fd;
-	ret = io_uring_register_files(&srv->loop.ring, fds, srv->store.nfiles);
-	if (ret < 0) {
-		snprintf(err, len, "registering store files: %s", strerror(-ret));
-		return ret;
-	}
-	if (posix_memalign((void **)&srv->bounce, srv->store.block, bytes))
-		return -ENOMEM;
-	memset(srv->bounce, 0, bytes);
-	srv->bounce_free = calloc(srv->cfg.queue_depth, sizeof(uint32_t));
-	srv->scratch = calloc((size_t)KVS_MAX_SEGMENTS * KVS_MAX_EXTENTS,
-			      sizeof(*srv->scratch));
-	if (!srv->bounce_free || !srv->scratch)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < srv->cfg.queue_depth; i++)
-		srv->bounce_free[srv->nbounce_free++] = srv->cfg.queue_depth - 1 - i;
-	iov = (struct iovec){ srv->bounce, bytes };
-	ret = io_uring_register_buffers_update_tag(&srv->loop.ring, 0, &iov, &tag, 1);
-	if (ret < 0) {
-		snprintf(err, len, "registering %zu bytes of bounce buffers: %s%s",
-			 bytes, strerror(-ret), ret == -ENOMEM ?
-			 " (RLIMIT_MEMLOCK too low: raise LimitMEMLOCK= or ulimit -l)"
-			 : "");
-		return ret;
-	}
-	/* Slot 0 is the bounce pool's. */
-	srv->loop.slot_map[0] = 1;
-	return 0;
-}
 
 static void signal_arm(struct server *srv)
 {
@@ -99,7 +56,7 @@ static void status_update(struct server *srv)
 		   "out %.1f MiB/s, in %.1f MiB/s",
 		   (unsigned long long)(used >> 20),
 		   (unsigned long long)(srv->store.capacity >> 20),
-		   (unsigned long long)srv->index.count, srv->nconns, in, out);
+		   (unsigned long long)srv->cat.index.count, srv->conns.count, in, out);
 	srv->last_status_ms = now;
 	srv->last_status = srv->st;
 }
@@ -112,7 +69,7 @@ static void on_tick(struct server *srv)
 {
 	if (srv->watchdog_usec)
 		sd_notify(0, "WATCHDOG=1");
-	journal_kick(srv);
+	journal_kick(&srv->jr);
 	if (now_ms() - srv->last_status_ms >= STATUS_INTERVAL_MS - 100)
 		status_update(srv);
 	tick_arm(srv);
@@ -138,8 +95,6 @@ static void tick_start(struct server *srv)
 
 static void on_signal(struct server *srv, int res)
 {
-	struct io_uring_sqe *sqe;
-
 	if (res != sizeof(srv->siginfo)) {
 		log_err("reading signalfd: %s", res < 0 ? strerror(-res) : "short read");
 		signal_arm(srv);
@@ -167,70 +122,71 @@ static void on_signal(struct server *srv, int res)
 		exit(1);
 	}
 	log_notice("%s: finishing the requests of %u clients, then a checkpoint",
-		   strsignal((int)srv->siginfo.ssi_signo), srv->nconns);
+		   strsignal((int)srv->siginfo.ssi_signo), srv->conns.count);
 	sd_notify(0, "STOPPING=1");
 	srv->quit = true;
 	srv->drain_deadline_ms = now_ms() + DRAIN_MS;
-	sqe = loop_sqe(&srv->loop);
-	io_uring_prep_cancel64(sqe, ud_make(NULL, UD_ACCEPT), 0);
-	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_NONE));
-	conn_drain(srv, false);
+	conns_drain(&srv->conns, false);
 }
 
-/* Completion handlers: adapters from the loop's typed callbacks. */
+/* Completions of the server's own operations. */
 static void on_cqe(void *ctx, enum ud_type type, void *p,
 		   const struct io_uring_cqe *cqe)
 {
 	struct server *srv = ctx;
 
 	switch (type) {
-	case UD_ACCEPT:
-		conn_accept_done(srv, (struct io_uring_cqe *)cqe);
-		break;
 	case UD_SIGNAL:
 		on_signal(srv, cqe->res);
-		break;
-	case UD_RECV:
-		conn_recv_done(srv, p, cqe->res);
-		break;
-	case UD_SEND:
-		conn_send_done(srv, p, cqe->res);
-		break;
-	case UD_SEG_IO:
-	case UD_SEG_SEND:
-	case UD_SEG_TAIL:
-		xfer_seg_cqe(srv, type, p, cqe->res);
-		break;
-	case UD_BUFTAG:
-		region_tag(srv, p);
 		break;
 	case UD_TICK:
 		on_tick(srv);
 		break;
 	case UD_JOURNAL:
-		journal_cqe(srv, cqe->res);
+		journal_cqe(&srv->jr, cqe->res);
 		break;
 	default:
 		break;
 	}
 }
 
+/* After each batch: queued segments, queued records, shutdown progress. */
 static void after_batch(void *ctx)
 {
 	struct server *srv = ctx;
 
-	xfer_pump(srv);
-	journal_kick(srv);
+	xfers_pump(&srv->xfers);
+	journal_kick(&srv->jr);
 	if (srv->quit)
-		conn_drain(srv, now_ms() > srv->drain_deadline_ms);
-	conn_reap(srv);
+		conns_drain(&srv->conns, now_ms() > srv->drain_deadline_ms);
+	conns_reap(&srv->conns);
 }
 
 static bool running(void *ctx)
 {
 	struct server *srv = ctx;
 
-	return !srv->quit || srv->nconns || !journal_idle(srv);
+	return !srv->quit || srv->conns.count || !journal_idle(&srv->jr);
+}
+
+/* The connection layer's callbacks: requests and closes go to control.c. */
+static const struct conn_ops conn_ops = {
+	.request = control_request,
+	.closing = control_conn_closing,
+	.drained = control_conn_drained,
+};
+
+static int register_files(struct server *srv, char *err, size_t len)
+{
+	int fds[STORE_MAX_FILES];
+	int ret;
+
+	for (uint32_t i = 0; i < srv->store.nfiles; i++)
+		fds[i] = srv->store.files[i].fd;
+	ret = io_uring_register_files(&srv->loop.ring, fds, srv->store.nfiles);
+	if (ret < 0)
+		snprintf(err, len, "registering store files: %s", strerror(-ret));
+	return ret;
 }
 
 int server_init(struct server *srv, const struct config *cfg, char *err,
@@ -241,10 +197,10 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = *cfg;
-	srv->listen_fd = -1;
 	srv->signal_fd = -1;
 	srv->start_ms = now_ms();
-	ret = index_init(&srv->index);
+	srv->jr.srv = srv;
+	ret = catalog_init(&srv->cat, &srv->store, &srv->jr, &srv->st);
 	if (ret < 0) {
 		snprintf(err, len, "index: %s", strerror(-ret));
 		return ret;
@@ -252,21 +208,25 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size, err, len);
 	if (ret < 0)
 		return ret;
-	ret = journal_recover(srv, err, len);
+	ret = journal_recover(&srv->jr, err, len);
 	if (ret < 0)
 		return ret;
 	ret = loop_init(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
-	for (enum ud_type t = UD_NONE + 1; t < UD_MAX; t++)
-		loop_on(&srv->loop, t, on_cqe, srv);
+	loop_on(&srv->loop, UD_SIGNAL, on_cqe, srv);
+	loop_on(&srv->loop, UD_TICK, on_cqe, srv);
+	loop_on(&srv->loop, UD_JOURNAL, on_cqe, srv);
 	loop_after_batch(&srv->loop, after_batch, srv);
-	ret = register_resources(srv, err, len);
-	if (ret < 0) {
-		if (ret == -ENOMEM && !*err)
-			snprintf(err, len, "out of memory");
+	ret = register_files(srv, err, len);
+	if (ret < 0)
 		return ret;
-	}
+	ret = xfers_init(&srv->xfers, &srv->loop, &srv->cat, &srv->cfg,
+			 &srv->st, srv->store.block, err, len);
+	if (ret < 0)
+		return ret;
+	regions_init(&srv->regions, &srv->loop);
+	conns_init(&srv->conns, &srv->loop, &srv->st, &conn_ops, srv);
 	ret = loop_enable(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
@@ -284,24 +244,26 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	return 0;
 }
 
-int server_run(struct server *srv)
+int server_run(struct server *srv, int listen_fd)
 {
 	signal_arm(srv);
-	conn_accept_arm(srv);
+	conns_start(&srv->conns, listen_fd);
 	tick_start(srv);
 	return loop_run(&srv->loop, running, srv);
+}
+
+int server_checkpoint(struct server *srv, char *err, size_t len)
+{
+	return journal_checkpoint_sync(&srv->jr, err, len);
 }
 
 void server_fini(struct server *srv)
 {
 	loop_fini(&srv->loop);
+	xfers_fini(&srv->xfers);
 	store_close(&srv->store);
-	index_clear(&srv->index);
-	index_fini(&srv->index);
+	catalog_fini(&srv->cat);
 	free(srv->jr.buf);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
-	free(srv->bounce);
-	free(srv->bounce_free);
-	free(srv->scratch);
 }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "defs.h"
 #include "wire.h"
 
 Request *wire_unpack(const uint8_t *buf, size_t len)

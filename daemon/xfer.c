@@ -17,18 +17,28 @@
  * chain with the bounce read, copies exactly the tail bytes into the
  * region, then sends the event. The daemon never writes client memory
  * outside [offset, offset + length).
+ *
+ * With verify on, a swap-in chain also ends with its last read: the loop
+ * checks the segment's CRC32C over the region bytes, then sends the event
+ * itself (or a checksum error). So a segment completes through the SEND's
+ * completion, through its last read's (UD_SEG_TAIL), or through a failed
+ * I/O's (UD_SEG_IO).
+ *
+ * Entries come from the catalog: a swap-out reserves one (or waits for
+ * space), fills it, then links it; a swap-in holds a reference to one.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "conn.h"
+#include "crc32c.h"
 #include "log.h"
 #include "region.h"
-#include "crc32c.h"
-#include "journal.h"
 #include "xfer.h"
 
 /* Extents, GiB slots crossed, the bounce block and the send. */
@@ -54,8 +64,13 @@ struct xseg {
 	uint8_t ev[23];		/* pre-encoded SegmentDone event */
 } __attribute__((aligned(16)));
 
+/*
+ * One swap request. Owner: xfer.c; made by xfer_swap_in/out, freed by
+ * xfer_end() once every segment is over and the final reply is sent.
+ */
 struct xfer {
 	struct xfer *qnext;	/* run queue */
+	struct xfers *xf;
 	struct conn *c;
 	struct region *r;
 	struct entry *e;	/* swap-out: the new entry; swap-in: a ref */
@@ -78,6 +93,8 @@ struct xfer {
 	uint32_t meta_len;
 	uint8_t *key;		/* in this allocation, after seg[] */
 	uint8_t *meta;
+	struct catalog_waiter waiter;	/* waiting for space */
+	struct catalog_op op;		/* a durable link */
 	struct xseg seg[];
 } __attribute__((aligned(16)));
 
@@ -86,18 +103,20 @@ static const char *op_name(const struct xfer *x)
 	return x->out ? "swap_out" : "swap_in";
 }
 
-static void enqueue(struct server *srv, struct xfer *x)
+static void enqueue(struct xfer *x)
 {
+	struct xfers *xf = x->xf;
+
 	x->qnext = NULL;
 	x->queued = true;
-	if (srv->runq_tail)
-		srv->runq_tail->qnext = x;
+	if (xf->runq_tail)
+		xf->runq_tail->qnext = x;
 	else
-		srv->runq_head = x;
-	srv->runq_tail = x;
+		xf->runq_head = x;
+	xf->runq_tail = x;
 }
 
-static struct xfer *xfer_new(struct conn *c, struct region *r,
+static struct xfer *xfer_new(struct xfers *xf, struct conn *c, struct region *r,
 			     struct entry *e, uint64_t id, bool out,
 			     uint32_t nseg, const ProtobufCBinaryData *key,
 			     const ProtobufCBinaryData *meta)
@@ -109,6 +128,7 @@ static struct xfer *xfer_new(struct conn *c, struct region *r,
 	if (!x)
 		return NULL;
 	memset(x, 0, sizeof(*x));
+	x->xf = xf;
 	x->c = c;
 	x->r = r;
 	x->e = e;
@@ -146,39 +166,34 @@ static struct xfer *xfer_new(struct conn *c, struct region *r,
 	return x;
 }
 
-/* Starts x: takes the region and connection references, queues it. */
-static void xfer_start(struct server *srv, struct xfer *x)
+/* Starts x: takes the region and connection references. */
+static void xfer_start(struct xfer *x)
 {
-	x->r->users++;
-	x->c->xfers++;
-	enqueue(srv, x);
+	region_use(x->r);
+	conn_xfer_begin(x->c);
 }
 
 /* Releases what a finished swap held, and the connection's count. */
-static void xfer_end(struct server *srv, struct xfer *x)
+static void xfer_end(struct xfer *x)
 {
 	struct conn *c = x->c;
-	struct region *r = x->r;
 
 	/* Swap-out failed or aborted: its blocks go back; swap-in: unref. */
-	store_entry_put(&srv->store, x->e);
-	r->users--;
-	if (r->dying && !r->users && !c->closing) {
-		int ret = region_release(srv, r);
-
-		if (ret < 0)
-			conn_region_gone(srv, r, ret);
-	}
+	if (x->out)
+		catalog_abandon(x->xf->cat, x->e);
+	else
+		catalog_read_end(x->xf->cat, x->e);
+	region_unuse(x->r);
 	free(x);
-	conn_xfer_done(srv, c);
+	conn_xfer_end(c);
 }
 
-static void reply_swap_out(struct server *srv, struct xfer *x)
+static void reply_swap_out(struct xfer *x)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__SwapOutReply so = KVSWAP__V1__SWAP_OUT_REPLY__INIT;
 
-	if (x->c->closing)
+	if (conn_closing(x->c))
 		return;
 	ev.has_id = 1;
 	ev.id = x->id;
@@ -187,106 +202,32 @@ static void reply_swap_out(struct server *srv, struct xfer *x)
 	so.bytes = x->bytes;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_OUT;
 	ev.swap_out = &so;
-	conn_send(srv, x->c, &ev);
+	conn_send(x->c, &ev);
 }
 
-/*
- * The index must end up as the log replays: a record queued later for the
- * same key wins. A durable swap-out is linked only when its record is
- * durable, so a later record for its key (a cache-mode swap-out, a
- * delete, an eviction, another durable swap-out) queued meanwhile marks it
- * superseded: it is then not linked, and its blocks stay allocated until
- * that later record is durable too.
- */
-void xfer_supersede(struct server *srv, const void *key, size_t len)
-{
-	uint64_t h = index_hash(&srv->index, key, len);
-	struct entry **pp = &srv->pending;
-
-	while (*pp) {
-		struct entry *p = *pp;
-
-		if (p->hash == h && p->key_len == len && !memcmp(p->key, key, len)) {
-			*pp = p->hnext;
-			p->hnext = NULL;
-			p->pending = false;
-			p->superseded = true;
-		} else {
-			pp = &p->hnext;
-		}
-	}
-}
-
-static void pending_remove(struct server *srv, struct entry *e)
-{
-	struct entry **pp;
-
-	for (pp = &srv->pending; *pp && *pp != e; pp = &(*pp)->hnext)
-		;
-	if (*pp)
-		*pp = e->hnext;
-	e->hnext = NULL;
-	e->pending = false;
-}
-
-/*
- * A durable swap-out's PUT record is on stable storage (or its write
- * failed): link the entry and answer. The entry is linked even after a
- * failed metadata write: its data is whole, the record may have landed,
- * and freeing its blocks could let a recovered record point at reused
- * blocks. The next commit writes a checkpoint that includes it.
- */
-static void put_done(struct server *srv, void *arg, int err)
+/* A durable swap-out's record landed (catalog_link_durable): answer. */
+static void put_done(void *arg, int err)
 {
 	struct xfer *x = arg;
 	char msg[200];
 
-	if (x->e->superseded) {
-		/*
-		 * Its blocks wait for the later record. Without memory to wait
-		 * with, they are never freed rather than freed too soon.
-		 */
-		if (journal_hold(srv, x->e) < 0)
-			log_err("out of memory holding a superseded entry: its "
-				"blocks stay allocated");
-	} else {
-		pending_remove(srv, x->e);
-		store_entry_put(&srv->store, index_put(&srv->index, x->e));
-	}
-	x->e = NULL;
-	if (err && !x->c->closing) {
+	x->e = NULL;	/* the catalog has it now */
+	if (err && !conn_closing(x->c)) {
 		snprintf(msg, sizeof(msg), "swap_out: the data is stored but the "
 			 "metadata write failed (%s): durability not confirmed",
 			 strerror(-err));
-		conn_send_error(srv, x->c, x->id, err, -1, msg);
+		conn_send_error(x->c, x->id, err, -1, msg);
 	} else if (!err) {
-		reply_swap_out(srv, x);
+		reply_swap_out(x);
 	}
-	xfer_end(srv, x);
+	xfer_end(x);
 }
 
-/*
- * Drops an entry whose bytes could not be read back correctly: a DEL
- * record, and no one will read it again.
- */
-static void drop_entry(struct server *srv, struct entry *e)
-{
-	if (!e->linked)
-		return;
-	index_del(&srv->index, e->key, e->key_len);
-	xfer_supersede(srv, e->key, e->key_len);
-	if (journal_del(srv, e, NULL, NULL) < 0)
-		store_entry_put(&srv->store, e);
-	log_warn("dropped entry of %llu bytes after a failed read",
-		 (unsigned long long)e->size);
-}
+static void reply_error(struct conn *c, const Request *req, int code,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void reply_error(struct server *srv, struct conn *c, const Request *req,
-			int code, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static void reply_error(struct server *srv, struct conn *c, const Request *req,
-			int code, const char *fmt, ...)
+static void reply_error(struct conn *c, const Request *req, int code,
+			const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
@@ -294,198 +235,90 @@ static void reply_error(struct server *srv, struct conn *c, const Request *req,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	conn_send_error(srv, c, req->id, code, -1, msg);
-}
-
-static void park(struct server *srv, struct xfer *x)
-{
-	x->qnext = NULL;
-	if (srv->spaceq_tail)
-		srv->spaceq_tail->qnext = x;
-	else
-		srv->spaceq_head = x;
-	srv->spaceq_tail = x;
-}
-
-static uint64_t entry_blocks(const struct entry *e)
-{
-	uint64_t n = 0;
-
-	for (uint32_t i = 0; i < e->next; i++)
-		n += e->ext[i].nblocks;
-	return n;
-}
-
-/*
- * Evicts least recently used entries, not pinned and not leased, until
- * `need` more bytes will be free. Their blocks return once the DEL
- * records are durable. Evicts nothing if even all of them would not do.
- * Returns the bytes evicted.
- */
-static uint64_t evict(struct server *srv, uint64_t need)
-{
-	uint64_t got = 0, can = 0, now = now_ms();
-	struct entry *e, *next;
-
-	for (e = index_lru_first(&srv->index); e && can < need;
-	     e = index_lru_next(&srv->index, e))
-		if (e->lease_until <= now)
-			can += entry_blocks(e) * srv->store.block;
-	if (can < need)
-		return 0;
-	for (e = index_lru_first(&srv->index); e && got < need; e = next) {
-		next = index_lru_next(&srv->index, e);
-		if (e->lease_until > now)
-			continue;
-		got += entry_blocks(e) * srv->store.block;
-		index_del(&srv->index, e->key, e->key_len);
-		xfer_supersede(srv, e->key, e->key_len);
-		if (journal_del(srv, e, NULL, NULL) < 0)
-			store_entry_put(&srv->store, e);
-		srv->st.evictions++;
-	}
-	if (got)
-		log_debug("evicted %llu bytes", (unsigned long long)got);
-	return got;
-}
-
-/*
- * Allocates the space of swap-out x and makes its entry. Returns 0, or
- * -EAGAIN when x must wait for evicted space, or -ENOSPC with a message.
- */
-static int xfer_alloc(struct server *srv, struct xfer *x, char *err, size_t len)
-{
-	uint32_t counts[KVS_MAX_SEGMENTS], next = 0;
-	uint64_t total = 0, blocks = 0, avail = store_avail(&srv->store);
-	struct entry *e;
-
-	for (uint32_t i = 0; i < x->nseg; i++) {
-		total += x->seg[i].len;
-		blocks += (x->seg[i].len + srv->store.block - 1) / srv->store.block;
-	}
-	if (blocks * srv->store.block > avail)
-		goto out_full;
-	for (uint32_t i = 0; i < x->nseg; i++) {
-		uint32_t pref = (srv->rr_file + i) % srv->store.nfiles;
-		int n = store_alloc(&srv->store, x->seg[i].len, pref,
-				    srv->scratch + next, KVS_MAX_EXTENTS);
-
-		if (n < 0) {
-			store_free(&srv->store, srv->scratch, next);
-			snprintf(err, len, "swap_out: the free space is too "
-				 "fragmented: a segment would need more than %d "
-				 "pieces", KVS_MAX_EXTENTS);
-			return -ENOSPC;
-		}
-		counts[i] = (uint32_t)n;
-		next += (uint32_t)n;
-	}
-	srv->rr_file = (srv->rr_file + x->nseg) % srv->store.nfiles;
-	e = entry_new(x->key, x->key_len, x->meta, x->meta_len, x->nseg, next);
-	if (!e) {
-		store_free(&srv->store, srv->scratch, next);
-		snprintf(err, len, "swap_out: out of memory");
-		return -ENOMEM;
-	}
-	memcpy(e->ext, srv->scratch, next * sizeof(*e->ext));
-	e->size = total;
-	e->flags = x->flags & KVS_FLAG_PINNED ? ENTRY_PINNED : 0;
-	for (uint32_t i = 0, k = 0; i < x->nseg; i++) {
-		e->segs[i] = (struct sseg){ x->seg[i].len, k, counts[i], 0, 0 };
-		k += counts[i];
-	}
-	x->e = e;
-	return 0;
-
-out_full:
-	/* Room comes back when earlier evictions' records are durable. */
-	if (evict(srv, blocks * srv->store.block - avail) ||
-	    !journal_idle(srv))
-		return -EAGAIN;
-	snprintf(err, len, "swap_out: the store is full: the entry needs %llu "
-		 "bytes, %llu of %llu are free, %llu pinned, the rest leased "
-		 "or being read", (unsigned long long)(blocks * srv->store.block),
-		 (unsigned long long)avail,
-		 (unsigned long long)srv->store.capacity,
-		 (unsigned long long)srv->index.pinned_bytes);
-	return -ENOSPC;
+	conn_send_error(c, req->id, code, -1, msg);
 }
 
 /* Ends a swap that never started: its error, then the references. */
-static void abandon(struct server *srv, struct xfer *x, int code,
-		    const char *msg)
+static void abandon(struct xfer *x, int code, const char *msg)
 {
-	if (!x->c->closing)
-		conn_send_error(srv, x->c, x->id, code, -1, msg);
-	xfer_end(srv, x);
+	if (!conn_closing(x->c))
+		conn_send_error(x->c, x->id, code, -1, msg);
+	xfer_end(x);
 }
+
+static void place_retry(void *arg);
 
 /* Runs swap-out x if its space can be had, parks it, or fails it. */
-static void place(struct server *srv, struct xfer *x)
+static void place(struct xfer *x)
 {
+	uint64_t lens[KVS_MAX_SEGMENTS];
 	char err[256];
-	int r = xfer_alloc(srv, x, err, sizeof(err));
+	int r;
 
-	if (r == -EAGAIN)
-		park(srv, x);
-	else if (r < 0)
-		abandon(srv, x, r, err);
-	else
-		enqueue(srv, x);
-}
-
-void xfer_space_retry(struct server *srv)
-{
-	struct xfer *x = srv->spaceq_head, *next;
-
-	srv->spaceq_head = srv->spaceq_tail = NULL;
-	for (; x; x = next) {
-		next = x->qnext;
-		if (x->c->closing)
-			abandon(srv, x, ECONNRESET, "client gone");
-		else
-			place(srv, x);
+	for (uint32_t i = 0; i < x->nseg; i++)
+		lens[i] = x->seg[i].len;
+	r = catalog_reserve(x->xf->cat, x->key, x->key_len, x->meta, x->meta_len,
+			    x->nseg, lens, x->flags & KVS_FLAG_PINNED, &x->e,
+			    err, sizeof(err));
+	if (r == -EAGAIN) {
+		x->waiter.retry = place_retry;
+		x->waiter.arg = x;
+		catalog_wait(x->xf->cat, &x->waiter);
+	} else if (r < 0) {
+		abandon(x, r, err);
+	} else {
+		enqueue(x);
 	}
 }
 
-void xfer_swap_out(struct server *srv, struct conn *c, const Request *req)
+/* Space came back (or may have): try again, unless the client left. */
+static void place_retry(void *arg)
+{
+	struct xfer *x = arg;
+
+	if (conn_closing(x->c))
+		abandon(x, ECONNRESET, "client gone");
+	else
+		place(x);
+}
+
+void xfer_swap_out(struct xfers *xf, struct conn *c, const Request *req)
 {
 	const Kvswap__V1__SwapOut *m = req->swap_out;
 	uint32_t nseg = (uint32_t)m->n_segments;
 	struct region *r;
 	struct xfer *x;
 
-	r = conn_region(c, m->region);
+	r = region_find(c, m->region);
 	if (!r)
-		return reply_error(srv, c, req, ENOENT, "swap_out.region %u: no "
+		return reply_error(c, req, ENOENT, "swap_out.region %u: no "
 				   "such region on this connection", m->region);
 	for (uint32_t i = 0; i < nseg; i++) {
 		const Kvswap__V1__SegmentOut *s = m->segments[i];
 
 		if (s->offset + s->length > r->size)
-			return reply_error(srv, c, req, EINVAL,
+			return reply_error(c, req, EINVAL,
 					   "swap_out.segments[%u]: bytes [%llu, %llu) "
 					   "exceed region %u of %llu bytes", i,
 					   (unsigned long long)s->offset,
 					   (unsigned long long)(s->offset + s->length),
 					   r->id, (unsigned long long)r->size);
 	}
-	x = xfer_new(c, r, NULL, req->id, true, nseg, &m->key,
+	x = xfer_new(xf, c, r, NULL, req->id, true, nseg, &m->key,
 		     m->has_metadata ? &m->metadata : NULL);
 	if (!x)
-		return reply_error(srv, c, req, ENOMEM, "swap_out: out of memory");
+		return reply_error(c, req, ENOMEM, "swap_out: out of memory");
 	x->flags = m->flags;
 	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].len = m->segments[i]->length;
 		x->seg[i].stored = i;
 	}
-	r->users++;
-	c->xfers++;
-	place(srv, x);
+	xfer_start(x);
+	place(x);
 }
 
-void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
+void xfer_swap_in(struct xfers *xf, struct conn *c, const Request *req)
 {
 	const Kvswap__V1__SwapIn *m = req->swap_in;
 	uint32_t nseg = (uint32_t)m->n_segments;
@@ -493,23 +326,23 @@ void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
 	struct entry *e;
 	struct xfer *x;
 
-	r = conn_region(c, m->region);
+	r = region_find(c, m->region);
 	if (!r)
-		return reply_error(srv, c, req, ENOENT, "swap_in.region %u: no "
+		return reply_error(c, req, ENOENT, "swap_in.region %u: no "
 				   "such region on this connection", m->region);
-	e = index_get(&srv->index, m->key.data, m->key.len);
+	e = catalog_get(xf->cat, m->key.data, m->key.len);
 	if (!e)
-		return reply_error(srv, c, req, ENOENT, "swap_in.key: no such entry");
+		return reply_error(c, req, ENOENT, "swap_in.key: no such entry");
 	for (uint32_t i = 0; i < nseg; i++) {
 		const Kvswap__V1__SegmentIn *s = m->segments[i];
 
 		if (s->index >= e->nseg)
-			return reply_error(srv, c, req, EINVAL,
+			return reply_error(c, req, EINVAL,
 					   "swap_in.segments[%u].index %u: the entry "
 					   "has %u segments", i, s->index, e->nseg);
 		if (s->offset + e->segs[s->index].len > r->size ||
 		    s->offset + e->segs[s->index].len < s->offset)
-			return reply_error(srv, c, req, EINVAL,
+			return reply_error(c, req, EINVAL,
 					   "swap_in.segments[%u]: stored segment %u "
 					   "(%llu bytes) at offset %llu exceeds region "
 					   "%u of %llu bytes", i, s->index,
@@ -517,61 +350,47 @@ void xfer_swap_in(struct server *srv, struct conn *c, const Request *req)
 					   (unsigned long long)s->offset, r->id,
 					   (unsigned long long)r->size);
 	}
-	x = xfer_new(c, r, e, req->id, false, nseg, NULL, NULL);
+	x = xfer_new(xf, c, r, e, req->id, false, nseg, NULL, NULL);
 	if (!x)
-		return reply_error(srv, c, req, ENOMEM, "swap_in: out of memory");
-	/* The entry stays allocated until this read is done with it. */
-	e->refs++;
-	index_touch(&srv->index, e);
+		return reply_error(c, req, ENOMEM, "swap_in: out of memory");
+	catalog_read_begin(xf->cat, e);
 	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].stored = m->segments[i]->index;
 		x->seg[i].len = e->segs[x->seg[i].stored].len;
 	}
-	xfer_start(srv, x);
+	xfer_start(x);
+	enqueue(x);
 }
 
-static void finish(struct server *srv, struct xfer *x)
+static void finish(struct xfer *x)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__SwapInReply si = KVSWAP__V1__SWAP_IN_REPLY__INIT;
+	struct xfers *xf = x->xf;
 	struct conn *c = x->c;
 	char msg[320];
 	bool durable;
 
 	ev.has_id = 1;
 	ev.id = x->id;
-	if (c->closing) {
+	if (conn_closing(c)) {
 		/* Nobody to tell: an unacknowledged swap-out is dropped. */
 	} else if (x->failed) {
 		snprintf(msg, sizeof(msg), "%s: %u of %u segments failed; first: %s",
 			 op_name(x), x->failed, x->nseg, x->errmsg);
-		conn_send_error(srv, c, x->id, x->err, -1, msg);
+		conn_send_error(c, x->id, x->err, -1, msg);
 	} else if (x->out) {
 		durable = x->flags & KVS_FLAG_DURABLE ||
-			  (!(x->flags & KVS_FLAG_CACHE) && !srv->cfg.cache);
-		xfer_supersede(srv, x->key, x->key_len);
+			  (!(x->flags & KVS_FLAG_CACHE) && !xf->cfg->cache);
 		if (durable) {
 			/* Visible and answered once the record is durable. */
-			x->e->hash = index_hash(&srv->index, x->key, x->key_len);
-			x->e->pending = true;
-			x->e->hnext = srv->pending;
-			srv->pending = x->e;
-			if (journal_put(srv, x->e, NULL, put_done, x) == 0)
-				return;
-			put_done(srv, x, -ENOMEM);
+			catalog_link_durable(xf->cat, x->e, &x->op, put_done, x);
 			return;
 		}
-		/* Cache: visible now; the record follows in a later commit,
-		 * and the replaced entry's blocks wait for it. */
-		{
-			struct entry *old = index_put(&srv->index, x->e);
-
-			if (journal_put(srv, x->e, old, NULL, NULL) < 0)
-				store_entry_put(&srv->store, old);
-		}
+		catalog_link(xf->cat, x->e);
 		x->e = NULL;
-		reply_swap_out(srv, x);
+		reply_swap_out(x);
 	} else {
 		si.has_segments = si.has_bytes = si.has_metadata = 1;
 		si.segments = x->nseg;
@@ -579,9 +398,9 @@ static void finish(struct server *srv, struct xfer *x)
 		si.metadata = (ProtobufCBinaryData){ x->e->meta_len, x->e->meta };
 		ev.body_case = KVSWAP__V1__EVENT__BODY_SWAP_IN;
 		ev.swap_in = &si;
-		conn_send(srv, c, &ev);
+		conn_send(c, &ev);
 	}
-	xfer_end(srv, x);
+	xfer_end(x);
 }
 
 /* Its segments not yet submitted will not be: the client is gone. */
@@ -596,39 +415,41 @@ static void cancel_rest(struct xfer *x)
 	x->next = x->nseg;
 }
 
-static void try_finish(struct server *srv, struct xfer *x)
+static void try_finish(struct xfer *x)
 {
+	assert(x->done <= x->nseg);
 	if (x->done == x->nseg)
-		finish(srv, x);
+		finish(x);
 }
 
 /* A segment is over: account for it and report a failure. */
-static void seg_end(struct server *srv, struct xseg *xs, int err,
-		    const char *what)
+static void seg_end(struct xseg *xs, int err, const char *what)
 {
 	struct xfer *x = xs->x;
+	struct xfers *xf = x->xf;
 	char msg[200];
 
 	if (xs->bounce >= 0)
-		srv->bounce_free[srv->nbounce_free++] = (uint32_t)xs->bounce;
+		xf->bounce_free[xf->nbounce_free++] = (uint32_t)xs->bounce;
 	xs->bounce = -1;
-	srv->inflight--;
+	assert(xf->inflight > 0 && x->inflight > 0);
+	xf->inflight--;
 	x->inflight--;
 	x->inflight_bytes -= xs->len;
 	if (x->throttled) {
 		x->throttled = false;
-		if (x->c->closing)
+		if (conn_closing(x->c))
 			cancel_rest(x);
 		else
-			enqueue(srv, x);
+			enqueue(x);
 	}
 	x->done++;
 	if (!err) {
 		x->bytes += xs->len;
 		if (x->out)
-			srv->st.bytes_in += xs->len;
+			xf->st->bytes_in += xs->len;
 		else
-			srv->st.bytes_out += xs->len;
+			xf->st->bytes_out += xs->len;
 	} else {
 		snprintf(msg, sizeof(msg), "%s.segments[%u]: %s: %s", op_name(x),
 			 xs->index, what, strerror(-err));
@@ -639,15 +460,15 @@ static void seg_end(struct server *srv, struct xseg *xs, int err,
 		if (err != -ECONNRESET && err != -EPIPE) {
 			log_warn("client %s: request %llu: %s", conn_name(x->c),
 				 (unsigned long long)x->id, msg);
-			conn_send_error(srv, x->c, x->id, err, xs->index, msg);
+			conn_send_error(x->c, x->id, err, xs->index, msg);
 		}
 		/* Bytes that cannot be read back right are never served. */
 		if (!x->out && (err == -EIO || err == -EBADMSG))
-			drop_entry(srv, x->e);
+			catalog_drop(xf->cat, x->e);
 		if (err == -EIO)
-			srv->st.io_errors++;
+			xf->st->io_errors++;
 	}
-	try_finish(srv, x);
+	try_finish(x);
 }
 
 struct op {
@@ -659,12 +480,13 @@ struct op {
 };
 
 /* Maps the segment onto I/O pieces: extent by extent, slot by slot. */
-static unsigned seg_ops(struct server *srv, struct xseg *xs, struct op *ops)
+static unsigned seg_ops(struct xseg *xs, struct op *ops)
 {
 	const struct xfer *x = xs->x;
+	const struct xfers *xf = x->xf;
 	const struct sseg *ss = &x->e->segs[xs->stored];
 	const struct sext *ext = &x->e->ext[ss->ext];
-	uint64_t B = srv->store.block;
+	uint64_t B = xf->block;
 	uint64_t aligned = xs->len & ~(B - 1), pos = 0;
 	unsigned n = 0;
 
@@ -687,17 +509,19 @@ static unsigned seg_ops(struct server *srv, struct xseg *xs, struct op *ops)
 			foff += len;
 		}
 		if (pos == aligned && aligned != xs->len && foff < fend) {
-			ops[n++] = (struct op){ srv->bounce + (uint64_t)xs->bounce * B,
+			assert(xs->bounce >= 0);
+			ops[n++] = (struct op){ xf->bounce + (uint64_t)xs->bounce * B,
 						foff, (uint32_t)B, ext[i].file, 0 };
 			pos = xs->len;
 		}
 	}
+	assert(n > 0 && n <= XFER_MAX_OPS);
 	return n;
 }
 
-static void seg_send(struct server *srv, struct xseg *xs, unsigned flags)
+static void seg_send(struct xseg *xs, unsigned flags)
 {
-	struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
+	struct io_uring_sqe *sqe = loop_sqe(xs->x->xf->loop);
 
 	/*
 	 * MSG_DONTWAIT: a client whose socket is full gets -EAGAIN here and its
@@ -710,15 +534,16 @@ static void seg_send(struct server *srv, struct xseg *xs, unsigned flags)
 	sqe->flags |= flags;
 }
 
-static void seg_submit(struct server *srv, struct xseg *xs)
+static void seg_submit(struct xseg *xs)
 {
 	struct xfer *x = xs->x;
-	uint64_t B = srv->store.block;
+	struct xfers *xf = x->xf;
+	uint64_t B = xf->block;
 	uint64_t tail = xs->len % B;
 	struct op ops[XFER_MAX_OPS];
 	unsigned n;
 
-	srv->inflight++;
+	xf->inflight++;
 	x->inflight++;
 	x->inflight_bytes += xs->len;
 	/*
@@ -728,26 +553,28 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 	if (x->out)
 		x->e->segs[xs->stored].crc = crc32c(0, x->r->addr + xs->off, xs->len);
 	if (tail) {
-		xs->bounce = (int32_t)srv->bounce_free[--srv->nbounce_free];
+		/* One bounce block per chain in flight: never runs out. */
+		assert(xf->nbounce_free > 0);
+		xs->bounce = (int32_t)xf->bounce_free[--xf->nbounce_free];
 		if (x->out) {
-			uint8_t *b = srv->bounce + (uint64_t)xs->bounce * B;
+			uint8_t *b = xf->bounce + (uint64_t)xs->bounce * B;
 
 			memcpy(b, x->r->addr + xs->off + xs->len - tail, tail);
 			memset(b + tail, 0, B - tail);
 		}
 	}
-	n = seg_ops(srv, xs, ops);
+	n = seg_ops(xs, ops);
 	xs->lastlen = ops[n - 1].len;
 	/* A chain must go in one submission. */
-	loop_sq_reserve(&srv->loop, n + 1);
+	loop_sq_reserve(xf->loop, n + 1);
 	/*
 	 * A swap-in whose last read needs userspace after it (a tail to copy,
 	 * a checksum to verify) ends its chain there; the event follows.
 	 */
-	bool user_last = !x->out && (tail || srv->cfg.verify);
+	bool user_last = !x->out && (tail || xf->cfg->verify);
 
 	for (unsigned i = 0; i < n; i++) {
-		struct io_uring_sqe *sqe = loop_sqe(&srv->loop);
+		struct io_uring_sqe *sqe = loop_sqe(xf->loop);
 		bool tail_read = user_last && i == n - 1;
 
 		if (x->out)
@@ -767,107 +594,110 @@ static void seg_submit(struct server *srv, struct xseg *xs)
 		}
 	}
 	if (!user_last)
-		seg_send(srv, xs, 0);
+		seg_send(xs, 0);
 }
 
 /* The chain's last read landed: copy the tail, verify, then the event. */
-static void seg_last(struct server *srv, struct xseg *xs, int res)
+static void seg_last(struct xseg *xs, int res)
 {
 	struct xfer *x = xs->x;
-	uint64_t B = srv->store.block, tail = xs->len % B;
+	struct xfers *xf = x->xf;
+	uint64_t B = xf->block, tail = xs->len % B;
 	uint8_t *dst = x->r->addr + xs->off;
 	char what[160];
 
 	if (res != (int)xs->lastlen) {
-		seg_end(srv, xs, res < 0 ? res : -EIO, res < 0 ?
+		seg_end(xs, res < 0 ? res : -EIO, res < 0 ?
 			"store read failed" : "short store read");
 		return;
 	}
-	if (x->c->closing) {
-		seg_end(srv, xs, -ECONNRESET, "client gone");
+	if (conn_closing(x->c)) {
+		seg_end(xs, -ECONNRESET, "client gone");
 		return;
 	}
 	if (tail)
-		memcpy(dst + xs->len - tail, srv->bounce + (uint64_t)xs->bounce * B,
+		memcpy(dst + xs->len - tail, xf->bounce + (uint64_t)xs->bounce * B,
 		       tail);
-	if (srv->cfg.verify &&
+	if (xf->cfg->verify &&
 	    crc32c(0, dst, xs->len) != x->e->segs[xs->stored].crc) {
-		srv->st.checksum_errors++;
+		xf->st->checksum_errors++;
 		snprintf(what, sizeof(what), "checksum mismatch: the stored bytes "
 			 "are damaged; region bytes [%llu, %llu) are invalid",
 			 (unsigned long long)xs->off,
 			 (unsigned long long)(xs->off + xs->len));
-		seg_end(srv, xs, -EBADMSG, what);
+		seg_end(xs, -EBADMSG, what);
 		return;
 	}
-	loop_sq_reserve(&srv->loop, 1);
-	seg_send(srv, xs, 0);
+	loop_sq_reserve(xf->loop, 1);
+	seg_send(xs, 0);
 }
 
-void xfer_seg_cqe(struct server *srv, enum ud_type type, void *p, int res)
+static void seg_cqe(void *ctx, enum ud_type type, void *p,
+		    const struct io_uring_cqe *cqe)
 {
 	struct xseg *xs = p;
 	struct conn *c = xs->x->c;
+	int res = cqe->res;
 
 	switch (type) {
 	case UD_SEG_IO:
 		/* Only a failed or short I/O posts a completion. */
-		seg_end(srv, xs, res < 0 ? res : -EIO,
+		seg_end(xs, res < 0 ? res : -EIO,
 			res < 0 ? (xs->x->out ? "store write failed"
 					      : "store read failed")
 				: "short store I/O");
 		break;
 	case UD_SEG_TAIL:
-		seg_last(srv, xs, res);
+		seg_last(xs, res);
 		break;
 	case UD_SEG_SEND:
 		if (res == xs->evlen) {
-			seg_end(srv, xs, 0, NULL);
-		} else if (res == -EAGAIN && !c->closing) {
+			seg_end(xs, 0, NULL);
+		} else if (res == -EAGAIN && !conn_closing(c)) {
 			/* The segment landed; its event waits for room. */
-			conn_send_bytes(srv, c, xs->ev, xs->evlen);
-			seg_end(srv, xs, 0, NULL);
+			conn_send_bytes(c, xs->ev, xs->evlen);
+			seg_end(xs, 0, NULL);
 		} else {
-			seg_end(srv, xs, res < 0 ? res : -EPIPE, "event send failed");
-			conn_abort(srv, c, res == -EPIPE || res == -ECONNRESET ?
+			seg_end(xs, res < 0 ? res : -EPIPE, "event send failed");
+			conn_abort(c, res == -EPIPE || res == -ECONNRESET ?
 				   NULL : "event send failed");
 		}
 		break;
 	default:
-		break;
+		assert(!"xfer: not a segment completion");
 	}
 }
 
-void xfer_pump(struct server *srv)
+void xfers_pump(struct xfers *xf)
 {
-	while (srv->runq_head && srv->inflight < srv->cfg.queue_depth) {
-		struct xfer *x = srv->runq_head;
+	while (xf->runq_head && xf->inflight < xf->cfg->queue_depth) {
+		struct xfer *x = xf->runq_head;
 
-		srv->runq_head = x->qnext;
-		if (!srv->runq_head)
-			srv->runq_tail = NULL;
+		xf->runq_head = x->qnext;
+		if (!xf->runq_head)
+			xf->runq_tail = NULL;
 		x->queued = false;
 		if (x->inflight >= XFER_CAP_SEGS &&
 		    x->inflight_bytes >= XFER_CAP_BYTES) {
 			x->throttled = true;	/* back when one finishes */
 			continue;
 		}
-		seg_submit(srv, &x->seg[x->next++]);
+		seg_submit(&x->seg[x->next++]);
 		/* Round robin by segment: a small request is not stuck
 		 * behind every segment of a large one. */
 		if (x->next < x->nseg)
-			enqueue(srv, x);
+			enqueue(x);
 	}
 }
 
-void xfer_conn_abort(struct server *srv, struct conn *c)
+void xfers_conn_abort(struct xfers *xf, struct conn *c)
 {
-	struct xfer **pp = &srv->runq_head, *x, *dead = NULL;
+	struct xfer **pp = &xf->runq_head, *x, *dead = NULL;
 
-	srv->runq_tail = NULL;
+	xf->runq_tail = NULL;
 	while ((x = *pp)) {
 		if (x->c != c) {
-			srv->runq_tail = x;
+			xf->runq_tail = x;
 			pp = &x->qnext;
 			continue;
 		}
@@ -879,6 +709,59 @@ void xfer_conn_abort(struct server *srv, struct conn *c)
 	while ((x = dead)) {
 		dead = x->qnext;
 		cancel_rest(x);
-		try_finish(srv, x);
+		try_finish(x);
 	}
+}
+
+int xfers_init(struct xfers *xf, struct loop *lp, struct catalog *cat,
+	       const struct config *cfg, struct stats *st, uint32_t block,
+	       char *err, size_t len)
+{
+	size_t bytes = (size_t)cfg->queue_depth * block;
+	__u64 tag = 0;
+	struct iovec iov;
+	int ret;
+
+	memset(xf, 0, sizeof(*xf));
+	xf->loop = lp;
+	xf->cat = cat;
+	xf->cfg = cfg;
+	xf->st = st;
+	xf->block = block;
+	if (posix_memalign((void **)&xf->bounce, block, bytes)) {
+		xf->bounce = NULL;
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
+	memset(xf->bounce, 0, bytes);
+	xf->bounce_free = calloc(cfg->queue_depth, sizeof(uint32_t));
+	if (!xf->bounce_free) {
+		snprintf(err, len, "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < cfg->queue_depth; i++)
+		xf->bounce_free[xf->nbounce_free++] = cfg->queue_depth - 1 - i;
+	iov = (struct iovec){ xf->bounce, bytes };
+	ret = io_uring_register_buffers_update_tag(&lp->ring, 0, &iov, &tag, 1);
+	if (ret < 0) {
+		snprintf(err, len, "registering %zu bytes of bounce buffers: %s%s",
+			 bytes, strerror(-ret), ret == -ENOMEM ?
+			 " (RLIMIT_MEMLOCK too low: raise LimitMEMLOCK= or ulimit -l)"
+			 : "");
+		return ret;
+	}
+	/* Slot 0 is the bounce pool's. */
+	lp->slot_map[0] |= 1;
+	loop_on(lp, UD_SEG_IO, seg_cqe, xf);
+	loop_on(lp, UD_SEG_SEND, seg_cqe, xf);
+	loop_on(lp, UD_SEG_TAIL, seg_cqe, xf);
+	return 0;
+}
+
+void xfers_fini(struct xfers *xf)
+{
+	free(xf->bounce);
+	free(xf->bounce_free);
+	xf->bounce = NULL;
+	xf->bounce_free = NULL;
 }

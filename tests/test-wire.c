@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "defs.h"
 #include "tap.h"
 #include "wire.h"
 

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVSWAP_CATALOG_H
+#define KVSWAP_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+#include "stats.h"
+
+struct store;
+struct journal;
+struct sext;
+
+/*
+ * The catalog: the stored entries and their life. It is the one place an
+ * entry is created (catalog_reserve), made visible (catalog_link*) or
+ * removed (catalog_delete, catalog_drop, eviction), and it keeps the
+ * rules that tie the index to the log: a record queued later for a key
+ * wins (supersede), blocks of a removed entry return to the free space
+ * only once the record that removes it is durable, and swap-outs that
+ * need space evicted by such records wait here for it.
+ *
+ * References: the index holds one on every linked entry; each reader
+ * (catalog_read_begin) holds one; the journal holds one per queued record.
+ * The last one returns the entry's blocks (store_entry_put).
+ */
+
+typedef void catalog_done_fn(void *arg, int err);
+
+/* Storage for an asynchronous link, kept by the caller until its done
+ * callback has run. */
+struct catalog_op {
+	struct catalog *cat;
+	struct entry *e;
+	catalog_done_fn *done;
+	void *arg;
+};
+
+/* A swap-out waiting for space; retry(arg) runs when some came back. */
+struct catalog_waiter {
+	struct catalog_waiter *next;
+	void (*retry)(void *arg);
+	void *arg;
+};
+
+struct catalog {
+	struct index index;
+	struct store *store;
+	struct journal *jr;
+	struct stats *st;
+	/*
+	 * Durable swap-outs whose PUT records are being committed, linked by
+	 * hnext: not in the index yet.
+	 */
+	struct entry *pending;
+	struct catalog_waiter *wait_head;
+	struct catalog_waiter *wait_tail;
+	uint32_t rr_file;	/* file the next segment prefers */
+	struct sext *scratch;	/* extents of a reservation being made */
+};
+
+/*
+ * Sets up an empty catalog over the store and journal, and subscribes to
+ * the journal's progress. Returns 0 or -ENOMEM. catalog_fini() frees the
+ * index and every entry in it (at exit, when nothing else refers to them).
+ */
+int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
+		 struct stats *st);
+void catalog_fini(struct catalog *cat);
+
+/* The linked entry under key, or NULL. Touches nothing. */
+struct entry *catalog_get(struct catalog *cat, const void *key, size_t len);
+
+/* Keeps e from eviction until `until` (ms); a shorter lease changes nothing. */
+void catalog_lease(struct catalog *cat, struct entry *e, uint64_t until);
+
+/*
+ * A swap-in starts reading e (from catalog_get): takes a reference and
+ * makes it the most recently used. catalog_read_end() drops the
+ * reference.
+ */
+void catalog_read_begin(struct catalog *cat, struct entry *e);
+void catalog_read_end(struct catalog *cat, struct entry *e);
+
+/*
+ * Allocates the blocks of a new entry (nseg segments of lens[i] bytes)
+ * and makes it, not yet visible; evicts least recently used entries if
+ * the space is short. Returns 0 and the entry (the caller's reference) in
+ * *ret; -EAGAIN when evicted space is on its way back (catalog_wait);
+ * -ENOSPC or -ENOMEM with a message in err.
+ */
+int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
+		    const void *meta, uint32_t meta_len, uint32_t nseg,
+		    const uint64_t *lens, bool pinned, struct entry **ret,
+		    char *err, size_t len);
+
+/* Queues w until space comes back. */
+void catalog_wait(struct catalog *cat, struct catalog_waiter *w);
+
+/* A reserved entry that will never be linked: its blocks go back. */
+void catalog_abandon(struct catalog *cat, struct entry *e);
+
+/*
+ * Cache mode: makes e visible now, replacing any entry of its key; its
+ * record follows in a later commit. Takes the caller's reference.
+ */
+void catalog_link(struct catalog *cat, struct entry *e);
+
+/*
+ * Durable mode: queues e's record; e becomes visible when it is durable,
+ * then done(arg, err) runs (err: the metadata write failed; e is linked
+ * all the same, see catalog.c). Takes the caller's reference; op must
+ * live until done.
+ */
+void catalog_link_durable(struct catalog *cat, struct entry *e,
+			  struct catalog_op *op, catalog_done_fn *done,
+			  void *arg);
+
+/*
+ * Removes the entry under key from the index now. With done, done(arg,
+ * err) runs once its record is durable and 0 is returned; without done
+ * (or if the record cannot be queued) 1 is returned and nothing waits.
+ * -ENOENT if there is no such entry.
+ */
+int catalog_delete(struct catalog *cat, const void *key, size_t len,
+		   catalog_done_fn *done, void *arg);
+
+/* Drops e, whose bytes could not be read back right, if still linked. */
+void catalog_drop(struct catalog *cat, struct entry *e);
+
+/* Calls fn on the linked entries of one bucket; see index_scan(). */
+uint64_t catalog_scan(const struct catalog *cat, uint64_t cursor,
+		      void (*fn)(struct entry *e, void *arg), void *arg);
+
+#endif
