@@ -4,6 +4,9 @@
 BUILD   ?= build
 CC      ?= cc
 CFLAGS  ?= -O2 -g
+LDFLAGS ?=
+# make WERROR=1 turns warnings into errors (CI builds so).
+WERROR  ?= 0
 PKGS     = liburing libprotobuf-c libsystemd inih
 
 # pkg-config runs lazily so that `make test` can install it first.
@@ -12,6 +15,11 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wmissing-prototypes \
 	   -Wstrict-prototypes -Wformat=2
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+# protoc-c output is not ours to fix: its warnings show but never fail.
+GEN_WARN = -Wno-missing-prototypes -Wno-error
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
 	     -I$(BUILD)/proto -Iclient -Idaemon -MMD -MP
 
@@ -32,7 +40,18 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Shell tests (TAP too) are copied next to the compiled ones.
 TEST_SH  = $(wildcard tests/test-*.sh)
 TEST_BIN += $(TEST_SH:tests/%.sh=$(BUILD)/tests/%)
+TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
+# The shared test code (harness, TAP): everything in tests/ but the tests.
 HARNESS  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TEST_SRC),$(wildcard tests/*.c)))
+
+# kvswapctl's objects: every client/*.c that is not the library.
+CLI_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(LIB_SRC),$(wildcard client/*.c)))
+BENCH_BIN = $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale
+
+# -MMD -MP writes one .d beside each object (beside each bench binary, which
+# is compiled and linked in one step); make reads those that exist.
+DEPS = $(patsubst %.o,%.d,$(DAEMON_OBJ) $(LIB_OBJ) $(CLI_OBJ) $(HARNESS) \
+			  $(TEST_OBJ)) $(BENCH_BIN:%=%.d)
 
 # Man pages, from scdoc sources: docs/man/kvswapd.8.scd -> build/man/kvswapd.8
 MAN_SRC  = $(wildcard docs/man/*.scd)
@@ -72,7 +91,7 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/proto/kvswap.pb-c.o: $(PROTO_C)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(GEN_WARN) -c -o $@ $<
 
 $(BUILD)/pic/%.o: %.c $(PROTO_H)
 	@mkdir -p $(dir $@)
@@ -80,18 +99,17 @@ $(BUILD)/pic/%.o: %.c $(PROTO_H)
 
 $(BUILD)/pic/proto/kvswap.pb-c.o: $(PROTO_C)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -fPIC -fvisibility=hidden \
-		-c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(GEN_WARN) -fPIC -fvisibility=hidden -c -o $@ $<
 
 $(BUILD)/kvswapd: $(DAEMON_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/libkvswap.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
-	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) \
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
 		-Wl,--version-script=client/libkvswap.sym -o $@ $(LIB_OBJ) \
 		$(shell pkg-config --libs libprotobuf-c)
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
@@ -102,7 +120,7 @@ $(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/client/bench.o \
 		-lpthread
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(TEST_SH:tests/%.sh=$(BUILD)/tests/%): $(BUILD)/tests/%: tests/%.sh
 	@mkdir -p $(dir $@)
@@ -122,12 +140,16 @@ test: deps
 	prove -f --timer $(sort $(TEST_BIN))
 
 # The integration tests against a kvswapd built with ASan, UBSan and LSan
-# (any report makes the daemon exit non-zero, which the tests catch).
-SAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+# (any report makes the daemon exit non-zero, which the tests catch), in a
+# build folder of its own so that it can follow `make test` in one checkout.
+# test-systemd is left out: it checks the installed files, not the daemon.
+SAN_BUILD  ?= build-san
+SAN_CFLAGS  = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 test-sanitize: deps
-	@$(MAKE) --no-print-directory BUILD=build-san CFLAGS="$(SAN_CFLAGS)" tests
-	KVSWAPD=build-san/kvswapd UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		prove -f $(filter-out %/test-systemd,$(sort $(TEST_BIN:$(BUILD)/%=build-san/%)))
+	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) CFLAGS="$(SAN_CFLAGS)" tests
+	KVSWAPD=$(SAN_BUILD)/kvswapd \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		prove -f --timer $(filter-out %/test-systemd,$(sort $(TEST_BIN:$(BUILD)/%=$(SAN_BUILD)/%)))
 
 # Runs kvswapd in the foreground on a store and socket under the checkout.
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run
@@ -142,14 +164,15 @@ run: deps
 # Benchmarks of the durable store: CRC32C speed, restart with many entries.
 $(BUILD)/bench/crc32c-speed: bench/crc32c-speed.c $(BUILD)/daemon/crc32c.o
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
 
 $(BUILD)/bench/scale: bench/scale.c $(BUILD)/libkvswap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ \
+		$(shell pkg-config --libs libprotobuf-c)
 
 BENCH_ENTRIES ?= 1000000
-bench-store: deps all $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale
+bench-store: deps all $(BENCH_BIN)
 	$(BUILD)/bench/crc32c-speed
 	$(BUILD)/bench/scale $(BENCH_ENTRIES)
 
@@ -200,9 +223,9 @@ bench: deps
 	BUILD=$(BUILD) bench/run.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD)
 
 .PHONY: all deps tests test test-sanitize run install uninstall man clean bench bench-store
 .SECONDARY:
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(DEPS)

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -40,14 +39,6 @@ struct ctx {
 	uint64_t size[MAX_KEYS];
 	unsigned nkeys;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void key_of(unsigned i, char *buf, size_t size)
 {
@@ -429,9 +420,9 @@ static void test_lease(void)
 	 * (the daemon uses CLOCK_MONOTONIC too): it surely holds until
 	 * t0 + LEASE_MS and has surely run out at t1 + LEASE_MS.
 	 */
-	t0 = now_ms();
+	t0 = mono_ms();
 	r = kvswap_lookup_lease(c.k, keys, lens, 2, LEASE_MS, pres);
-	t1 = now_ms();
+	t1 = mono_ms();
 	ok(r == 1 && pres[0] && !pres[1],
 	   "lease: lookup with a %d ms lease finds key 0 (r %d)", LEASE_MS, r);
 
@@ -439,7 +430,7 @@ static void test_lease(void)
 	avail = free_bytes(&c);
 	need = round_up(avail + ENTRY / 2, 4096);
 	r = put(&c, need, 0, NULL);
-	elapsed = now_ms() - t0;
+	elapsed = mono_ms() - t0;
 	if (!is_int(r, 0, "lease: a %" PRIu64 "-byte entry is stored by evicting",
 		    need))
 		diag("error: %s", kvswap_last_error(c.k));
@@ -454,7 +445,7 @@ static void test_lease(void)
 	}
 
 	/* Once the lease has run out, key 0 is the first to go. */
-	elapsed = now_ms() - t1;
+	elapsed = mono_ms() - t1;
 	if (elapsed < LEASE_MS + 50)
 		usleep((useconds_t)(LEASE_MS + 50 - elapsed) * 1000);
 	s0 = ctx_stat(&c);

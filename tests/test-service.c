@@ -20,19 +20,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "tap.h"
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Next notify datagram within timeout_ms, NUL-terminated, or -ETIMEDOUT. */
 static int notify_next(int fd, int timeout_ms, char *buf, size_t len)
@@ -53,12 +44,12 @@ static int notify_next(int fd, int timeout_ms, char *buf, size_t len)
 static uint64_t notify_wait(int fd, const char *what, int timeout_ms, char *buf,
 			    size_t len)
 {
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = mono_ms() + (uint64_t)timeout_ms;
 
-	while (now_ms() < end)
-		if (notify_next(fd, (int)(end - now_ms()), buf, len) == 0 &&
+	while (mono_ms() < end)
+		if (notify_next(fd, (int)(end - mono_ms()), buf, len) == 0 &&
 		    strstr(buf, what))
-			return now_ms();
+			return mono_ms();
 	return 0;
 }
 
@@ -96,9 +87,9 @@ static void test_notify(void)
 	ok(strstr(buf, "MiB used") && strstr(buf, "entries"),
 	   "the summary names use and entries");
 	/* Three seconds of pings: never further apart than the timeout. */
-	for (uint64_t end = now_ms() + 3000; now_ms() < end;) {
+	for (uint64_t end = mono_ms() + 3000; mono_ms() < end;) {
 		uint64_t t = notify_wait(h->notify_fd, "WATCHDOG=1",
-					 (int)(end - now_ms()), buf, sizeof(buf));
+					 (int)(end - mono_ms()), buf, sizeof(buf));
 
 		if (!t)
 			break;
