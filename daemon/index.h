@@ -64,7 +64,10 @@ struct index {
 /*
  * Allocates an entry with room for nseg segments and next extents, and
  * copies key and metadata. refs starts at 1 (the creator's). Returns NULL
- * on out of memory. Free with free().
+ * on out of memory. Owner: whoever holds references; at run time the
+ * last store_entry_put() returns its blocks and frees it (catalog.c
+ * decides when references are taken and dropped). Recovery, before any
+ * block is handed out, frees replayed entries with free().
  */
 struct entry *entry_new(const void *key, uint32_t key_len, const void *meta,
 			uint32_t meta_len, uint32_t nseg, uint32_t next);

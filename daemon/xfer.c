@@ -223,19 +223,18 @@ static void put_done(void *arg, int err)
 	xfer_end(x);
 }
 
-static void reply_error(struct conn *c, const Request *req, int code,
-			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Writes a request's error message; returns -code, for one-line exits. */
+static int fail(char *err, size_t len, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
-static void reply_error(struct conn *c, const Request *req, int code,
-			const char *fmt, ...)
+static int fail(char *err, size_t len, int code, const char *fmt, ...)
 {
-	char msg[256];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
-	conn_send_error(c, req->id, code, -1, msg);
+	return -code;
 }
 
 /* Ends a swap that never started: its error, then the references. */
@@ -282,7 +281,9 @@ static void place_retry(void *arg)
 		place(x);
 }
 
-void xfer_swap_out(struct xfers *xf, struct conn *c, const Request *req)
+/* Checks a SwapOut against the connection's regions; makes its xfer. */
+static int swap_out_new(struct xfers *xf, struct conn *c, const Request *req,
+			struct xfer **ret, char *err, size_t len)
 {
 	const Kvswap__V1__SwapOut *m = req->swap_out;
 	uint32_t nseg = (uint32_t)m->n_segments;
@@ -291,34 +292,50 @@ void xfer_swap_out(struct xfers *xf, struct conn *c, const Request *req)
 
 	r = region_find(c, m->region);
 	if (!r)
-		return reply_error(c, req, ENOENT, "swap_out.region %u: no "
-				   "such region on this connection", m->region);
+		return fail(err, len, ENOENT, "swap_out.region %u: no such "
+			    "region on this connection", m->region);
 	for (uint32_t i = 0; i < nseg; i++) {
 		const Kvswap__V1__SegmentOut *s = m->segments[i];
 
 		if (s->offset + s->length > r->size)
-			return reply_error(c, req, EINVAL,
-					   "swap_out.segments[%u]: bytes [%llu, %llu) "
-					   "exceed region %u of %llu bytes", i,
-					   (unsigned long long)s->offset,
-					   (unsigned long long)(s->offset + s->length),
-					   r->id, (unsigned long long)r->size);
+			return fail(err, len, EINVAL, "swap_out.segments[%u]: "
+				    "bytes [%llu, %llu) exceed region %u of %llu "
+				    "bytes", i, (unsigned long long)s->offset,
+				    (unsigned long long)(s->offset + s->length),
+				    r->id, (unsigned long long)r->size);
 	}
 	x = xfer_new(xf, c, r, NULL, req->id, true, nseg, &m->key,
 		     m->has_metadata ? &m->metadata : NULL);
 	if (!x)
-		return reply_error(c, req, ENOMEM, "swap_out: out of memory");
+		return fail(err, len, ENOMEM, "swap_out: out of memory");
 	x->flags = m->flags;
 	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].len = m->segments[i]->length;
 		x->seg[i].stored = i;
 	}
+	*ret = x;
+	return 0;
+}
+
+void xfer_swap_out(struct xfers *xf, struct conn *c, const Request *req)
+{
+	struct xfer *x = NULL;
+	char err[256];
+	int r;
+
+	r = swap_out_new(xf, c, req, &x, err, sizeof(err));
+	if (r < 0) {
+		conn_send_error(c, req->id, r, -1, err);
+		return;
+	}
 	xfer_start(x);
 	place(x);
 }
 
-void xfer_swap_in(struct xfers *xf, struct conn *c, const Request *req)
+/* Checks a SwapIn against the regions and the entry; makes its xfer. */
+static int swap_in_new(struct xfers *xf, struct conn *c, const Request *req,
+		       struct xfer **ret, char *err, size_t len)
 {
 	const Kvswap__V1__SwapIn *m = req->swap_in;
 	uint32_t nseg = (uint32_t)m->n_segments;
@@ -328,37 +345,52 @@ void xfer_swap_in(struct xfers *xf, struct conn *c, const Request *req)
 
 	r = region_find(c, m->region);
 	if (!r)
-		return reply_error(c, req, ENOENT, "swap_in.region %u: no "
-				   "such region on this connection", m->region);
+		return fail(err, len, ENOENT, "swap_in.region %u: no such "
+			    "region on this connection", m->region);
 	e = catalog_get(xf->cat, m->key.data, m->key.len);
 	if (!e)
-		return reply_error(c, req, ENOENT, "swap_in.key: no such entry");
+		return fail(err, len, ENOENT, "swap_in.key: no such entry");
 	for (uint32_t i = 0; i < nseg; i++) {
 		const Kvswap__V1__SegmentIn *s = m->segments[i];
 
 		if (s->index >= e->nseg)
-			return reply_error(c, req, EINVAL,
-					   "swap_in.segments[%u].index %u: the entry "
-					   "has %u segments", i, s->index, e->nseg);
+			return fail(err, len, EINVAL, "swap_in.segments[%u].index "
+				    "%u: the entry has %u segments", i, s->index,
+				    e->nseg);
 		if (s->offset + e->segs[s->index].len > r->size ||
 		    s->offset + e->segs[s->index].len < s->offset)
-			return reply_error(c, req, EINVAL,
-					   "swap_in.segments[%u]: stored segment %u "
-					   "(%llu bytes) at offset %llu exceeds region "
-					   "%u of %llu bytes", i, s->index,
-					   (unsigned long long)e->segs[s->index].len,
-					   (unsigned long long)s->offset, r->id,
-					   (unsigned long long)r->size);
+			return fail(err, len, EINVAL, "swap_in.segments[%u]: "
+				    "stored segment %u (%llu bytes) at offset "
+				    "%llu exceeds region %u of %llu bytes", i,
+				    s->index,
+				    (unsigned long long)e->segs[s->index].len,
+				    (unsigned long long)s->offset, r->id,
+				    (unsigned long long)r->size);
 	}
 	x = xfer_new(xf, c, r, e, req->id, false, nseg, NULL, NULL);
 	if (!x)
-		return reply_error(c, req, ENOMEM, "swap_in: out of memory");
-	catalog_read_begin(xf->cat, e);
+		return fail(err, len, ENOMEM, "swap_in: out of memory");
 	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].stored = m->segments[i]->index;
 		x->seg[i].len = e->segs[x->seg[i].stored].len;
 	}
+	*ret = x;
+	return 0;
+}
+
+void xfer_swap_in(struct xfers *xf, struct conn *c, const Request *req)
+{
+	struct xfer *x = NULL;
+	char err[256];
+	int r;
+
+	r = swap_in_new(xf, c, req, &x, err, sizeof(err));
+	if (r < 0) {
+		conn_send_error(c, req->id, r, -1, err);
+		return;
+	}
+	catalog_read_begin(xf->cat, x->e);
 	xfer_start(x);
 	enqueue(x);
 }
