@@ -13,7 +13,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wmissing-prototypes \
 	   -Wstrict-prototypes -Wformat=2
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
-	     -I$(BUILD)/proto -Iclient -Idaemon -MMD -MP
+	     -I$(BUILD)/proto -Iproto -Iclient -Idaemon -MMD -MP
 
 PROTO_C  = $(BUILD)/proto/kvswap.pb-c.c
 PROTO_H  = $(BUILD)/proto/kvswap.pb-c.h
@@ -48,7 +48,7 @@ INCLUDEDIR  = $(PREFIX)/include
 MANDIR      = $(PREFIX)/share/man
 UNITDIR     = $(PREFIX)/lib/systemd/system
 SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
-VERSION     = $(shell sed -n 's/.*KVSWAP_VERSION "\(.*\)".*/\1/p' daemon/server.h)
+VERSION     = $(shell sed -n 's/.*KVSWAP_VERSION "\(.*\)".*/\1/p' proto/kvswap-protocol.h)
 # Fills in @PREFIX@-style placeholders; the .pc keeps its paths relative to
 # ${prefix} so that pkg-config --define-prefix can move it.
 SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' \
