@@ -27,6 +27,10 @@ LIB_SRC  = client/kvswap.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/proto/kvswap.pb-c.o
 SONAME   = libkvswap.so.0
 
+# kvswapctl: one file per command group, on libkvswap's public API.
+CTL_SRC  = $(wildcard client/ctl/*.c)
+CTL_OBJ  = $(CTL_SRC:%.c=$(BUILD)/%.o)
+
 TEST_SRC = $(wildcard tests/test-*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Shell tests (TAP too) are copied next to the compiled ones.
@@ -96,8 +100,7 @@ $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
 		$(shell pkg-config --libs libprotobuf-c)
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
 
-$(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/client/bench.o \
-		    $(BUILD)/libkvswap.a
+$(BUILD)/kvswapctl: $(CTL_OBJ) $(BUILD)/libkvswap.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm \
 		-lpthread
 
