@@ -21,7 +21,7 @@ endif
 # protoc-c output is not ours to fix: its warnings show but never fail.
 GEN_WARN = -Wno-missing-prototypes -Wno-error
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
-	     -I$(BUILD)/proto -Iclient -Idaemon -MMD -MP
+	     -I$(BUILD)/proto -Iproto -Iclient -Idaemon -MMD -MP
 
 PROTO_C  = $(BUILD)/proto/kvswap.pb-c.c
 PROTO_H  = $(BUILD)/proto/kvswap.pb-c.h
@@ -34,6 +34,10 @@ DAEMON_LIB = $(filter-out $(BUILD)/daemon/kvswapd.o,$(DAEMON_OBJ))
 LIB_SRC  = client/kvswap.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/proto/kvswap.pb-c.o
 SONAME   = libkvswap.so.0
+
+# kvswapctl: one file per command group, on libkvswap's public API.
+CTL_SRC  = $(wildcard client/ctl/*.c)
+CTL_OBJ  = $(CTL_SRC:%.c=$(BUILD)/%.o)
 
 TEST_SRC = $(wildcard tests/test-*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -67,7 +71,7 @@ INCLUDEDIR  = $(PREFIX)/include
 MANDIR      = $(PREFIX)/share/man
 UNITDIR     = $(PREFIX)/lib/systemd/system
 SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
-VERSION     = $(shell sed -n 's/.*KVSWAP_VERSION "\(.*\)".*/\1/p' daemon/server.h)
+VERSION     = $(shell sed -n 's/.*KVSWAP_VERSION "\(.*\)".*/\1/p' proto/kvswap-protocol.h)
 # Fills in @PREFIX@-style placeholders; the .pc keeps its paths relative to
 # ${prefix} so that pkg-config --define-prefix can move it.
 SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' \
@@ -114,8 +118,7 @@ $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
 		$(shell pkg-config --libs libprotobuf-c)
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
 
-$(BUILD)/kvswapctl: $(BUILD)/client/kvswapctl.o $(BUILD)/client/bench.o \
-		    $(BUILD)/libkvswap.a
+$(BUILD)/kvswapctl: $(CTL_OBJ) $(BUILD)/libkvswap.a
 	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm \
 		-lpthread
 

@@ -48,14 +48,28 @@
 #include <sys/un.h>
 
 #include "kvswap.h"
+#include "kvswap-protocol.h"
 #include "kvswap.pb-c.h"
+#include "monotonic.h"
 
 #define KVSWAP_EXPORT __attribute__((visibility("default")))
 
-#define PROTOCOL_VERSION	1
-/* The protocol's maximum packet size until HelloReply says otherwise. */
-#define DEFAULT_MESSAGE_SIZE	65536u
-/* Our buffers never grow past this, whatever the daemon announces. */
+/*
+ * kvswap.h is installed and self-contained, so it spells the SwapOut flags
+ * out again: they must stay the protocol's (proto/kvswap-protocol.h).
+ */
+_Static_assert(KVSWAP_DURABLE == KVS_FLAG_DURABLE,
+	       "KVSWAP_DURABLE differs from KVS_FLAG_DURABLE");
+_Static_assert(KVSWAP_CACHE == KVS_FLAG_CACHE,
+	       "KVSWAP_CACHE differs from KVS_FLAG_CACHE");
+_Static_assert(KVSWAP_PINNED == KVS_FLAG_PINNED,
+	       "KVSWAP_PINNED differs from KVS_FLAG_PINNED");
+
+/*
+ * Packets are at most KVS_MAX_MESSAGE bytes until HelloReply says
+ * otherwise. Our buffers never grow past MAX_BUFFER_SIZE, whatever the
+ * daemon announces.
+ */
 #define MAX_BUFFER_SIZE		(1u << 20)
 #define CLIENT_NAME_MAX		64
 #define ERROR_MAX		512
@@ -69,6 +83,8 @@
 /* Deadlines are absolute CLOCK_MONOTONIC nanoseconds. */
 #define DEADLINE_NEVER		((int64_t)-1)
 #define DEADLINE_NOW		((int64_t)0)
+
+/* --- objects -------------------------------------------------------------- */
 
 struct kvswap_region {
 	struct kvswap *k;
@@ -165,20 +181,12 @@ static void set_daemon_error(struct kvswap *k, const Kvswap__V1__Error *e)
 
 /* --- helpers -------------------------------------------------------------- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* timeout_ms as taken by the API (negative: forever) to a deadline. */
 static int64_t deadline_after(int timeout_ms)
 {
 	if (timeout_ms < 0)
 		return DEADLINE_NEVER;
-	return now_ns() + (int64_t)timeout_ms * 1000000;
+	return (int64_t)now_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 /* A copy of len bytes; never NULL on success, even for len 0. */
@@ -486,7 +494,7 @@ static int wait_readable(struct kvswap *k, int64_t deadline)
 		if (deadline == DEADLINE_NEVER) {
 			ms = -1;
 		} else {
-			left = deadline - now_ns();
+			left = deadline - (int64_t)now_ns();
 			if (left <= 0)
 				ms = 0;
 			else if (left / 1000000 >= INT_MAX)
@@ -757,7 +765,7 @@ static int hello(struct kvswap *k)
 	int r;
 
 	h.has_version = true;
-	h.version = PROTOCOL_VERSION;
+	h.version = KVS_PROTOCOL_VERSION;
 	h.client_name = client_name(name, sizeof(name));
 	rq.body_case = KVSWAP__V1__REQUEST__BODY_HELLO;
 	rq.hello = &h;
@@ -765,16 +773,16 @@ static int hello(struct kvswap *k)
 	if (r < 0)
 		return r;
 	hr = ev->hello;
-	if (!hr->has_version || hr->version != PROTOCOL_VERSION) {
+	if (!hr->has_version || hr->version != KVS_PROTOCOL_VERSION) {
 		set_error(k, "kvswapd speaks protocol version %u, libkvswap %u",
-			  hr->version, PROTOCOL_VERSION);
+			  hr->version, KVS_PROTOCOL_VERSION);
 		r = -EPROTONOSUPPORT;
 		goto out_free;
 	}
 	memset(l, 0, sizeof(*l));
 	l->version = hr->version;
 	l->max_message_size = hr->has_max_message_size ?
-		hr->max_message_size : DEFAULT_MESSAGE_SIZE;
+		hr->max_message_size : KVS_MAX_MESSAGE;
 	l->max_key_length = hr->max_key_length;
 	l->max_metadata_length = hr->max_metadata_length;
 	l->max_segments = hr->max_segments;
@@ -789,8 +797,8 @@ static int hello(struct kvswap *k)
 
 	/* The daemon may receive and send packets up to its maximum. */
 	size = l->max_message_size;
-	if (size < DEFAULT_MESSAGE_SIZE)
-		size = DEFAULT_MESSAGE_SIZE;
+	if (size < KVS_MAX_MESSAGE)
+		size = KVS_MAX_MESSAGE;
 	if (size > MAX_BUFFER_SIZE)
 		size = MAX_BUFFER_SIZE;
 	if (size > k->bufsize) {
@@ -863,9 +871,9 @@ KVSWAP_EXPORT int kvswap_connect(const char *path, struct kvswap **ret)
 	}
 	k->fd = -1;
 	k->next_id = 1;
-	k->limits.max_message_size = DEFAULT_MESSAGE_SIZE;
-	k->max_send = DEFAULT_MESSAGE_SIZE;
-	r = alloc_buffers(k, DEFAULT_MESSAGE_SIZE);
+	k->limits.max_message_size = KVS_MAX_MESSAGE;
+	k->max_send = KVS_MAX_MESSAGE;
+	r = alloc_buffers(k, KVS_MAX_MESSAGE);
 	if (r < 0) {
 		set_error(k, "out of memory");
 		goto out_free;
@@ -1448,7 +1456,7 @@ KVSWAP_EXPORT void kvswap_req_free(struct kvswap_req *req)
 	req_destroy(req);
 }
 
-/* --- blocking calls ------------------------------------------------------- */
+/* --- blocking swaps ------------------------------------------------------- */
 
 KVSWAP_EXPORT int kvswap_put(struct kvswap *k, const void *key, size_t key_len,
 			     struct kvswap_region *r,
@@ -1481,6 +1489,8 @@ KVSWAP_EXPORT int kvswap_get(struct kvswap *k, const void *key, size_t key_len,
 	kvswap_req_free(req);
 	return err;
 }
+
+/* --- lookup --------------------------------------------------------------- */
 
 KVSWAP_EXPORT int kvswap_lookup(struct kvswap *k, const void *const *keys,
 				const size_t *key_lens, uint32_t n,
@@ -1556,6 +1566,8 @@ out_bins:
 	free(bins);
 	return r;
 }
+
+/* --- entries: describe, delete, list -------------------------------------- */
 
 /* Copies one EntryInfo; lengths and metadata only when with_layout. */
 static int entry_fill(struct kvswap_entry *e, const Kvswap__V1__EntryInfo *info,
@@ -1746,6 +1758,8 @@ KVSWAP_EXPORT void kvswap_entries_free(struct kvswap_entry *entries,
 		kvswap_entry_clear(&entries[i]);
 	free(entries);
 }
+
+/* --- statistics ----------------------------------------------------------- */
 
 KVSWAP_EXPORT int kvswap_stat(struct kvswap *k, struct kvswap_stat *ret)
 {

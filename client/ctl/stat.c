@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kvswapctl stat: the daemon's statistics as a table, as JSON (--json) or
+ * in the Prometheus text format (--prometheus).
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ctl.h"
+#include "util.h"
+
+/* "3d 4h 5m 6s", leading zero units left out. */
+static const char *human_duration(uint64_t ms, char buf[static HUMAN_LEN])
+{
+	uint64_t s = ms / 1000;
+	uint64_t d = s / 86400;
+	unsigned int h = (unsigned int)(s / 3600 % 24);
+	unsigned int m = (unsigned int)(s / 60 % 60);
+	unsigned int sec = (unsigned int)(s % 60);
+
+	if (d)
+		snprintf(buf, HUMAN_LEN, "%" PRIu64 "d %uh %um %us", d, h, m, sec);
+	else if (h)
+		snprintf(buf, HUMAN_LEN, "%uh %um %us", h, m, sec);
+	else if (m)
+		snprintf(buf, HUMAN_LEN, "%um %us", m, sec);
+	else
+		snprintf(buf, HUMAN_LEN, "%u.%03us", sec, (unsigned int)(ms % 1000));
+	return buf;
+}
+
+static void stat_print_json(const struct kvswap_stat *s)
+{
+	printf("{\n"
+	       "  \"capacity\": %" PRIu64 ",\n"
+	       "  \"used\": %" PRIu64 ",\n"
+	       "  \"entries\": %" PRIu64 ",\n"
+	       "  \"bytes_in\": %" PRIu64 ",\n"
+	       "  \"bytes_out\": %" PRIu64 ",\n"
+	       "  \"requests\": %" PRIu64 ",\n"
+	       "  \"errors\": %" PRIu64 ",\n"
+	       "  \"in_flight\": %" PRIu32 ",\n"
+	       "  \"clients\": %" PRIu32 ",\n"
+	       "  \"regions\": %" PRIu32 ",\n"
+	       "  \"store_files\": %" PRIu32 ",\n"
+	       "  \"queue_depth\": %" PRIu32 ",\n"
+	       "  \"cpu_user_us\": %" PRIu64 ",\n"
+	       "  \"cpu_system_us\": %" PRIu64 ",\n"
+	       "  \"uptime_ms\": %" PRIu64 ",\n"
+	       "  \"evictions\": %" PRIu64 ",\n"
+	       "  \"pinned\": %" PRIu64 ",\n"
+	       "  \"durable\": %s,\n"
+	       "  \"verify\": %s,\n"
+	       "  \"journal_commits\": %" PRIu64 ",\n"
+	       "  \"checkpoints\": %" PRIu64 ",\n"
+	       "  \"checksum_errors\": %" PRIu64 ",\n"
+	       "  \"io_errors\": %" PRIu64 "\n"
+	       "}\n",
+	       s->capacity, s->used, s->entries, s->bytes_in, s->bytes_out,
+	       s->requests, s->errors, s->in_flight, s->clients, s->regions,
+	       s->store_files, s->queue_depth, s->cpu_user_us,
+	       s->cpu_system_us, s->uptime_ms, s->evictions, s->pinned,
+	       s->durable ? "true" : "false", s->verify ? "true" : "false",
+	       s->journal_commits, s->checkpoints, s->checksum_errors,
+	       s->io_errors);
+}
+
+static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
+{
+	const struct kvswap_limits *lim = kvswap_limits(c->k);
+	char a[HUMAN_LEN], b[HUMAN_LEN];
+
+	printf("%-12s %.*s\n", "daemon", (int)sizeof(lim->daemon),
+	       lim->daemon);
+	printf("%-12s %s\n", "socket", c->socket_path);
+	printf("%-12s %s\n", "capacity", human_size(s->capacity, a));
+	printf("%-12s %s (%.1f%%)\n", "used", human_size(s->used, a),
+	       s->capacity ? 100.0 * (double)s->used / (double)s->capacity : 0);
+	printf("%-12s %" PRIu64 "\n", "entries", s->entries);
+	printf("%-12s %s\n", "swapped out", human_size(s->bytes_in, a));
+	printf("%-12s %s\n", "swapped in", human_size(s->bytes_out, a));
+	printf("%-12s %" PRIu64 "\n", "requests", s->requests);
+	printf("%-12s %" PRIu64 "\n", "errors", s->errors);
+	printf("%-12s %" PRIu32 "\n", "in flight", s->in_flight);
+	printf("%-12s %" PRIu32 "\n", "clients", s->clients);
+	printf("%-12s %" PRIu32 "\n", "regions", s->regions);
+	printf("%-12s %" PRIu32 "\n", "store files", s->store_files);
+	printf("%-12s %" PRIu32 "\n", "queue depth", s->queue_depth);
+	printf("%-12s %s user, %s system\n", "cpu",
+	       human_duration(s->cpu_user_us / 1000, a),
+	       human_duration(s->cpu_system_us / 1000, b));
+	printf("%-12s %s\n", "uptime", human_duration(s->uptime_ms, a));
+	printf("%-12s %s, checksums %s\n", "durability",
+	       s->durable ? "durable" : "cache", s->verify ? "verified" : "off");
+	printf("%-12s %s\n", "pinned", human_size(s->pinned, a));
+	printf("%-12s %" PRIu64 "\n", "evictions", s->evictions);
+	printf("%-12s %" PRIu64 " commits, %" PRIu64 " checkpoints\n", "journal",
+	       s->journal_commits, s->checkpoints);
+	printf("%-12s %" PRIu64 " checksum, %" PRIu64 " I/O\n", "bad reads",
+	       s->checksum_errors, s->io_errors);
+}
+
+/*
+ * The Prometheus text format, for node_exporter's textfile collector:
+ * kvswapctl stat --prometheus > /var/lib/node_exporter/kvswap.prom.$$ &&
+ * mv it into place. No network listener in the daemon.
+ */
+static void prom(const char *name, const char *type, const char *help,
+		 double v)
+{
+	printf("# HELP kvswap_%s %s\n# TYPE kvswap_%s %s\nkvswap_%s %.17g\n",
+	       name, help, name, type, name, v);
+}
+
+static void stat_print_prometheus(const struct kvswap_stat *s)
+{
+	prom("up", "gauge", "Whether kvswapd answered.", 1);
+	prom("capacity_bytes", "gauge", "Store capacity for data.",
+	     (double)s->capacity);
+	prom("used_bytes", "gauge", "Store space in use, block-rounded.",
+	     (double)s->used);
+	prom("pinned_bytes", "gauge", "Bytes of pinned entries.",
+	     (double)s->pinned);
+	prom("entries", "gauge", "Stored entries.", (double)s->entries);
+	prom("swapped_out_bytes_total", "counter",
+	     "Bytes swapped out (written to the store).", (double)s->bytes_in);
+	prom("swapped_in_bytes_total", "counter",
+	     "Bytes swapped in (read from the store).", (double)s->bytes_out);
+	prom("requests_total", "counter", "Requests handled.",
+	     (double)s->requests);
+	prom("errors_total", "counter", "Error events sent.", (double)s->errors);
+	prom("evictions_total", "counter", "Entries evicted for room.",
+	     (double)s->evictions);
+	prom("checksum_errors_total", "counter",
+	     "Segments that failed their CRC32C on swap-in.",
+	     (double)s->checksum_errors);
+	prom("io_errors_total", "counter", "Segments that failed with EIO.",
+	     (double)s->io_errors);
+	prom("journal_commits_total", "counter", "Metadata log commits.",
+	     (double)s->journal_commits);
+	prom("checkpoints_total", "counter", "Metadata checkpoints.",
+	     (double)s->checkpoints);
+	prom("in_flight", "gauge", "Segment I/O chains in flight.",
+	     (double)s->in_flight);
+	prom("queue_depth", "gauge", "Configured queue depth.",
+	     (double)s->queue_depth);
+	prom("clients", "gauge", "Connected clients.", (double)s->clients);
+	prom("regions", "gauge", "Registered client regions.",
+	     (double)s->regions);
+	prom("store_files", "gauge", "Store files.", (double)s->store_files);
+	printf("# HELP kvswap_cpu_seconds_total kvswapd's CPU time.\n"
+	       "# TYPE kvswap_cpu_seconds_total counter\n"
+	       "kvswap_cpu_seconds_total{mode=\"user\"} %.6f\n"
+	       "kvswap_cpu_seconds_total{mode=\"system\"} %.6f\n",
+	       (double)s->cpu_user_us / 1e6, (double)s->cpu_system_us / 1e6);
+	prom("uptime_seconds", "gauge", "Seconds since kvswapd started.",
+	     (double)s->uptime_ms / 1e3);
+}
+
+int stat_main(struct ctl *c)
+{
+	struct kvswap_stat s;
+	int ret;
+
+	if (c->prometheus && c->json)
+		return usage_error(c, "--json and --prometheus exclude each other");
+	if (ctl_connect(c)) {
+		/* Scrapers still get a sample that says the daemon is down. */
+		if (c->prometheus)
+			printf("# TYPE kvswap_up gauge\nkvswap_up 0\n");
+		return EXIT_FAILURE;
+	}
+	ret = kvswap_stat(c->k, &s);
+	if (ret < 0) {
+		if (c->prometheus)
+			printf("# TYPE kvswap_up gauge\nkvswap_up 0\n");
+		ret = fail_kv(c, ret, "stat");
+		goto out_close;
+	}
+	if (c->prometheus)
+		stat_print_prometheus(&s);
+	else if (c->json)
+		stat_print_json(&s);
+	else
+		stat_print_table(c, &s);
+	ret = EXIT_SUCCESS;
+out_close:
+	kvswap_close(c->k);
+	c->k = NULL;
+	return ret;
+}
