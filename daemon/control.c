@@ -178,6 +178,7 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 
 /* A delete waiting for its record to be durable holds its connection. */
 struct pending_reply {
+	struct server *srv;
 	struct conn *c;
 	uint64_t id;
 };
@@ -194,9 +195,10 @@ static void send_delete_reply(struct server *srv, struct conn *c, uint64_t id)
 	conn_send(srv, c, &ev);
 }
 
-static void delete_done(struct server *srv, void *arg, int err)
+static void delete_done(void *arg, int err)
 {
 	struct pending_reply *p = arg;
+	struct server *srv = p->srv;
 
 	if (!p->c->closing) {
 		if (err)
@@ -228,10 +230,10 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 	if (!srv->cfg.cache)
 		p = malloc(sizeof(*p));
 	if (p) {
-		*p = (struct pending_reply){ c, req->id };
+		*p = (struct pending_reply){ srv, c, req->id };
 		c->xfers++;
 	}
-	if (journal_del(srv, e, p ? delete_done : NULL, p) < 0) {
+	if (journal_del(&srv->jr, e, p ? delete_done : NULL, p) < 0) {
 		store_entry_put(&srv->store, e);
 		if (p) {
 			c->xfers--;

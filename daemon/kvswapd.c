@@ -183,7 +183,7 @@ int main(int argc, char **argv)
 	close(srv.listen_fd);
 	if (ret == 0) {
 		/* Every request has finished: one checkpoint of everything. */
-		ret = journal_checkpoint_sync(&srv, err, sizeof(err));
+		ret = journal_checkpoint_sync(&srv.jr, err, sizeof(err));
 		if (ret < 0)
 			log_err("%s", err);
 		else

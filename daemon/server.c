@@ -18,6 +18,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "recover.h"
 #include "region.h"
 #include "server.h"
 #include "xfer.h"
@@ -112,7 +113,7 @@ static void on_tick(struct server *srv)
 {
 	if (srv->watchdog_usec)
 		sd_notify(0, "WATCHDOG=1");
-	journal_kick(srv);
+	journal_kick(&srv->jr);
 	if (now_ms() - srv->last_status_ms >= STATUS_INTERVAL_MS - 100)
 		status_update(srv);
 	tick_arm(srv);
@@ -207,12 +208,15 @@ static void on_cqe(void *ctx, enum ud_type type, void *p,
 	case UD_TICK:
 		on_tick(srv);
 		break;
-	case UD_JOURNAL:
-		journal_cqe(srv, cqe->res);
-		break;
 	default:
 		break;
 	}
+}
+
+/* Space freed by a commit may let parked swap-outs run. */
+static void on_journal_progress(void *ctx)
+{
+	xfer_space_retry(ctx);
 }
 
 static void after_batch(void *ctx)
@@ -220,7 +224,7 @@ static void after_batch(void *ctx)
 	struct server *srv = ctx;
 
 	xfer_pump(srv);
-	journal_kick(srv);
+	journal_kick(&srv->jr);
 	if (srv->quit)
 		conn_drain(srv, now_ms() > srv->drain_deadline_ms);
 	conn_reap(srv);
@@ -230,7 +234,7 @@ static bool running(void *ctx)
 {
 	struct server *srv = ctx;
 
-	return !srv->quit || srv->nconns || !journal_idle(srv);
+	return !srv->quit || srv->nconns || !journal_idle(&srv->jr);
 }
 
 int server_init(struct server *srv, const struct config *cfg, char *err,
@@ -252,14 +256,18 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size, err, len);
 	if (ret < 0)
 		return ret;
-	ret = journal_recover(srv, err, len);
-	if (ret < 0)
-		return ret;
 	ret = loop_init(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
+	/* Recovery needs the journal, which registers with the loop. */
+	journal_init(&srv->jr, &srv->store, &srv->index, &srv->loop);
+	journal_on_progress(&srv->jr, on_journal_progress, srv);
+	ret = journal_recover(&srv->jr, err, len);
+	if (ret < 0)
+		return ret;
 	for (enum ud_type t = UD_NONE + 1; t < UD_MAX; t++)
-		loop_on(&srv->loop, t, on_cqe, srv);
+		if (t != UD_JOURNAL)
+			loop_on(&srv->loop, t, on_cqe, srv);
 	loop_after_batch(&srv->loop, after_batch, srv);
 	ret = register_resources(srv, err, len);
 	if (ret < 0) {
@@ -295,10 +303,10 @@ int server_run(struct server *srv)
 void server_fini(struct server *srv)
 {
 	loop_fini(&srv->loop);
+	journal_fini(&srv->jr);
 	store_close(&srv->store);
 	index_clear(&srv->index);
 	index_fini(&srv->index);
-	free(srv->jr.buf);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
 	free(srv->bounce);

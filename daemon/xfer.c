@@ -56,6 +56,7 @@ struct xseg {
 
 struct xfer {
 	struct xfer *qnext;	/* run queue */
+	struct server *srv;	/* for put_done() */
 	struct conn *c;
 	struct region *r;
 	struct entry *e;	/* swap-out: the new entry; swap-in: a ref */
@@ -236,9 +237,10 @@ static void pending_remove(struct server *srv, struct entry *e)
  * and freeing its blocks could let a recovered record point at reused
  * blocks. The next commit writes a checkpoint that includes it.
  */
-static void put_done(struct server *srv, void *arg, int err)
+static void put_done(void *arg, int err)
 {
 	struct xfer *x = arg;
+	struct server *srv = x->srv;
 	char msg[200];
 
 	if (x->e->superseded) {
@@ -246,7 +248,7 @@ static void put_done(struct server *srv, void *arg, int err)
 		 * Its blocks wait for the later record. Without memory to wait
 		 * with, they are never freed rather than freed too soon.
 		 */
-		if (journal_hold(srv, x->e) < 0)
+		if (journal_hold(&srv->jr, x->e) < 0)
 			log_err("out of memory holding a superseded entry: its "
 				"blocks stay allocated");
 	} else {
@@ -275,7 +277,7 @@ static void drop_entry(struct server *srv, struct entry *e)
 		return;
 	index_del(&srv->index, e->key, e->key_len);
 	xfer_supersede(srv, e->key, e->key_len);
-	if (journal_del(srv, e, NULL, NULL) < 0)
+	if (journal_del(&srv->jr, e, NULL, NULL) < 0)
 		store_entry_put(&srv->store, e);
 	log_warn("dropped entry of %llu bytes after a failed read",
 		 (unsigned long long)e->size);
@@ -340,7 +342,7 @@ static uint64_t evict(struct server *srv, uint64_t need)
 		got += entry_blocks(e) * srv->store.block;
 		index_del(&srv->index, e->key, e->key_len);
 		xfer_supersede(srv, e->key, e->key_len);
-		if (journal_del(srv, e, NULL, NULL) < 0)
+		if (journal_del(&srv->jr, e, NULL, NULL) < 0)
 			store_entry_put(&srv->store, e);
 		srv->st.evictions++;
 	}
@@ -400,7 +402,7 @@ static int xfer_alloc(struct server *srv, struct xfer *x, char *err, size_t len)
 out_full:
 	/* Room comes back when earlier evictions' records are durable. */
 	if (evict(srv, blocks * srv->store.block - avail) ||
-	    !journal_idle(srv))
+	    !journal_idle(&srv->jr))
 		return -EAGAIN;
 	snprintf(err, len, "swap_out: the store is full: the entry needs %llu "
 		 "bytes, %llu of %llu are free, %llu pinned, the rest leased "
@@ -557,9 +559,10 @@ static void finish(struct server *srv, struct xfer *x)
 			x->e->pending = true;
 			x->e->hnext = srv->pending;
 			srv->pending = x->e;
-			if (journal_put(srv, x->e, NULL, put_done, x) == 0)
+			x->srv = srv;
+			if (journal_put(&srv->jr, x->e, NULL, put_done, x) == 0)
 				return;
-			put_done(srv, x, -ENOMEM);
+			put_done(x, -ENOMEM);
 			return;
 		}
 		/* Cache: visible now; the record follows in a later commit,
@@ -567,7 +570,7 @@ static void finish(struct server *srv, struct xfer *x)
 		{
 			struct entry *old = index_put(&srv->index, x->e);
 
-			if (journal_put(srv, x->e, old, NULL, NULL) < 0)
+			if (journal_put(&srv->jr, x->e, old, NULL, NULL) < 0)
 				store_entry_put(&srv->store, old);
 		}
 		x->e = NULL;
