@@ -6,34 +6,53 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
 struct entry;
+struct index;
+struct loop;
+struct store;
 
 /*
  * The persistent index: a log of PUT and DEL records in one of two halves
  * of file 0's metadata area. Records are written in group commits (data
  * files fdatasync'ed first, then the records with RWF_DSYNC); a checkpoint
  * writes every live entry into the other half and flips the superblock.
- * Recovery replays the live half. Format: docs/STORE_FORMAT.md.
+ * Recovery (recover.h) replays the live half. Format: jformat.h and
+ * docs/STORE_FORMAT.md.
  *
  * Blocks freed by a delete, a replace or an eviction return to the
  * allocator only once the record that supersedes them is durable, so a
  * crash can never bring back an entry whose blocks were reused.
  */
 
+/* A record is durable (err 0) or its write failed (negative errno). */
 typedef void journal_done_fn(void *arg, int err);
+
+/* A group's references were released: freed space may be available. */
 typedef void journal_progress_fn(void *arg);
 
 struct jitem;
 
+enum journal_phase {
+	JOURNAL_IDLE,
+	JOURNAL_SYNC,		/* fdatasync of the store files */
+	JOURNAL_WRITE,		/* the group's blocks */
+	JOURNAL_CK_SYNC,
+	JOURNAL_CK_WRITE,	/* the checkpoint's blocks */
+	JOURNAL_CK_SB,		/* the superblock flip */
+};
+
 struct journal {
-	struct server *srv;	/* transitional */
+	/* Not owned: set by journal_init(), outlive the journal. */
+	struct store *store;
+	struct index *index;	/* what a checkpoint writes */
+	struct loop *loop;
 	journal_progress_fn *progress;
 	void *progress_arg;
+
 	struct jitem *head;	/* queued records */
 	struct jitem *tail;
 	struct jitem *group;	/* records being written */
-	int phase;
+	enum journal_phase phase;
 	uint32_t ops;		/* I/O of the phase in flight */
 	int err;		/* first error of the phase */
 	size_t expect;		/* bytes the phase's writes must write */
@@ -46,7 +65,6 @@ struct journal {
 	size_t nblocks;		/* staged */
 	uint64_t next;		/* next block in the live half */
 	bool want_checkpoint;
-	uint64_t ck_gen;
 	uint64_t ck_nonce;
 	uint32_t ck_half;
 	uint8_t sb[4096] __attribute__((aligned(4096)));
@@ -57,47 +75,58 @@ struct journal {
 };
 
 /*
- * Startup: replays the live log half into the index, takes every recovered
- * extent out of the free space, then writes a checkpoint into the other
- * half so the new run appends to a clean log. Blocking (before serving).
- * Returns 0 or a negative errno with a message in err.
+ * Sets up an idle journal over an open store and its index, and registers
+ * its completion handler (UD_JOURNAL) with the loop, which must be set up
+ * already (loop_init). Owner: the caller, who calls journal_fini() before
+ * closing the store and clearing the index.
  */
-int journal_recover(struct journal *j, char *err, size_t len);
+void journal_init(struct journal *j, struct store *s, struct index *ix,
+		  struct loop *lp);
+
+/*
+ * Frees the staging buffer and the queued records, dropping the entry
+ * references they hold (store_entry_put). Accepts NULL, and a zeroed
+ * journal that was never set up.
+ */
+void journal_fini(struct journal *j);
+
+/* fn(arg) runs each time a group's references have been released. */
+void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg);
 
 /*
  * Queues a PUT record of e (takes a reference until written). `old` is an
  * entry e replaced in the index, whose index reference is dropped once the
  * record is durable (or NULL). done(arg, err), if not NULL, runs then.
+ * Returns 0 or -ENOMEM (nothing queued, no reference taken).
  */
 int journal_put(struct journal *j, struct entry *e, struct entry *old,
 		journal_done_fn *done, void *arg);
 
 /*
  * Queues a DEL record for e, which the caller has unlinked from the index;
- * takes over the index's reference and drops it once durable.
+ * takes over the index's reference and drops it once durable. Returns 0
+ * or -ENOMEM (the caller keeps the reference).
  */
 int journal_del(struct journal *j, struct entry *e, journal_done_fn *done,
 		void *arg);
 
 /*
  * Takes over a reference to e and drops it once every record queued before
- * this call is durable (no record of its own).
+ * this call is durable (no record of its own). Returns 0 or -ENOMEM.
  */
 int journal_hold(struct journal *j, struct entry *e);
 
 /* Starts writing queued records if nothing is being written. */
 void journal_kick(struct journal *j);
 
-/* Completion of a journal operation (UD_JOURNAL). */
-void journal_cqe(struct journal *j, int res);
-
 /* Nothing queued and nothing in flight. */
 bool journal_idle(const struct journal *j);
 
-/* Shutdown: writes a checkpoint of everything, blocking. */
+/*
+ * Writes a checkpoint of the index and everything queued, blocking (at
+ * startup and shutdown, when nothing is in flight). Returns 0 or a
+ * negative errno with a message in err.
+ */
 int journal_checkpoint_sync(struct journal *j, char *err, size_t len);
-
-/* fn(arg) runs after a group landed: freed space may be reusable. */
-void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "recover.h"
 #include "server.h"
 
 static void signal_arm(struct server *srv)
@@ -142,9 +143,6 @@ static void on_cqe(void *ctx, enum ud_type type, void *p,
 	case UD_TICK:
 		on_tick(srv);
 		break;
-	case UD_JOURNAL:
-		journal_cqe(&srv->jr, cqe->res);
-		break;
 	default:
 		break;
 	}
@@ -199,24 +197,24 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	srv->cfg = *cfg;
 	srv->signal_fd = -1;
 	srv->start_ms = now_ms();
-	srv->jr.srv = srv;
-	ret = catalog_init(&srv->cat, &srv->store, &srv->jr, &srv->st);
-	if (ret < 0) {
-		snprintf(err, len, "index: %s", strerror(-ret));
-		return ret;
-	}
 	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size, err, len);
-	if (ret < 0)
-		return ret;
-	ret = journal_recover(&srv->jr, err, len);
 	if (ret < 0)
 		return ret;
 	ret = loop_init(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
+	journal_init(&srv->jr, &srv->store, &srv->cat.index, &srv->loop);
+	ret = catalog_init(&srv->cat, &srv->store, &srv->jr, &srv->st);
+	if (ret < 0) {
+		snprintf(err, len, "index: %s", strerror(-ret));
+		return ret;
+	}
+	/* Synchronous, before serving: the ring is not enabled yet. */
+	ret = journal_recover(&srv->jr, err, len);
+	if (ret < 0)
+		return ret;
 	loop_on(&srv->loop, UD_SIGNAL, on_cqe, srv);
 	loop_on(&srv->loop, UD_TICK, on_cqe, srv);
-	loop_on(&srv->loop, UD_JOURNAL, on_cqe, srv);
 	loop_after_batch(&srv->loop, after_batch, srv);
 	ret = register_files(srv, err, len);
 	if (ret < 0)
@@ -261,9 +259,10 @@ void server_fini(struct server *srv)
 {
 	loop_fini(&srv->loop);
 	xfers_fini(&srv->xfers);
-	store_close(&srv->store);
+	/* Queued records hold entry references: before the index goes. */
+	journal_fini(&srv->jr);
 	catalog_fini(&srv->cat);
-	free(srv->jr.buf);
+	store_close(&srv->store);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
 }

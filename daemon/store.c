@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -57,8 +58,12 @@ static uint64_t data_start(const struct store *s, uint32_t index)
 	return index ? STORE_HEADER_BYTES : s->meta_start + 2 * s->meta_half;
 }
 
-void store_sb_encode(const struct store *s, uint32_t index, uint64_t gen,
-		     uint64_t nonce, uint32_t active, void *block)
+/*
+ * Encodes file `index`'s superblock for log state (gen, nonce, active)
+ * into a block-sized buffer. The slot to write it to is gen % 2.
+ */
+static void sb_encode(const struct store *s, uint32_t index, uint64_t gen,
+		      uint64_t nonce, uint32_t active, void *block)
 {
 	struct superblock sb;
 
@@ -79,6 +84,35 @@ void store_sb_encode(const struct store *s, uint32_t index, uint64_t gen,
 	sb.crc = crc32c(0, &sb, offsetof(struct superblock, crc));
 	memset(block, 0, STORE_BLOCK);
 	memcpy(block, &sb, sizeof(sb));
+}
+
+uint64_t store_log_offset(const struct store *s, uint32_t half)
+{
+	assert(half <= 1);
+	return s->meta_start + half * s->meta_half;
+}
+
+uint64_t store_log_blocks(const struct store *s)
+{
+	return s->meta_half / STORE_BLOCK;
+}
+
+uint64_t store_sb_prepare(const struct store *s, uint32_t half, uint64_t nonce,
+			  void *block)
+{
+	uint64_t gen = s->sb_gen + 1;
+
+	assert(half <= 1);
+	sb_encode(s, 0, gen, nonce, half, block);
+	return (gen % 2) * STORE_BLOCK;
+}
+
+void store_sb_commit(struct store *s, uint32_t half, uint64_t nonce)
+{
+	assert(half <= 1);
+	s->sb_gen++;
+	s->sb_nonce = nonce;
+	s->sb_active = half;
 }
 
 /* The device's O_DIRECT alignment must divide our block size. */
@@ -155,7 +189,7 @@ static int create_file(struct store *s, uint32_t index, char *err, size_t len)
 			goto out_free;
 		}
 	}
-	store_sb_encode(s, index, 0, 0, 0, buf);
+	sb_encode(s, index, 0, 0, 0, buf);
 	r = write_full(f->fd, buf, STORE_BLOCK, 0);
 	if (!r && fdatasync(f->fd) < 0)
 		r = -errno;
@@ -508,6 +542,24 @@ void store_free(struct store *s, const struct sext *x, unsigned n)
 				(unsigned long long)x[i].block, x[i].nblocks,
 				x[i].file, strerror(-r));
 	}
+}
+
+bool store_extent_valid(const struct store *s, const struct sext *x)
+{
+	const struct alloc *a;
+
+	if (x->file >= s->nfiles)
+		return false;
+	a = &s->files[x->file].alloc;
+	return x->block >= a->base && x->block - a->base <= a->total &&
+	       x->nblocks <= a->total - (x->block - a->base);
+}
+
+int store_space_rebuild(struct store *s, uint32_t file,
+			const struct extent *used, size_t n)
+{
+	assert(file < s->nfiles);
+	return alloc_rebuild(&s->files[file].alloc, used, n);
 }
 
 void store_entry_put(struct store *s, struct entry *e)

@@ -3,6 +3,7 @@
 #define KVSWAP_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "alloc.h"
@@ -39,7 +40,10 @@ struct store {
 	uint64_t capacity;	/* data bytes over all files */
 	uint8_t id[16];
 	bool created;		/* the files were created by this start */
-	/* File 0's log halves, and its live superblock. */
+	/*
+	 * File 0's log halves, and its live superblock's log state: written
+	 * by store.c only (store_sb_commit()), read by the journal.
+	 */
 	uint64_t meta_start;
 	uint64_t meta_half;
 	uint64_t sb_gen;
@@ -48,11 +52,24 @@ struct store {
 };
 
 /*
- * Encodes file `index`'s superblock for log state (gen, nonce, active)
- * into a block-sized buffer. The slot to write it to is gen % 2.
+ * The metadata log's place in file 0: byte offset of log half `half` (0 or
+ * 1), and the number of blocks in a half.
  */
-void store_sb_encode(const struct store *s, uint32_t index, uint64_t gen,
-		     uint64_t nonce, uint32_t active, void *block);
+uint64_t store_log_offset(const struct store *s, uint32_t half);
+uint64_t store_log_blocks(const struct store *s);
+
+/*
+ * Flipping the live log half, in two steps around the write. prepare
+ * encodes file 0's superblock of the next generation, naming log half
+ * `half` and `nonce`, into `block` (STORE_BLOCK bytes, the caller's, aligned
+ * for O_DIRECT) and returns the byte offset in file 0 of the slot it goes
+ * to; it changes nothing. Once that write is durable, commit makes it the
+ * store's live log state (sb_gen + 1, sb_nonce, sb_active). Only the
+ * journal calls these; everyone else reads the sb_* fields.
+ */
+uint64_t store_sb_prepare(const struct store *s, uint32_t half, uint64_t nonce,
+			  void *block);
+void store_sb_commit(struct store *s, uint32_t half, uint64_t nonce);
 
 /*
  * Opens the comma-separated list of store files, creating (fallocate, then
@@ -79,6 +96,18 @@ int store_alloc(struct store *s, uint64_t bytes, uint32_t pref,
 /* Returns extents to the free space. */
 void store_free(struct store *s, const struct sext *x, unsigned n);
 
+/*
+ * Whether x lies inside its file's data area (file, block and length
+ * checked without overflow): what recovery checks of a logged extent.
+ */
+bool store_extent_valid(const struct store *s, const struct sext *x);
+
+/*
+ * Recovery: file `file`'s free space becomes everything but `used`
+ * (sorted by start, disjoint, each valid). Returns 0 or -ENOMEM.
+ */
+int store_space_rebuild(struct store *s, uint32_t file,
+			const struct extent *used, size_t n);
 
 /*
  * Drops one reference to e; the last one returns its extents to the free
