@@ -206,3 +206,4 @@ clean:
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include tests/faultfs/faultfs.mk
