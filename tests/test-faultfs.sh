@@ -7,9 +7,12 @@
 # made durable (fdatasync of that file, io_uring fsync, RWF_DSYNC through
 # pwritev2 and io_uring, O_DSYNC opens) at a cut, whole or per sector in a
 # repeatable random subset; its eio, short, enospc and delay rules fire
-# where and when they are told. Then the real kvswapd runs on it unchanged:
-# a put/get round trip, a read EIO that kvswapctl reports while the daemon
-# keeps serving, and durable entries that survive cuts and kill -9.
+# where and when they are told, and O_DIRECT I/O must be aligned. Then the
+# real kvswapd runs on it unchanged: a put/get round trip, flock keeping a
+# second daemon out, read EIO, short read and ENOSPC that kvswapctl reports
+# clearly while the daemon keeps serving, durable entries that survive
+# cuts and kill -9, and unacknowledged ones that come back intact or not
+# at all.
 #
 # Prints TAP. Runs from the repository root, as `make test` does; the
 # Makefile copies it to build/tests/test-faultfs. Skips (1..0) without
@@ -129,10 +132,20 @@ stop_daemon() {
 	fi
 	return 0
 }
+# A dead daemon's io_uring lets go of its files a moment after it exits.
+unmount() {
+	i=0
+	until fusermount3 -u "$mnt" >"$out" 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 100 ] && grep -q busy "$out" || return 1
+		sleep 0.05
+	done
+}
+# shellcheck disable=SC2317
 cleanup() {
 	stop_daemon KILL
 	if [ -n "$ffs_pid" ]; then
-		fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null
+		unmount || { fusermount3 -uz "$mnt"; kill "$ffs_pid"; } 2>/dev/null
 		wait "$ffs_pid" 2>/dev/null
 		ffs_pid=
 	fi
@@ -171,12 +184,13 @@ pass "faultfs mounts $back on $mnt"
 
 # --- the control file ----------------------------------------------------------
 
-if [ "$(stat_of state)" = live ] && ! ls -A "$mnt" | grep -q .; then
+listed=$(find "$mnt" -mindepth 1 -maxdepth 1)
+if [ "$(stat_of state)" = live ] && [ -z "$listed" ]; then
 	pass "the control file reads as stats; readdir does not list it"
 else
 	fail "the control file reads as stats; readdir does not list it"
 	sed 's/^/#   /' "$ctl"
-	ls -A "$mnt" | sed 's/^/#   /'
+	diag "listed: $listed"
 fi
 if ! printf 'bogus 1\n' >"$ctl" 2>/dev/null &&
 	grep -q '^last_error unknown command "bogus"' "$ctl"; then
@@ -206,28 +220,37 @@ check "write A, fdatasync, write B and C; reads see B and C" \
 	"$fsio" -d "$mnt/f" w:0:4096:0x41 fdatasync w:4096:4096:0x42 \
 	w:0:4096:0x43 r:0:4096:0x43 r:4096:4096:0x42
 size=$(stat -c %s "$mnt/f")
-[ "$size" = 8192 ] && pass "the size counts cached writes" ||
-	{ fail "the size counts cached writes"; diag "size $size"; }
+if [ "$size" = 8192 ]; then
+	pass "the size counts cached writes"
+else
+	fail "the size counts cached writes"
+	diag "size $size"
+fi
 cached=$(stat_of cached_writes)
 ctl cut drop
 check_fails "after a cut every op fails with EIO" "Input/output error" \
 	cat "$mnt/f"
 ctl reset
 dropped=$(stat_of last_cut_dropped)
-[ "$cached" = 2 ] && [ "$dropped" = 2 ] &&
-	pass "cut drop drops the 2 cached writes" ||
-	{ fail "cut drop drops the 2 cached writes"; diag "cached $cached dropped $dropped"; }
+if [ "$cached" = 2 ] && [ "$dropped" = 2 ]; then
+	pass "cut drop drops the 2 cached writes"
+else
+	fail "cut drop drops the 2 cached writes"
+	diag "cached $cached dropped $dropped"
+fi
 fill A 4096 >"$tmp/exp"
 same "cut drop: the file holds A only" "$mnt/f" "$tmp/exp"
 
 # Which barriers the kernel delivers through FUSE: RWF_DSYNC arrives as
 # O_DSYNC in fuse_write_in.flags, with no FUSE_FSYNC after it.
-"$fsio" -d "$mnt/g" uwd:0:4096:0x44 w:4096:4096:0x45 &&
+if ! { "$fsio" -d "$mnt/g" uwd:0:4096:0x44 w:4096:4096:0x45 &&
 	"$fsio" -d "$mnt/h" w:0:4096:0x46 &&
 	"$fsio" -d "$mnt/i" w:0:4096:0x47 ufdatasync &&
 	"$fsio" -d "$mnt/j" wd:0:4096:0x48 &&
-	"$fsio" -d -s "$mnt/k" w:0:4096:0x49 >"$out" 2>&1 ||
-	{ fail "writes for the barrier checks"; sed 's/^/#   /' "$out"; }
+	"$fsio" -d -s "$mnt/k" w:0:4096:0x49; } >"$out" 2>&1; then
+	fail "writes for the barrier checks"
+	sed 's/^/#   /' "$out"
+fi
 ctl cut
 ctl reset
 fill D 4096 >"$tmp/exp"
@@ -306,8 +329,12 @@ check_fails "eio on fsync, sticky: and again" "Input/output error" \
 	"$fsio" -d "$mnt/e" ufdatasync
 ctl reset
 ctl short op=read file=e off=8192 len=4096
-check_fails "short read: stops where the range starts" "short transfer" \
+check_fails "short read: stops where the range starts" \
+	"short transfer: 8192 of 16384 bytes" \
 	"$fsio" -d "$mnt/e" r:0:16384:0x65
+ctl short op=write file=e
+check_fails "short write: half of it" "short transfer: 4096 of 8192 bytes" \
+	"$fsio" -d "$mnt/e" w:0:8192:0x65
 ctl enospc
 check_fails "enospc: writes fail" "No space left on device" \
 	"$fsio" -d "$mnt/e" w:0:4096:0x65
@@ -319,8 +346,11 @@ ctl delay 300 op=fsync once
 t0=$(now_ms)
 "$fsio" -d "$mnt/e" fdatasync
 t=$(($(now_ms) - t0))
-[ $t -ge 300 ] && pass "delay 300: fdatasync takes ${t} ms" ||
-	fail "delay 300: fdatasync takes ${t} ms"
+if [ $t -ge 300 ]; then
+	pass "delay 300: fdatasync takes $t ms"
+else
+	fail "delay 300: fdatasync takes $t ms"
+fi
 ctl reset
 
 # --- kvswapd on faultfs ---------------------------------------------------------
@@ -402,6 +432,16 @@ if start_daemon ""; then
 		diag "after the read EIO, k1 is gone: $(cat "$out")"
 	fi
 
+	ctl short op=read file=store0.kvs
+	check_fails "a short store read: a clear error" \
+		"get: .*short store read" "$kvswapctl" get k2 "$tmp/got2"
+	ctl enospc file=store0.kvs
+	check_fails "a store write ENOSPC: a clear error" \
+		"put: .*store write failed: No space left on device" \
+		"$kvswapctl" put k8 "$tmp/in2"
+	ctl reset
+	check "put again" "$kvswapctl" put k2 "$tmp/in2"
+
 	check "put --durable" "$kvswapctl" put --durable k3 "$tmp/in3"
 	if cut_kill_restart drop; then
 		still_there k2 "$tmp/in2"
@@ -420,8 +460,11 @@ if start_daemon ""; then
 			check_fails "put --durable with failing fdatasync: a clear error" \
 				"Input/output error" "$kvswapctl" put --durable k7 "$tmp/in2"
 			c=$(stat_of cached_writes)
-			[ "$c" -gt 0 ] && pass "the daemon's writes wait in the cache ($c)" ||
+			if [ "$c" -gt 0 ]; then
+				pass "the daemon's writes wait in the cache ($c)"
+			else
 				fail "the daemon's writes wait in the cache ($c)"
+			fi
 			if cut_kill_restart random 9 sector=4096; then
 				still_there k3 "$tmp/in3"
 				still_there k4 "$tmp/in1"
@@ -429,13 +472,32 @@ if start_daemon ""; then
 				exact_or_gone k7 "$tmp/in2"
 				stop_daemon TERM
 				rc=$?
-				[ $rc = 0 ] && pass "kvswapd exits 0 on SIGTERM" ||
+				if [ $rc = 0 ]; then
+					pass "kvswapd exits 0 on SIGTERM"
+				else
 					fail "kvswapd exits 0 on SIGTERM (status $rc)"
+				fi
 			fi
 		fi
 	fi
 fi
 diag "faultfs stats:" "$(grep -v '^rule' "$ctl")"
+
+stop_daemon KILL
+if unmount; then
+	wait "$ffs_pid"
+	rc=$?
+	ffs_pid=
+	if [ $rc = 0 ] && ! grep -Eq 'Sanitizer|runtime error' "$tmp/faultfs.log"; then
+		pass "faultfs unmounts and exits 0"
+	else
+		fail "faultfs unmounts and exits 0 (status $rc)"
+		tail -n 20 "$tmp/faultfs.log" | sed 's/^/#   /'
+	fi
+else
+	fail "fusermount3 -u"
+	sed 's/^/#   /' "$out"
+fi
 
 echo "1..$n"
 [ "$failed" = 0 ] || { diag "failed $failed of $n checks"; exit 1; }

@@ -385,21 +385,17 @@ static int cache_flush(struct node *n)
 
 /*
  * Lays the cached writes over buf, which holds `got` bytes read from the
- * backing file at off (want asked for). Returns the bytes now valid: a
- * cached write past the backing file's end extends what the read sees,
- * with zeros in any gap, as the file's size does.
+ * backing file at off (want asked for; fewer means its end). Returns the
+ * bytes now valid: cached writes past the backing file's end extend the
+ * file, as getattr reports, with zeros in any gap.
  */
 static size_t cache_overlay(const struct node *n, char *buf, uint64_t off,
 			    size_t want, size_t got)
 {
-	uint64_t end = off + got;
+	uint64_t end = off + got, size = cache_end(n);
 
-	for (const struct cw *w = n->cache; w; w = w->next) {
-		uint64_t we = w->off + w->len;
-
-		if (w->off < off + want && we > off && we > end)
-			end = we < off + want ? we : off + want;
-	}
+	if (got < want && size > end)
+		end = size < off + want ? size : off + want;
 	if (end > off + got)
 		memset(buf + got, 0, (size_t)(end - off - got));
 	for (const struct cw *w = n->cache; w; w = w->next) {

@@ -28,6 +28,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* The byte counts of the last short transfer, for the message. */
+static long long short_got, short_want;
+
 static int uring_op(struct io_uring *ring, int fd, const char *what,
 		    void *buf, size_t len, unsigned long long off, int flags)
 {
@@ -93,8 +96,11 @@ static int step(struct io_uring *ring, int fd, char *s)
 	if (ret == -1)
 		ret = -errno;
 	free(buf);
-	if (ret >= 0 && (unsigned long long)ret != len)
-		return -ENODATA;	/* short */
+	if (ret >= 0 && (unsigned long long)ret != len) {
+		short_got = ret;
+		short_want = (long long)len;
+		return -ENODATA;
+	}
 	return ret < 0 ? ret : 0;
 }
 
@@ -124,9 +130,13 @@ int main(int argc, char **argv)
 	}
 	for (int i = optind + 1; i < argc; i++) {
 		ret = step(&ring, fd, argv[i]);
+		if (ret == -ENODATA) {
+			fprintf(stderr, "fsio: %s: short transfer: %lld of %lld bytes\n",
+				argv[i], short_got, short_want);
+			return 1;
+		}
 		if (ret < 0) {
-			fprintf(stderr, "fsio: %s: %s\n", argv[i],
-				ret == -ENODATA ? "short transfer" : strerror(-ret));
+			fprintf(stderr, "fsio: %s: %s\n", argv[i], strerror(-ret));
 			return 1;
 		}
 	}
