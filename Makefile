@@ -232,3 +232,4 @@ clean:
 .SECONDARY:
 
 -include $(DEPS)
+-include tests/faultfs/faultfs.mk
