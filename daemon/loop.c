@@ -122,6 +122,14 @@ int loop_init(struct loop *lp, char *err, size_t len)
 			 strerror(-ret));
 		return ret;
 	}
+	/*
+	 * Saves an fdget per io_uring_enter; optional. Before loop_enable():
+	 * the restrictions allow no register operation but buffer updates.
+	 */
+	ret = io_uring_register_ring_fd(&lp->ring);
+	if (ret != 1)
+		log_info("io_uring: ring fd not registered (%s); each enter "
+			 "looks it up", ret < 0 ? strerror(-ret) : "none");
 	return 0;
 }
 
@@ -158,8 +166,6 @@ int loop_enable(struct loop *lp, char *err, size_t len)
 			 strerror(-ret));
 		return ret;
 	}
-	/* Saves an fdget per io_uring_enter; optional. */
-	io_uring_register_ring_fd(&lp->ring);
 	return 0;
 }
 
