@@ -153,6 +153,7 @@ static int queue(struct journal *j, uint8_t type, struct entry *e,
 	else
 		j->head = it;
 	j->tail = it;
+	j->queued += rec_size(type, e);
 	return 0;
 }
 
@@ -184,6 +185,16 @@ bool journal_idle(const struct journal *j)
 	return j->phase == JOURNAL_IDLE && !j->head;
 }
 
+uint64_t journal_queued_bytes(const struct journal *j)
+{
+	return j->queued;
+}
+
+uint64_t journal_log_used(const struct journal *j)
+{
+	return j->next * STORE_BLOCK;
+}
+
 /*
  * Ends the group: callbacks, then the references it held. After a failed
  * write nobody knows which records landed, so the references (the blocks
@@ -195,9 +206,15 @@ static void group_done(struct journal *j, int err, bool checkpoint)
 	struct jitem *g = j->group, *it;
 
 	j->group = NULL;
-	for (it = g; it; it = it->next)
+	for (it = g; it; it = it->next) {
+		/*
+		 * Written, or in limbo: never staged again either way. Before
+		 * done, which may link the entry (catalog.c counts it then).
+		 */
+		j->queued -= rec_size(it->type, it->e);
 		if (it->done)
 			it->done(it->arg, err);
+	}
 	if (err) {
 		if (g) {
 			for (it = g; it->next; it = it->next)
@@ -207,6 +224,9 @@ static void group_done(struct journal *j, int err, bool checkpoint)
 		}
 		j->want_checkpoint = true;
 		j->failed_ms = now_ms();
+		/* Swap-outs waiting for space must not wait on this group. */
+		if (j->progress)
+			j->progress(j->progress_arg);
 		return;
 	}
 	release(j, g);

@@ -27,7 +27,11 @@ struct store;
 /* A record is durable (err 0) or its write failed (negative errno). */
 typedef void journal_done_fn(void *arg, int err);
 
-/* A group's references were released: freed space may be available. */
+/*
+ * A group ended: its references were released (freed space may be
+ * available), or its write failed (nothing freed; whoever waits looks
+ * again rather than wait for a write that may never succeed).
+ */
 typedef void journal_progress_fn(void *arg);
 
 struct jitem;
@@ -68,6 +72,12 @@ struct journal {
 	uint64_t ck_nonce;
 	uint32_t ck_half;
 	uint8_t sb[4096] __attribute__((aligned(4096)));
+	/*
+	 * Record bytes queued or being written (head and group): what a
+	 * checkpoint started now adds to the index's records. A record
+	 * leaves it just before its done callback runs.
+	 */
+	uint64_t queued;
 	/* Counters for Stat. */
 	uint64_t commits;
 	uint64_t checkpoints;
@@ -90,7 +100,7 @@ void journal_init(struct journal *j, struct store *s, struct index *ix,
  */
 void journal_fini(struct journal *j);
 
-/* fn(arg) runs each time a group's references have been released. */
+/* fn(arg) runs each time a group has ended, written or failed. */
 void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg);
 
 /*
@@ -121,6 +131,16 @@ void journal_kick(struct journal *j);
 
 /* Nothing queued and nothing in flight. */
 bool journal_idle(const struct journal *j);
+
+/* Record bytes queued or being written (see `queued`). */
+uint64_t journal_queued_bytes(const struct journal *j);
+
+/*
+ * Bytes of the live log half in use: the last checkpoint and the commits
+ * since, in whole blocks. A commit that would take it past three quarters
+ * of the half writes a checkpoint instead.
+ */
+uint64_t journal_log_used(const struct journal *j);
 
 /*
  * Writes a checkpoint of the index and everything queued, blocking (at
