@@ -12,11 +12,51 @@
 #include "catalog.h"
 #include "clock.h"
 #include "journal.h"
+#include "jformat.h"
 #include "defs.h"
 #include "log.h"
 #include "store.h"
 
 static void retry_waiters(void *arg);
+
+/* --- metadata room ------------------------------------------------------- */
+
+/*
+ * What a checkpoint writes for each entry: its PUT record (jformat.c). An
+ * entry's key, metadata and extents never change, so neither does this.
+ */
+static uint64_t rec_bytes(const struct entry *e)
+{
+	return jf_rec_size(JF_PUT, e);
+}
+
+static void meta_link(struct catalog *cat, struct entry *e)
+{
+	cat->meta.linked += rec_bytes(e);
+	cat->meta.keys_meta += (uint64_t)e->key_len + e->meta_len;
+}
+
+static void meta_unlink(struct catalog *cat, struct entry *e)
+{
+	assert(cat->meta.linked >= rec_bytes(e));
+	cat->meta.linked -= rec_bytes(e);
+	cat->meta.keys_meta -= (uint64_t)e->key_len + e->meta_len;
+}
+
+/* A pending durable swap-out stops being one (landed or superseded). */
+static void meta_unpend(struct catalog *cat, struct entry *e)
+{
+	assert(e->pending && cat->meta.pending >= rec_bytes(e));
+	cat->meta.pending -= rec_bytes(e);
+	e->pending = false;
+}
+
+/* A reserved entry is linked, queued or abandoned. */
+static void meta_unreserve(struct catalog *cat, struct entry *e)
+{
+	assert(cat->meta.reserved >= rec_bytes(e));
+	cat->meta.reserved -= rec_bytes(e);
+}
 
 int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 		 struct stats *st)
@@ -34,8 +74,44 @@ int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 			      sizeof(*cat->scratch));
 	if (!cat->scratch)
 		return -ENOMEM;
+	/*
+	 * A checkpoint must fit in a log half; the index may grow to half of
+	 * that, in whole blocks (see admit_meta).
+	 */
+	cat->meta.room = store_log_blocks(s) * JF_PAYLOAD;
+	cat->meta.limit = store_log_blocks(s) / 2 * JF_PAYLOAD;
 	journal_on_progress(jr, retry_waiters, cat);
 	return 0;
+}
+
+static void count_one(struct entry *e, void *arg)
+{
+	meta_link(arg, e);
+}
+
+void catalog_recount(struct catalog *cat)
+{
+	uint64_t c = 0;
+
+	cat->meta.linked = cat->meta.keys_meta = 0;
+	do
+		c = index_scan(&cat->index, c, count_one, cat);
+	while (c);
+	if (cat->meta.linked > cat->meta.limit)
+		log_warn("the metadata log is over its limit: %llu entries need "
+			 "%llu bytes of checkpoint, more than the %llu allowed in "
+			 "%s's %llu MiB log halves; new keys are refused until "
+			 "entries are deleted",
+			 (unsigned long long)cat->index.count,
+			 (unsigned long long)cat->meta.linked,
+			 (unsigned long long)cat->meta.limit,
+			 cat->store->files[0].path,
+			 (unsigned long long)(cat->store->meta_half >> 20));
+}
+
+uint64_t catalog_checkpoint_bytes(const struct catalog *cat)
+{
+	return cat->meta.linked + cat->meta.pending;
 }
 
 void catalog_fini(struct catalog *cat)
@@ -89,7 +165,7 @@ static void supersede(struct catalog *cat, const void *key, size_t len)
 		if (p->hash == h && p->key_len == len && !memcmp(p->key, key, len)) {
 			*pp = p->hnext;
 			p->hnext = NULL;
-			p->pending = false;
+			meta_unpend(cat, p);
 			p->superseded = true;
 		} else {
 			pp = &p->hnext;
@@ -106,7 +182,8 @@ static void pending_remove(struct catalog *cat, struct entry *e)
 	if (*pp)
 		*pp = e->hnext;
 	e->hnext = NULL;
-	e->pending = false;
+	if (e->pending)
+		meta_unpend(cat, e);
 }
 
 /*
@@ -120,6 +197,7 @@ static bool unlink_entry(struct catalog *cat, struct entry *e,
 {
 	assert(e->linked);
 	index_del(&cat->index, e->key, e->key_len);
+	meta_unlink(cat, e);
 	supersede(cat, e->key, e->key_len);
 	if (journal_del(cat->jr, e, done, arg) < 0) {
 		store_entry_put(cat->store, e);
@@ -167,6 +245,108 @@ static uint64_t evict(struct catalog *cat, uint64_t need)
 	return got;
 }
 
+/* The PUT record of an entry of this shape, before the entry exists. */
+static uint64_t put_bytes(uint32_t key_len, uint32_t meta_len, uint32_t nseg,
+			  uint32_t next)
+{
+	const struct entry shape = { .key_len = key_len, .meta_len = meta_len,
+				     .nseg = nseg, .next = next };
+
+	return jf_rec_size(JF_PUT, &shape);
+}
+
+/*
+ * Whether the metadata log takes one more entry, whose PUT record is `rec`
+ * bytes, under `key`.
+ *
+ * Safety. A checkpoint (journal.c stage_checkpoint) writes the record of
+ * every entry in the index and every queued record (the group): L + G
+ * bytes, L = meta.linked, G <= Q = journal_queued_bytes(). If that passed
+ * the payload of a log half, H = meta.room, the checkpoint would fail with
+ * ENOSPC, and so would every commit after it. The catalog keeps
+ *
+ *	M = L + Q + 2R <= H		(R = meta.reserved)
+ *
+ * at all times, so that L + G <= L + Q <= M <= H for every checkpoint,
+ * whether a commit, a failed write or shutdown starts it. It holds at
+ * startup (M = L: recovery's index has one record per entry, all read
+ * from one half, so L <= H), and only an admission raises M:
+ *  - admitting a record r: M += 2r, only if the result is <= H;
+ *  - abandoning a reservation: M -= 2r;
+ *  - cache link: R -= r, L += r - (a replaced entry's record), Q += r;
+ *  - durable link: R -= r, Q += r; when the record lands the journal takes
+ *    r out of Q just before put_landed adds it to L, nothing in between;
+ *  - delete, eviction, drop: L -= r, Q += the DEL record, which is 16
+ *    bytes plus the key, at least 32 bytes less than r. A DEL always
+ *    fits, with no room set aside for it, and so do swap-ins (no record)
+ *    and the checkpoint at shutdown;
+ *  - a record written, or failed (limbo is never staged again): Q drops.
+ * A swap-out in flight counts twice because once linked in cache mode it
+ * is in L and, until its record is written, in Q.
+ *
+ * Headroom. Safety alone would let the index fill a whole half, and then
+ * every commit would be a checkpoint. So the index that remains once the
+ * queue is written, S = L + P + R (P = meta.pending), plus the new record,
+ * less the record of the linked entry it replaces, may reach only
+ * meta.limit, half of H in whole blocks: a checkpoint of it takes at most
+ * half the half, leaving at least a quarter (less the records of the
+ * group it includes) for commits before the next one at three quarters;
+ * checkpoints cost at most twice the bytes of the commits between them.
+ * The replace's credit lets a full log keep taking replaces of the same
+ * size; if the replaced entry is deleted meanwhile, S runs one record
+ * over for a while; M takes no credit and stays exact.
+ *
+ * S over the limit: -ENOSPC, the log is full of entries and only deletes
+ * make room. S within it but M over H: queued records or swap-outs in
+ * flight hold the room; -EAGAIN while the journal is busy (its progress
+ * retries the swap-out), else -ENOSPC.
+ *
+ * Room is never made by evicting, though each evicted entry's record
+ * would go at once: the limit is reached only when keys and metadata are
+ * large next to the data (1 KiB keys and 4 KiB metadata on 4 KiB entries
+ * reach it at about 1.3% of the data area), and evicting most of the data
+ * to hold records would hide a mis-sized store behind a cache that keeps
+ * nothing. A clear ENOSPC says what to change.
+ */
+static int admit_meta(struct catalog *cat, const void *key, uint32_t key_len,
+		      uint64_t rec, char *err, size_t len)
+{
+	struct catalog_meta *m = &cat->meta;
+	const struct entry *old = index_get(&cat->index, key, key_len);
+	uint64_t steady = m->linked + m->pending + m->reserved + rec;
+	uint64_t peak = m->linked + journal_queued_bytes(cat->jr) +
+			2 * (m->reserved + rec);
+	bool fits = steady - (old ? rec_bytes(old) : 0) <= m->limit;
+
+	if (fits && peak <= m->room) {
+		if (m->full)
+			log_notice("the metadata log has room again: %llu of "
+				   "%llu bytes", (unsigned long long)steady,
+				   (unsigned long long)m->limit);
+		m->full = false;
+		return 0;
+	}
+	if (fits && !journal_idle(cat->jr))
+		return -EAGAIN;
+	cat->st->meta_refusals++;
+	snprintf(err, len, "swap_out: the metadata log is full: %llu entries "
+		 "with %llu bytes of keys and metadata fill the %llu MiB log of "
+		 "%s (its checkpoints may use %llu KiB); delete entries, or use "
+		 "a larger store", (unsigned long long)cat->index.count,
+		 (unsigned long long)m->keys_meta,
+		 (unsigned long long)(2 * cat->store->meta_half >> 20),
+		 cat->store->files[0].path,
+		 (unsigned long long)(m->limit >> 10));
+	if (!m->full)
+		log_warn("refusing swap-outs: %s (index %llu, queued %llu, in "
+			 "flight %llu bytes)", err + strlen("swap_out: "),
+			 (unsigned long long)m->linked,
+			 (unsigned long long)journal_queued_bytes(cat->jr),
+			 (unsigned long long)m->reserved);
+	m->full = true;
+	return -ENOSPC;
+}
+
 int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,
 		    const uint64_t *lens, bool pinned, struct entry **ret,
@@ -176,12 +356,18 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 	struct store *s = cat->store;
 	uint64_t total = 0, blocks = 0, avail = store_avail(s);
 	struct entry *e;
+	int r;
 
 	assert(nseg > 0 && nseg <= KVS_MAX_SEGMENTS);
 	for (uint32_t i = 0; i < nseg; i++) {
 		total += lens[i];
 		blocks += (lens[i] + s->block - 1) / s->block;
 	}
+	/* Before evicting: its least record, one extent per segment. */
+	r = admit_meta(cat, key, key_len, put_bytes(key_len, meta_len, nseg, nseg),
+		       err, len);
+	if (r < 0)
+		return r;
 	if (blocks * s->block > avail)
 		goto out_full;
 	for (uint32_t i = 0; i < nseg; i++) {
@@ -199,6 +385,15 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		counts[i] = (uint32_t)n;
 		next += (uint32_t)n;
 	}
+	/* Fragmented space: the record's extents, now known, must fit too. */
+	if (next > nseg) {
+		r = admit_meta(cat, key, key_len,
+			       put_bytes(key_len, meta_len, nseg, next), err, len);
+		if (r < 0) {
+			store_free(s, cat->scratch, next);
+			return r;
+		}
+	}
 	cat->rr_file = (cat->rr_file + nseg) % s->nfiles;
 	/* Owner: the caller's reference, handed on by catalog_link*(). */
 	e = entry_new(key, key_len, meta, meta_len, nseg, next);
@@ -207,6 +402,7 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		snprintf(err, len, "swap_out: out of memory");
 		return -ENOMEM;
 	}
+	cat->meta.reserved += rec_bytes(e);
 	memcpy(e->ext, cat->scratch, next * sizeof(*e->ext));
 	e->size = total;
 	e->flags = pinned ? ENTRY_PINNED : 0;
@@ -255,6 +451,8 @@ static void retry_waiters(void *arg)
 void catalog_abandon(struct catalog *cat, struct entry *e)
 {
 	assert(!e || !e->linked);
+	if (e)
+		meta_unreserve(cat, e);
 	store_entry_put(cat->store, e);
 }
 
@@ -262,10 +460,14 @@ void catalog_link(struct catalog *cat, struct entry *e)
 {
 	struct entry *old;
 
+	meta_unreserve(cat, e);
 	supersede(cat, e->key, e->key_len);
 	/* Visible now; the record follows in a later commit, and the
 	 * replaced entry's blocks wait for it. */
 	old = index_put(&cat->index, e);
+	meta_link(cat, e);
+	if (old)
+		meta_unlink(cat, old);
 	if (journal_put(cat->jr, e, old, NULL, NULL) < 0)
 		store_entry_put(cat->store, old);
 }
@@ -292,8 +494,14 @@ static void put_landed(void *arg, int err)
 			log_err("out of memory holding a superseded entry: its "
 				"blocks stay allocated");
 	} else {
+		struct entry *old;
+
 		pending_remove(cat, e);
-		store_entry_put(cat->store, index_put(&cat->index, e));
+		old = index_put(&cat->index, e);
+		meta_link(cat, e);
+		if (old)
+			meta_unlink(cat, old);
+		store_entry_put(cat->store, old);
 	}
 	op->done(op->arg, err);
 }
@@ -303,9 +511,11 @@ void catalog_link_durable(struct catalog *cat, struct entry *e,
 			  void *arg)
 {
 	*op = (struct catalog_op){ cat, e, done, arg };
+	meta_unreserve(cat, e);
 	supersede(cat, e->key, e->key_len);
 	e->hash = index_hash(&cat->index, e->key, e->key_len);
 	e->pending = true;
+	cat->meta.pending += rec_bytes(e);
 	e->hnext = cat->pending;
 	cat->pending = e;
 	if (journal_put(cat->jr, e, NULL, put_landed, op) < 0)

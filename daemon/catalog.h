@@ -45,6 +45,21 @@ struct catalog_waiter {
 	void *arg;
 };
 
+/*
+ * The metadata log's room, in bytes of PUT records (jf_rec_size): what a
+ * checkpoint of the index writes. The admission rule that keeps every
+ * checkpoint within a log half is in catalog.c (admit_meta).
+ */
+struct catalog_meta {
+	uint64_t linked;	/* records of the entries in the index */
+	uint64_t pending;	/* durable swap-outs being committed */
+	uint64_t reserved;	/* swap-outs reserved, not linked yet */
+	uint64_t keys_meta;	/* key and metadata bytes of linked entries */
+	uint64_t limit;		/* what linked + pending + reserved may reach */
+	uint64_t room;		/* a log half's payload bytes */
+	bool full;		/* the last admission was refused (logged) */
+};
+
 struct catalog {
 	struct index index;
 	struct store *store;
@@ -59,6 +74,7 @@ struct catalog {
 	struct catalog_waiter *wait_tail;
 	uint32_t rr_file;	/* file the next segment prefers */
 	struct sext *scratch;	/* extents of a reservation being made */
+	struct catalog_meta meta;
 };
 
 /*
@@ -69,6 +85,16 @@ struct catalog {
 int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 		 struct stats *st);
 void catalog_fini(struct catalog *cat);
+
+/*
+ * Counts the metadata of the entries recovery put in the index (once,
+ * after journal_recover(), before serving; later changes are counted as
+ * they happen).
+ */
+void catalog_recount(struct catalog *cat);
+
+/* Record bytes a checkpoint of the index needs now: linked + pending. */
+uint64_t catalog_checkpoint_bytes(const struct catalog *cat);
 
 /* The linked entry under key, or NULL. Touches nothing. */
 struct entry *catalog_get(struct catalog *cat, const void *key, size_t len);
@@ -88,8 +114,9 @@ void catalog_read_end(struct catalog *cat, struct entry *e);
  * Allocates the blocks of a new entry (nseg segments of lens[i] bytes)
  * and makes it, not yet visible; evicts least recently used entries if
  * the space is short. Returns 0 and the entry (the caller's reference) in
- * *ret; -EAGAIN when evicted space is on its way back (catalog_wait);
- * -ENOSPC or -ENOMEM with a message in err.
+ * *ret; -EAGAIN when evicted space or metadata room is on its way back
+ * (catalog_wait); -ENOSPC (the data area or the metadata log is full) or
+ * -ENOMEM with a message in err. Metadata room is never made by evicting.
  */
 int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,

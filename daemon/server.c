@@ -213,6 +213,7 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	ret = journal_recover(&srv->jr, err, len);
 	if (ret < 0)
 		return ret;
+	catalog_recount(&srv->cat);
 	loop_on(&srv->loop, UD_SIGNAL, on_cqe, srv);
 	loop_on(&srv->loop, UD_TICK, on_cqe, srv);
 	loop_after_batch(&srv->loop, after_batch, srv);

@@ -16,6 +16,7 @@ struct stats {
 	uint64_t evictions;
 	uint64_t checksum_errors;
 	uint64_t io_errors;
+	uint64_t meta_refusals;	/* swap-outs refused: metadata log full */
 };
 
 #endif

@@ -251,7 +251,7 @@ static void place_retry(void *arg);
 static void place(struct xfer *x)
 {
 	uint64_t lens[KVS_MAX_SEGMENTS];
-	char err[256];
+	char err[512];	/* room for a path in the message */
 	int r;
 
 	for (uint32_t i = 0; i < x->nseg; i++)
