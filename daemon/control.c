@@ -357,6 +357,14 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.checkpoints = srv->jr.checkpoints;
 	s.checksum_errors = srv->st.checksum_errors;
 	s.io_errors = srv->st.io_errors;
+	s.has_log_half_bytes = s.has_log_bytes_used = 1;
+	s.has_checkpoint_bytes = s.has_checkpoint_limit = 1;
+	s.has_metadata_refusals = 1;
+	s.log_half_bytes = srv->store.meta_half;
+	s.log_bytes_used = journal_log_used(&srv->jr);
+	s.checkpoint_bytes = catalog_checkpoint_bytes(&srv->cat);
+	s.checkpoint_limit = srv->cat.meta.limit;
+	s.metadata_refusals = srv->st.meta_refusals;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
 	conn_send(c, &ev);
