@@ -1761,7 +1761,24 @@ KVSWAP_EXPORT void kvswap_entries_free(struct kvswap_entry *entries,
 
 /* --- statistics ----------------------------------------------------------- */
 
-KVSWAP_EXPORT int kvswap_stat(struct kvswap *k, struct kvswap_stat *ret)
+/*
+ * kvswap_stat has two versions. Programs built when struct kvswap_stat
+ * ended at `verify` are bound to kvswap_stat@KVSWAP_0 and hold only that
+ * much: stat_v0 writes no further. Programs built since are bound to the
+ * default, kvswap_stat@@KVSWAP_0.1 (stat_v1), which fills it all; so is a
+ * static link. The names stat_v0 and stat_v1 stay local (libkvswap.sym).
+ */
+#define STAT_V0_SIZE offsetof(struct kvswap_stat, log_half_bytes)
+_Static_assert(STAT_V0_SIZE == 160,
+	       "struct kvswap_stat of KVSWAP_0 was 160 bytes: add fields at "
+	       "its end only");
+
+KVSWAP_EXPORT int stat_v0(struct kvswap *k, struct kvswap_stat *ret);
+KVSWAP_EXPORT int stat_v1(struct kvswap *k, struct kvswap_stat *ret);
+__asm__(".symver stat_v0, kvswap_stat@KVSWAP_0");
+__asm__(".symver stat_v1, kvswap_stat@@KVSWAP_0.1");
+
+KVSWAP_EXPORT int stat_v1(struct kvswap *k, struct kvswap_stat *ret)
 {
 	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
 	Kvswap__V1__Stat s = KVSWAP__V1__STAT__INIT;
@@ -1806,9 +1823,27 @@ KVSWAP_EXPORT int kvswap_stat(struct kvswap *k, struct kvswap_stat *ret)
 		.io_errors = sr->io_errors,
 		.durable = sr->durable,
 		.verify = sr->verify,
+		.log_half_bytes = sr->log_half_bytes,
+		.log_bytes_used = sr->log_bytes_used,
+		.checkpoint_bytes = sr->checkpoint_bytes,
+		.checkpoint_limit = sr->checkpoint_limit,
+		.metadata_refusals = sr->metadata_refusals,
 	};
 	kvswap__v1__event__free_unpacked(ev, NULL);
 	return 0;
+}
+
+KVSWAP_EXPORT int stat_v0(struct kvswap *k, struct kvswap_stat *ret)
+{
+	struct kvswap_stat s;
+	int r;
+
+	if (!ret)
+		return stat_v1(k, NULL);
+	r = stat_v1(k, &s);
+	if (r == 0)
+		memcpy(ret, &s, STAT_V0_SIZE);
+	return r;
 }
 
 /* --- errno names ---------------------------------------------------------- */

@@ -59,6 +59,11 @@ struct kvswap_seg_in {
 	uint64_t offset;
 };
 
+/*
+ * The daemon's statistics (docs/PROTOCOL.md, Stat). Fields are only ever
+ * added at the end: kvswap_stat() of version KVSWAP_0 (programs built
+ * before the metadata log's fields) fills the fields up to `verify` only.
+ */
 struct kvswap_stat {
 	uint64_t capacity;
 	uint64_t used;
@@ -83,6 +88,12 @@ struct kvswap_stat {
 	uint64_t io_errors;
 	bool durable;		/* the daemon's default durability */
 	bool verify;		/* swap-in checks CRC32C */
+	/* Since KVSWAP_0.1; bytes; 0 from a daemon that does not say. */
+	uint64_t log_half_bytes;	/* one half of the metadata log */
+	uint64_t log_bytes_used;	/* of the live half */
+	uint64_t checkpoint_bytes;	/* records a checkpoint needs now */
+	uint64_t checkpoint_limit;	/* past it, swap-outs get ENOSPC */
+	uint64_t metadata_refusals;	/* swap-outs refused: log full */
 };
 
 /* Flags of kvswap_swap_out(). */

@@ -55,6 +55,11 @@ static void stat_print_json(const struct kvswap_stat *s)
 	       "  \"verify\": %s,\n"
 	       "  \"journal_commits\": %" PRIu64 ",\n"
 	       "  \"checkpoints\": %" PRIu64 ",\n"
+	       "  \"log_half_bytes\": %" PRIu64 ",\n"
+	       "  \"log_bytes_used\": %" PRIu64 ",\n"
+	       "  \"checkpoint_bytes\": %" PRIu64 ",\n"
+	       "  \"checkpoint_limit\": %" PRIu64 ",\n"
+	       "  \"metadata_refusals\": %" PRIu64 ",\n"
 	       "  \"checksum_errors\": %" PRIu64 ",\n"
 	       "  \"io_errors\": %" PRIu64 "\n"
 	       "}\n",
@@ -63,8 +68,9 @@ static void stat_print_json(const struct kvswap_stat *s)
 	       s->store_files, s->queue_depth, s->cpu_user_us,
 	       s->cpu_system_us, s->uptime_ms, s->evictions, s->pinned,
 	       s->durable ? "true" : "false", s->verify ? "true" : "false",
-	       s->journal_commits, s->checkpoints, s->checksum_errors,
-	       s->io_errors);
+	       s->journal_commits, s->checkpoints, s->log_half_bytes,
+	       s->log_bytes_used, s->checkpoint_bytes, s->checkpoint_limit,
+	       s->metadata_refusals, s->checksum_errors, s->io_errors);
 }
 
 static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
@@ -100,6 +106,14 @@ static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
 	       s->journal_commits, s->checkpoints);
 	printf("%-12s %" PRIu64 " checksum, %" PRIu64 " I/O\n", "bad reads",
 	       s->checksum_errors, s->io_errors);
+	printf("%-12s %s of a %s half used\n", "metadata log",
+	       human_size(s->log_bytes_used, a), human_size(s->log_half_bytes, b));
+	printf("%-12s %s of %s (%.1f%%), %" PRIu64 " swap-outs refused\n",
+	       "checkpoint", human_size(s->checkpoint_bytes, a),
+	       human_size(s->checkpoint_limit, b),
+	       s->checkpoint_limit ? 100.0 * (double)s->checkpoint_bytes /
+				     (double)s->checkpoint_limit : 0,
+	       s->metadata_refusals);
 }
 
 /*
@@ -142,6 +156,16 @@ static void stat_print_prometheus(const struct kvswap_stat *s)
 	     (double)s->journal_commits);
 	prom("checkpoints_total", "counter", "Metadata checkpoints.",
 	     (double)s->checkpoints);
+	prom("log_half_bytes", "gauge", "Size of one metadata log half.",
+	     (double)s->log_half_bytes);
+	prom("log_used_bytes", "gauge", "Bytes of the live metadata log half "
+	     "in use.", (double)s->log_bytes_used);
+	prom("checkpoint_bytes", "gauge", "Record bytes a checkpoint of the "
+	     "index needs.", (double)s->checkpoint_bytes);
+	prom("checkpoint_limit_bytes", "gauge", "Checkpoint size past which "
+	     "swap-outs are refused.", (double)s->checkpoint_limit);
+	prom("metadata_refusals_total", "counter", "Swap-outs refused because "
+	     "the metadata log is full.", (double)s->metadata_refusals);
 	prom("in_flight", "gauge", "Segment I/O chains in flight.",
 	     (double)s->in_flight);
 	prom("queue_depth", "gauge", "Configured queue depth.",
