@@ -20,7 +20,9 @@
  *    together, evictable; replaces of existing keys, durable and cache,
  *    each answered within a bound; every entry present after a restart
  *    holds its last acknowledged version.
- * 4. libkvswap's ABI: kvswap_stat@KVSWAP_0, what programs built before the
+ * 4. The fill again with 64 swap-outs in flight at a time: refusals only,
+ *    no failed checkpoint, every acknowledged entry back after a restart.
+ * 5. libkvswap's ABI: kvswap_stat@KVSWAP_0, what programs built before the
  *    log's fields call, writes no byte past the old struct.
  */
 #include <dlfcn.h>
@@ -108,6 +110,13 @@ static void mf_stop(struct mf *m, const char *what)
 	m->k = NULL;
 	is_int(harness_stop(m->d), 0, "%s: kvswapd exits 0 on SIGTERM (its "
 	       "checkpoint fits)", what);
+	{
+		static char log[1 << 20];
+
+		ok(harness_read_log(m->d, log, sizeof(log)) >= 0 &&
+		   !strstr(log, "does not fit") && !strstr(log, "journal:"),
+		   "%s: no checkpoint or commit failed", what);
+	}
 }
 
 /* The same store again, with the model of the stopped daemon. */
@@ -136,28 +145,39 @@ static struct kvswap_stat mf_stat(struct mf *m)
  * most: -ETIMEDOUT means the daemon left it unanswered. The model follows
  * what was acknowledged.
  */
-static int put(struct mf *m, unsigned i, uint32_t ver, bool durable)
+static int put_start(struct mf *m, unsigned i, uint32_t ver, bool durable,
+		     unsigned slot, struct kvswap_req **ret)
 {
 	uint8_t key[KEY_MAX], meta[META_MAX];
-	struct kvswap_seg_out seg = { 0, m->size };
-	struct kvswap_req *q;
-	int r;
+	struct kvswap_seg_out seg = { (uint64_t)slot * m->size, m->size };
 
-	if (i >= MAX_KEYS)
-		bail_out("test bug: key %u", i);
+	if (i >= MAX_KEYS || seg.offset + seg.length > REGION)
+		bail_out("test bug: key %u, slot %u", i, slot);
 	key_of(m, i, key);
 	fill_seeded(meta, m->meta_len, data_seed(i, ver) ^ 0x6d657461);
-	fill_seeded(m->s, m->size, data_seed(i, ver));
-	r = kvswap_swap_out(m->k, key, m->key_len, m->src, &seg, 1, meta,
-			    m->meta_len, m->flags | (durable ? KVSWAP_DURABLE :
-						     KVSWAP_CACHE), &q);
-	if (r < 0)
-		return r;
-	r = kvswap_wait(m->k, q, BOUND_MS);
+	fill_seeded(m->s + seg.offset, m->size, data_seed(i, ver));
+	return kvswap_swap_out(m->k, key, m->key_len, m->src, &seg, 1, meta,
+			       m->meta_len, m->flags | (durable ? KVSWAP_DURABLE :
+							KVSWAP_CACHE), ret);
+}
+
+static int put_end(struct mf *m, unsigned i, uint32_t ver,
+		   struct kvswap_req *q)
+{
+	int r = kvswap_wait(m->k, q, BOUND_MS);
+
 	kvswap_req_free(q);
 	if (r == 0)
 		m->ver[i] = ver;
 	return r;
+}
+
+static int put(struct mf *m, unsigned i, uint32_t ver, bool durable)
+{
+	struct kvswap_req *q;
+	int r = put_start(m, i, ver, durable, 0, &q);
+
+	return r < 0 ? r : put_end(m, i, ver, q);
 }
 
 static int del(struct mf *m, unsigned i)
@@ -512,6 +532,54 @@ static void test_both_full(void)
 	harness_free(m.d);
 }
 
+/*
+ * Many swap-outs in flight at once while the log fills: records queued
+ * and reservations count against the room too (-EAGAIN waits inside the
+ * daemon), and no checkpoint may fail whatever the interleaving.
+ */
+static void test_concurrent_fill(void)
+{
+	enum { BATCH = 64 };
+	struct kvswap_req *q[BATCH];
+	struct kvswap_stat s;
+	unsigned n = 0, acked = 0, refused = 0, other = 0;
+	struct mf m;
+
+	diag("4. metadata fill, %d swap-outs in flight at a time", BATCH);
+	mf_open(&m, NULL, KEY_MAX, META_MAX, 4096, 0);
+	while (refused < BATCH && n + BATCH <= MAX_KEYS) {
+		refused = 0;
+		for (unsigned b = 0; b < BATCH; b++)
+			if (put_start(&m, n + b, 1, b % 3 == 0, b, &q[b]) < 0)
+				bail_out("swap_out: %s", kvswap_last_error(m.k));
+		for (unsigned b = 0; b < BATCH; b++) {
+			int r = put_end(&m, n + b, 1, q[b]);
+
+			acked += r == 0;
+			refused += r == -ENOSPC;
+			if (r < 0 && r != -ENOSPC && other++ < 5)
+				diag("key %u: %s: %s", n + b, strerror(-r),
+				     kvswap_last_error(m.k));
+		}
+		n += BATCH;
+	}
+	s = mf_stat(&m);
+	diag("%u acknowledged, then a batch all refused; checkpoint %" PRIu64
+	     " of %" PRIu64 " bytes", acked, s.checkpoint_bytes,
+	     s.checkpoint_limit);
+	is_int(other, 0, "every swap-out succeeded or got ENOSPC");
+	ok(refused == BATCH && s.checkpoint_bytes <= s.checkpoint_limit &&
+	   s.checkpoint_bytes + s.checkpoint_limit / 8 > s.checkpoint_limit,
+	   "the log filled to its limit (%u entries)", acked);
+	is_uint(s.entries, acked, "stat: every acknowledged entry is there");
+	mf_stop(&m, "concurrent fill");
+	mf_restart(&m);
+	is_int(check_all(&m, n, NULL), 0, "after a restart every acknowledged "
+	       "entry is there byte-exact, no refused one");
+	mf_stop(&m, "concurrent fill, restarted");
+	harness_free(m.d);
+}
+
 /* The shared library next to the daemon under test, as installed. */
 static void test_abi(void)
 {
@@ -530,7 +598,7 @@ static void test_abi(void)
 	struct harness *d;
 	void *h;
 
-	diag("4. libkvswap.so: kvswap_stat of KVSWAP_0 and KVSWAP_0.1");
+	diag("5. libkvswap.so: kvswap_stat of KVSWAP_0 and KVSWAP_0.1");
 	snprintf(dir, sizeof(dir), "%s", bin);
 	snprintf(path, sizeof(path), "%s/libkvswap.so.0", dirname(dir));
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -575,6 +643,7 @@ int main(void)
 	test_metadata_fill();
 	test_data_first();
 	test_both_full();
+	test_concurrent_fill();
 	test_abi();
 	done_testing();
 }
