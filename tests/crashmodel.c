@@ -268,14 +268,19 @@ static unsigned read_back(struct kvswap *k, struct kvswap_region *r, int iter,
 	}
 	if (bad)
 		c->wrong++;
+	*seen = (struct state){ true, seed };
+	kvswap_entry_clear(&e);
 	if (ret < 0) {
 		diag("iteration %d: %s: swap-in failed: %s: %s", iter, key,
 		     strerror(-ret), kvswap_last_error(k));
 		c->unreadable++;
 		bad++;
+		/* The daemon may have dropped it: the baseline is what is left. */
+		if (kvswap_describe(k, key, strlen(key), &e) == 0)
+			kvswap_entry_clear(&e);
+		else
+			*seen = (struct state){ false, 0 };
 	}
-	*seen = (struct state){ true, seed };
-	kvswap_entry_clear(&e);
 	return bad;
 }
 
