@@ -356,7 +356,8 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.journal_commits = srv->jr.commits;
 	s.checkpoints = srv->jr.checkpoints;
 	s.checksum_errors = srv->st.checksum_errors;
-	s.io_errors = srv->st.io_errors;
+	/* Store I/O that failed: data segments and metadata writes. */
+	s.io_errors = srv->st.io_errors + srv->jr.io_errors;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
 	conn_send(c, &ev);

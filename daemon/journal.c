@@ -425,6 +425,7 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	if (!j->err && j->written != j->expect && phase_writes(j->phase))
 		j->err = -EIO;	/* short write */
 	if (j->err) {
+		j->io_errors++;
 		log_err("journal: %s failed: %s; the next commit writes a "
 			"checkpoint", j->phase == JOURNAL_SYNC ||
 			j->phase == JOURNAL_CK_SYNC ? "fdatasync" : "metadata write",
@@ -534,6 +535,7 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 	if (!r && fdatasync(fd) < 0)
 		r = -errno;
 	if (r < 0) {
+		j->io_errors++;
 		snprintf(err, len, "checkpoint to %s: %s", st->files[0].path,
 			 strerror(-r));
 		group_done(j, r, false);

@@ -72,6 +72,7 @@ struct journal {
 	uint64_t commits;
 	uint64_t checkpoints;
 	uint64_t log_bytes;
+	uint64_t io_errors;	/* commits and checkpoints whose I/O failed */
 };
 
 /*
