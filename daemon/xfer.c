@@ -213,9 +213,9 @@ static void put_done(void *arg, int err)
 
 	x->e = NULL;	/* the catalog has it now */
 	if (err && !conn_closing(x->c)) {
-		snprintf(msg, sizeof(msg), "swap_out: the data is stored but the "
-			 "metadata write failed (%s): durability not confirmed",
-			 strerror(-err));
+		snprintf(msg, sizeof(msg), "swap_out: the commit failed (%s): "
+			 "durability not confirmed; the entry is kept and goes "
+			 "into the next checkpoint", strerror(-err));
 		conn_send_error(x->c, x->id, err, -1, msg);
 	} else if (!err) {
 		reply_swap_out(x);

@@ -26,10 +26,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "crc32c.h"
 #include "faultmount.h"
@@ -40,6 +42,8 @@
 #define FILE_NAME	"io.kvs"
 #define REGION		(1 * MiB)
 #define MAX_ACKED	1024
+/* After a failed write the journal tries again a second later at most. */
+#define RETRY_US	1100000
 
 static struct faultmount *fm;
 static char store[PATH_MAX + 16];	/* through the mount */
@@ -274,6 +278,43 @@ static bool put_acked(struct cl *c, const char *key, uint64_t len)
 	}
 	note(key, seed, len, ACK_PRESENT);
 	return true;
+}
+
+/*
+ * A durable put that may fail: acknowledged, it must survive; failed, it
+ * may or may not (never damaged). Returns put()'s result.
+ */
+static int put_try(struct cl *c, const char *key, uint64_t len)
+{
+	uint64_t seed = rng_next(&rng);
+	int r = put(c, key, seed, len, KVSWAP_DURABLE);
+
+	note(key, seed, len, r == 0 ? ACK_PRESENT : ACK_EITHER);
+	return r;
+}
+
+/*
+ * Waits (1.1 s per round, 12 rounds at most) until faultfs has fired
+ * `n` more faults of kind `stat` (e.g. "faults_eio") than `base`: the
+ * journal retries a failed write from its tick, or with the next commit,
+ * which a put under `prefix` asks for each round. Returns whether they
+ * fired.
+ */
+static bool wait_faults(struct cl *c, const char *stat, uint64_t base,
+			uint64_t n, const char *prefix)
+{
+	char key[40];
+
+	for (int i = 0; i < 12; i++) {
+		if (faultmount_stat(fm, stat) >= base + n)
+			return true;
+		usleep(RETRY_US);
+		if (faultmount_stat(fm, stat) >= base + n)
+			return true;
+		snprintf(key, sizeof(key), "%s-%d", prefix, i);
+		put_try(c, key, 5000);
+	}
+	return faultmount_stat(fm, stat) >= base + n;
 }
 
 /* Every acknowledged entry is there byte-exact, every deleted one gone. */
@@ -578,6 +619,237 @@ static void test_swap_out(struct cl *c)
 	       "swap-out, a failed replace: the old entry reads back exactly");
 }
 
+/* --- commit ------------------------------------------------------------- */
+
+
+/*
+ * The durable put of `key` fails with EIO under `rule`, saying the commit
+ * failed; io_errors counts it; the entry is visible (as documented). Then
+ * the next durable put, a checkpoint, succeeds; the failed one is in it.
+ */
+static void commit_fault(struct cl *c, const char *rule, const char *key,
+			 const char *what)
+{
+	struct kvswap_stat s0 = stat_now(c), s1, s2;
+	uint64_t seed = rng_next(&rng);
+	char next[40];
+
+	faultmount_cmd(fm, "%s", rule);
+	is_int(put(c, key, seed, 7000, KVSWAP_DURABLE), -EIO,
+	       "commit, %s: the durable put fails with EIO", what);
+	error_says(c, "commit failed (Input/output error): durability not confirmed",
+		   what);
+	s1 = stat_now(c);
+	is_uint(s1.io_errors, s0.io_errors + 1, "commit, %s: io_errors counts it",
+		what);
+	is_int(get(c, key, seed, 7000), 0, "commit, %s: the entry is visible, "
+	       "its bytes whole", what);
+	note(key, seed, 7000, ACK_EITHER);
+	faultmount_cmd(fm, "reset");
+	usleep(RETRY_US);
+	snprintf(next, sizeof(next), "%s-next", key);
+	ok(put_acked(c, next, 3000), "commit, %s: the next durable put succeeds",
+	   what);
+	s2 = stat_now(c);
+	is_uint(s2.checkpoints, s1.checkpoints + 1, "commit, %s: as a checkpoint",
+		what);
+	/* That checkpoint holds every linked entry: the failed one too. */
+	note(key, seed, 7000, ACK_PRESENT);
+}
+
+static struct harness *test_commit(struct harness *h, struct cl *c)
+{
+	struct layout l = layout();
+	char rule[256], cut[64];
+
+	snprintf(rule, sizeof(rule), "eio op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64, FILE_NAME, l.live, l.half);
+	commit_fault(c, rule, "c-eio", "EIO on the log write");
+	h = crash(h, c, "cut drop");
+	check_acked(c, "commit, EIO on the log write, then a power cut");
+	roundtrip(c, "commit, EIO on the log write");
+
+	commit_fault(c, "eio op=fsync file=" FILE_NAME, "c-sync",
+		     "EIO from fdatasync");
+	snprintf(cut, sizeof(cut), "cut random %" PRIu64 " sector=512",
+		 rng_next(&rng) >> 1);
+	h = crash(h, c, cut);
+	check_acked(c, "commit, EIO from fdatasync, then a power cut");
+	roundtrip(c, "commit, EIO from fdatasync");
+
+	/*
+	 * A log write that lands in part (faultfs writes the first half of
+	 * it; FUSE reports EIO), and the power goes before anything else:
+	 * the torn block holds no acknowledged record.
+	 */
+	l = layout();
+	snprintf(rule, sizeof(rule), "short op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64, FILE_NAME, l.live, l.half);
+	faultmount_cmd(fm, "%s", rule);
+	is_int(put_try(c, "c-torn", 9000), -EIO,
+	       "commit, a torn log write: the durable put fails with EIO");
+	h = crash(h, c, "cut drop");
+	check_acked(c, "commit, a torn log write, then a power cut");
+	roundtrip(c, "commit, a torn log write");
+	return h;
+}
+
+/* --- checkpoint --------------------------------------------------------- */
+
+/* Durable puts of small entries until one fails; returns its number. */
+static int put_until_failure(struct cl *c, const char *prefix, int max,
+			     uint64_t *ret_seed)
+{
+	char key[32];
+
+	for (int i = 0; i < max; i++) {
+		uint64_t seed = rng_next(&rng);
+
+		snprintf(key, sizeof(key), "%s-%03d", prefix, i);
+		if (put(c, key, seed, 100, KVSWAP_DURABLE) < 0) {
+			*ret_seed = seed;
+			return i;
+		}
+		note(key, seed, 100, ACK_PRESENT);
+	}
+	return -1;
+}
+
+/*
+ * Shutdown with a log that cannot be written: exits 1 with a clear error,
+ * and nothing acknowledged is lost.
+ */
+static struct harness *shutdown_fault(struct harness *h, struct cl *c)
+{
+	struct layout l = layout();
+	static char log[1 << 16];
+	char rule[256], status[64];
+	int r;
+
+	snprintf(rule, sizeof(rule), "eio op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64 " sticky", FILE_NAME, l.live < l.other ? l.live : l.other,
+		 2 * l.half);
+	faultmount_cmd(fm, "%s", rule);
+	is_int(put_try(c, "sd-a", 5000), -EIO,
+	       "shutdown, log writes fail: a durable put fails with EIO");
+	r = kvswap_delete(c->k, "base-000", 8);
+	is_int(r, -EIO, "shutdown, log writes fail: a durable delete fails with EIO");
+	error_says(c, "metadata write failed", "shutdown, the failed delete");
+	acked[find("base-000")].state = ACK_EITHER;
+	cl_close(c);
+	kill(h->pid, SIGTERM);
+	r = harness_wait_exit(h, 20000);
+	ok(r == 0 && WIFEXITED(h->status) && WEXITSTATUS(h->status) == 1,
+	   "shutdown, log writes fail: SIGTERM exits 1 (%s)", r ? "still running" :
+	   harness_status_str(h->status, status, sizeof(status)));
+	harness_read_log(h, log, sizeof(log));
+	if (!ok(has(log, "<3>checkpoint to ") && has(log, store) &&
+		has(log, "Input/output error"), "shutdown, log writes fail: the "
+		"log says the checkpoint to the store failed, and why"))
+		harness_show_log(h, 10);
+	harness_free(h);
+	faultmount_daemon(NULL);
+	faultmount_cmd(fm, "reset");
+	h = start();
+	ok(h && cl_open(h, c), "shutdown, log writes fail: kvswapd starts again");
+	if (!h)
+		bail_out("kvswapd does not start again");
+	check_acked(c, "after the failed shutdown");
+	roundtrip(c, "after the failed shutdown");
+	return h;
+}
+
+static struct harness *test_checkpoint(struct harness *h, struct cl *c)
+{
+	struct layout l = layout();
+	struct kvswap_stat s0 = stat_now(c), s1, s2;
+	char rule[256], cut[64];
+	uint64_t seed = 0, eio0, short0;
+	int n;
+
+	/* The checkpoint a three-quarters full log half asks for. */
+	snprintf(rule, sizeof(rule), "eio op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64, FILE_NAME, l.other, l.half);
+	faultmount_cmd(fm, "%s", rule);
+	n = put_until_failure(c, "ck", 1000, &seed);
+	if (!ok(n > 0, "checkpoint, EIO on its write: after %d commits, a durable "
+		"put fails", n))
+		return h;
+	error_says(c, "commit failed (Input/output error)", "checkpoint, EIO");
+	s1 = stat_now(c);
+	is_uint(s1.checkpoints, s0.checkpoints, "checkpoint, EIO: none counted");
+	is_uint(s1.io_errors, s0.io_errors + 1, "checkpoint, EIO: io_errors counts it");
+	faultmount_cmd(fm, "reset");
+	usleep(RETRY_US);
+	ok(put_acked(c, "ck-next", 3000), "checkpoint, EIO: the next durable put "
+	   "succeeds");
+	s2 = stat_now(c);
+	is_uint(s2.checkpoints, s1.checkpoints + 1, "checkpoint, EIO: retried, "
+		"and it lands");
+	snprintf(cut, sizeof(cut), "ck-%03d", n);
+	note(cut, seed, 100, ACK_PRESENT);
+	snprintf(cut, sizeof(cut), "cut random %" PRIu64, rng_next(&rng) >> 1);
+	h = crash(h, c, cut);
+	check_acked(c, "checkpoint, EIO on its write, then a power cut");
+	roundtrip(c, "checkpoint, EIO on its write");
+
+	/*
+	 * Its superblock write fails. A failed commit asks for the checkpoint,
+	 * which the tick or the next put runs.
+	 */
+	l = layout();
+	s0 = stat_now(c);
+	eio0 = faultmount_stat(fm, "faults_eio");
+	snprintf(rule, sizeof(rule), "eio op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64, FILE_NAME, l.live, l.half);
+	faultmount_cmd(fm, "%s", rule);
+	faultmount_cmd(fm, "eio op=write file=" FILE_NAME " off=0 len=8k");
+	is_int(put_try(c, "sb-a", 5000), -EIO,
+	       "checkpoint, EIO on the superblock: the commit before fails");
+	ok(wait_faults(c, "faults_eio", eio0, 2, "sb-b"), "checkpoint, EIO on the "
+	   "superblock: the checkpoint's superblock write fails");
+	s1 = stat_now(c);
+	is_uint(s1.io_errors, s0.io_errors + 2, "checkpoint, EIO on the "
+		"superblock: io_errors counts both");
+	faultmount_cmd(fm, "reset");
+	usleep(RETRY_US);
+	ok(put_acked(c, "sb-c", 3000), "checkpoint, EIO on the superblock: the "
+	   "next durable put succeeds");
+	s2 = stat_now(c);
+	is_uint(s2.checkpoints, s0.checkpoints + 1, "checkpoint, EIO on the "
+		"superblock: retried, and it lands");
+	h = crash(h, c, "cut drop");
+	check_acked(c, "checkpoint, EIO on the superblock, then a power cut");
+	roundtrip(c, "checkpoint, EIO on the superblock");
+
+	/*
+	 * The superblock write fails but lands (faultfs writes the first half
+	 * of it, which holds the whole superblock): the store names the new
+	 * half now. Nothing may write over that half before a superblock is
+	 * known to have landed (kvswapd writes the same superblock again
+	 * first); here the next write to that half is torn too, and the power
+	 * goes right after.
+	 */
+	l = layout();
+	short0 = faultmount_stat(fm, "faults_short");
+	snprintf(rule, sizeof(rule), "eio op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64, FILE_NAME, l.live, l.half);
+	faultmount_cmd(fm, "%s", rule);
+	faultmount_cmd(fm, "short op=write file=" FILE_NAME " off=0 len=8k");
+	snprintf(rule, sizeof(rule), "short op=write file=%s off=%" PRIu64 " len=%"
+		 PRIu64 " nth=2", FILE_NAME, l.other, l.half);
+	faultmount_cmd(fm, "%s", rule);
+	is_int(put_try(c, "tsb-a", 5000), -EIO,
+	       "checkpoint, torn superblock: the commit before fails");
+	ok(wait_faults(c, "faults_short", short0, 2, "tsb-b"), "checkpoint, torn "
+	   "superblock: it fails, then a write to its half is torn");
+	h = crash(h, c, "cut drop");
+	check_acked(c, "checkpoint, torn superblock and torn retry, then a power cut");
+	roundtrip(c, "checkpoint, torn superblock");
+
+	return shutdown_fault(h, c);
+}
+
 int main(int argc, char **argv)
 {
 	struct harness *h;
@@ -614,6 +886,8 @@ int main(int argc, char **argv)
 
 	test_swap_in(&c);
 	test_swap_out(&c);
+	h = test_commit(h, &c);
+	h = test_checkpoint(h, &c);
 
 	cl_close(&c);
 	stop(h, "the end");
