@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 {
 	const char *e = getenv("KVSWAP_POWERLOSS_ITERS");
 	int iters = e && *e ? atoi(e) : DEFAULT_ITERS;
-	uint64_t dropped = 0, kept = 0, evictions = 0, t0;
+	uint64_t dropped = 0, kept = 0, evictions = 0, checkpoints = 0, t0;
 	unsigned problems = 0, check_fails = 0, restarts_failed = 0;
 	struct cm_counts counts = { 0 };
 	int done_iters = 0;
@@ -229,8 +229,11 @@ int main(int argc, char **argv)
 		cm_start_writers(h->socket, &rng, kids);
 		usleep((useconds_t)rng_range(&rng, 10, 300) * 1000);
 		/* Nothing may be evicted: the model would count it as lost. */
-		if (harness_stat(h, &st) == 0)
+		if (harness_stat(h, &st) == 0) {
 			evictions += st.evictions;
+			/* Less the one every start writes. */
+			checkpoints += st.checkpoints - 1;
+		}
 		if (cut(it, &rng, desc, sizeof(desc)) < 0) {
 			ok(0, "iteration %d: faultfs takes %s", it, desc);
 			break;
@@ -260,7 +263,8 @@ int main(int argc, char **argv)
 	is_int(done_iters, iters, "all %d power-cut iterations ran (%.1f s)", iters,
 	       (double)(mono_ms() - t0) / 1000);
 	diag("power cuts: %" PRIu64 " cached writes (or sectors) dropped, "
-	     "%" PRIu64 " kept", dropped, kept);
+	     "%" PRIu64 " kept; %" PRIu64 " checkpoints under load", dropped,
+	     kept, checkpoints);
 	diag("iterations %d, acknowledged operations checked %" PRIu64
 	     " (of %" PRIu64 " acknowledged), lost %" PRIu64 ", wrong bytes "
 	     "served %" PRIu64, done_iters, counts.checked, counts.acked,
