@@ -660,6 +660,7 @@ static void commit_fault(struct cl *c, const char *rule, const char *key,
 static struct harness *test_commit(struct harness *h, struct cl *c)
 {
 	struct layout l = layout();
+	struct kvswap_stat s0;
 	char rule[256], cut[64];
 
 	snprintf(rule, sizeof(rule), "eio op=write file=%s off=%" PRIu64 " len=%"
@@ -685,9 +686,13 @@ static struct harness *test_commit(struct harness *h, struct cl *c)
 	l = layout();
 	snprintf(rule, sizeof(rule), "short op=write file=%s off=%" PRIu64 " len=%"
 		 PRIu64, FILE_NAME, l.live, l.half);
+	s0 = stat_now(c);
 	faultmount_cmd(fm, "%s", rule);
 	is_int(put_try(c, "c-torn", 9000), -EIO,
 	       "commit, a torn log write: the durable put fails with EIO");
+	error_says(c, "commit failed (Input/output error)", "commit, a torn log write");
+	is_uint(stat_now(c).io_errors, s0.io_errors + 1,
+		"commit, a torn log write: io_errors counts it");
 	h = crash(h, c, "cut drop");
 	check_acked(c, "commit, a torn log write, then a power cut");
 	roundtrip(c, "commit, a torn log write");
@@ -883,6 +888,7 @@ int main(int argc, char **argv)
 	if (!ok(h && cl_open(h, &c), "kvswapd starts once the faults are gone"))
 		done_testing();
 	check_acked(&c, "after the refused starts");
+	roundtrip(&c, "after the refused starts");
 
 	test_swap_in(&c);
 	test_swap_out(&c);
