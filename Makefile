@@ -142,6 +142,11 @@ test: deps
 	@$(MAKE) --no-print-directory tests
 	prove -f --timer $(sort $(TEST_BIN))
 
+# The power-loss loop at length: 1,000 power cuts under load (minutes).
+test-long: deps
+	@$(MAKE) --no-print-directory tests
+	KVSWAP_POWERLOSS_ITERS=1000 prove -v --timer $(BUILD)/tests/test-powerloss
+
 # The integration tests against a kvswapd built with ASan, UBSan and LSan
 # (any report makes the daemon exit non-zero, which the tests catch), in a
 # build folder of its own so that it can follow `make test` in one checkout.
@@ -228,7 +233,7 @@ bench: deps
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
 
-.PHONY: all deps tests test test-sanitize run install uninstall man clean bench bench-store
+.PHONY: all deps tests test test-long test-sanitize run install uninstall man clean bench bench-store
 .SECONDARY:
 
 -include $(DEPS)

@@ -356,7 +356,8 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.journal_commits = srv->jr.commits;
 	s.checkpoints = srv->jr.checkpoints;
 	s.checksum_errors = srv->st.checksum_errors;
-	s.io_errors = srv->st.io_errors;
+	/* Store I/O that failed: data segments and metadata writes. */
+	s.io_errors = srv->st.io_errors + srv->jr.io_errors;
 	s.has_log_half_bytes = s.has_log_bytes_used = 1;
 	s.has_checkpoint_bytes = s.has_checkpoint_limit = 1;
 	s.has_metadata_refusals = 1;

@@ -373,6 +373,16 @@ static void start_checkpoint(struct journal *j)
 	submit_sync(j);
 }
 
+/* The superblock write that failed, again (see sb_unsure). */
+static void retry_sb(struct journal *j)
+{
+	j->err = 0;
+	j->expect = j->written = 0;
+	j->phase = JOURNAL_CK_SB;
+	submit_write(j, j->sb, STORE_BLOCK,
+		     store_sb_prepare(j->store, j->ck_half, j->ck_nonce, j->sb));
+}
+
 void journal_kick(struct journal *j)
 {
 	bool puts = false;
@@ -381,11 +391,15 @@ void journal_kick(struct journal *j)
 
 	if (j->phase != JOURNAL_IDLE)
 		return;
-	if (!j->head && !(j->want_checkpoint && j->limbo))
+	if (!j->head && !(j->want_checkpoint && j->limbo) && !j->sb_unsure)
 		return;
 	/* After a failed write, try again at most once a second. */
 	if (j->failed_ms && now_ms() - j->failed_ms < 1000)
 		return;
+	if (j->sb_unsure) {
+		retry_sb(j);
+		return;
+	}
 	j->group = j->head;
 	j->head = j->tail = NULL;
 	for (struct jitem *it = j->group; it; it = it->next) {
@@ -445,10 +459,13 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	if (!j->err && j->written != j->expect && phase_writes(j->phase))
 		j->err = -EIO;	/* short write */
 	if (j->err) {
+		j->io_errors++;
 		log_err("journal: %s failed: %s; the next commit writes a "
 			"checkpoint", j->phase == JOURNAL_SYNC ||
 			j->phase == JOURNAL_CK_SYNC ? "fdatasync" : "metadata write",
 			strerror(-j->err));
+		if (j->phase == JOURNAL_CK_SB)
+			j->sb_unsure = true;
 		j->phase = JOURNAL_IDLE;
 		group_done(j, j->err, false);
 		j->err = 0;
@@ -480,6 +497,8 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 		return;
 	case JOURNAL_CK_SB:
 		store_sb_commit(j->store, j->ck_half, j->ck_nonce);
+		/* A retried superblock: nothing was staged since (nblocks). */
+		j->sb_unsure = false;
 		j->next = j->nblocks;
 		j->want_checkpoint = false;
 		j->checkpoints++;
@@ -525,6 +544,22 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 	ssize_t n;
 
 	assert(j->phase == JOURNAL_IDLE);
+	if (j->sb_unsure) {
+		/* The half the store may name is kept until this lands. */
+		r = pwrite_all(fd, j->sb, STORE_BLOCK,
+			       store_sb_prepare(st, j->ck_half, j->ck_nonce, j->sb));
+		if (!r && fdatasync(fd) < 0)
+			r = -errno;
+		if (r < 0) {
+			j->io_errors++;
+			snprintf(err, len, "checkpoint to %s: superblock: %s",
+				 st->files[0].path, strerror(-r));
+			return r;
+		}
+		store_sb_commit(st, j->ck_half, j->ck_nonce);
+		j->sb_unsure = false;
+		half = !st->sb_active;
+	}
 	/* Everything queued goes into this checkpoint. */
 	if (j->head) {
 		j->group = j->head;
@@ -554,6 +589,7 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 	if (!r && fdatasync(fd) < 0)
 		r = -errno;
 	if (r < 0) {
+		j->io_errors++;
 		snprintf(err, len, "checkpoint to %s: %s", st->files[0].path,
 			 strerror(-r));
 		group_done(j, r, false);

@@ -69,6 +69,14 @@ struct journal {
 	size_t nblocks;		/* staged */
 	uint64_t next;		/* next block in the live half */
 	bool want_checkpoint;
+	/*
+	 * A checkpoint's superblock write failed, but may have landed (a
+	 * torn write that reached the slot): the store may name ck_half now.
+	 * Until a superblock write is known to have landed, that half, which
+	 * holds the whole checkpoint (nblocks), is never written over: the
+	 * journal writes the same superblock again first.
+	 */
+	bool sb_unsure;
 	uint64_t ck_nonce;
 	uint32_t ck_half;
 	uint8_t sb[4096] __attribute__((aligned(4096)));
@@ -82,6 +90,7 @@ struct journal {
 	uint64_t commits;
 	uint64_t checkpoints;
 	uint64_t log_bytes;
+	uint64_t io_errors;	/* commits and checkpoints whose I/O failed */
 };
 
 /*

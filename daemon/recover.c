@@ -48,6 +48,20 @@ static int read_log(struct store *st, uint8_t **ret, size_t *ret_len,
 			free(out);
 			return -errno;
 		}
+		/*
+		 * The half lies inside the file: a short read is a failed one.
+		 * Replaying only what it returned would drop the entries after
+		 * it, for good, with the checkpoint that follows.
+		 */
+		if ((size_t)n < want) {
+			snprintf(err, len, "reading the metadata log of %s: short read "
+				 "(%zd of %zu bytes at %llu): Input/output error",
+				 st->files[0].path, n, want,
+				 (unsigned long long)(base + b * STORE_BLOCK));
+			free(buf);
+			free(out);
+			return -EIO;
+		}
 		for (size_t i = 0; i + STORE_BLOCK <= (size_t)n; i += STORE_BLOCK, b++) {
 			uint32_t used;
 
@@ -70,8 +84,6 @@ static int read_log(struct store *st, uint8_t **ret, size_t *ret_len,
 			memcpy(out + olen, buf + i + JF_HDR, used);
 			olen += used;
 		}
-		if ((size_t)n < want)
-			break;
 	}
 	free(buf);
 	*ret = out;

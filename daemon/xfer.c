@@ -213,9 +213,9 @@ static void put_done(void *arg, int err)
 
 	x->e = NULL;	/* the catalog has it now */
 	if (err && !conn_closing(x->c)) {
-		snprintf(msg, sizeof(msg), "swap_out: the data is stored but the "
-			 "metadata write failed (%s): durability not confirmed",
-			 strerror(-err));
+		snprintf(msg, sizeof(msg), "swap_out: the commit failed (%s): "
+			 "durability not confirmed; the entry is kept and goes "
+			 "into the next checkpoint", strerror(-err));
 		conn_send_error(x->c, x->id, err, -1, msg);
 	} else if (!err) {
 		reply_swap_out(x);
@@ -494,11 +494,14 @@ static void seg_end(struct xseg *xs, int err, const char *what)
 				 (unsigned long long)x->id, msg);
 			conn_send_error(x->c, x->id, err, xs->index, msg);
 		}
-		/* Bytes that cannot be read back right are never served. */
-		if (!x->out && (err == -EIO || err == -EBADMSG))
+		/*
+		 * Bytes proven damaged (their CRC) are never served again. A
+		 * failed or short read proves nothing about them (the error
+		 * may be transient): the entry stays, and the next swap-in
+		 * reads and checks it again.
+		 */
+		if (!x->out && err == -EBADMSG)
 			catalog_drop(xf->cat, x->e);
-		if (err == -EIO)
-			xf->st->io_errors++;
 	}
 	try_finish(x);
 }
@@ -639,6 +642,7 @@ static void seg_last(struct xseg *xs, int res)
 	char what[160];
 
 	if (res != (int)xs->lastlen) {
+		xf->st->io_errors++;
 		seg_end(xs, res < 0 ? res : -EIO, res < 0 ?
 			"store read failed" : "short store read");
 		return;
@@ -674,6 +678,7 @@ static void seg_cqe(void *ctx, enum ud_type type, void *p,
 	switch (type) {
 	case UD_SEG_IO:
 		/* Only a failed or short I/O posts a completion. */
+		xs->x->xf->st->io_errors++;
 		seg_end(xs, res < 0 ? res : -EIO,
 			res < 0 ? (xs->x->out ? "store write failed"
 					      : "store read failed")

@@ -150,7 +150,8 @@ static void stat_print_prometheus(const struct kvswap_stat *s)
 	prom("checksum_errors_total", "counter",
 	     "Segments that failed their CRC32C on swap-in.",
 	     (double)s->checksum_errors);
-	prom("io_errors_total", "counter", "Segments that failed with EIO.",
+	prom("io_errors_total", "counter",
+	     "Store I/O that failed: segments and metadata log writes.",
 	     (double)s->io_errors);
 	prom("journal_commits_total", "counter", "Metadata log commits.",
 	     (double)s->journal_commits);
