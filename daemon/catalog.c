@@ -30,6 +30,9 @@ int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 	r = index_init(&cat->index);
 	if (r < 0)
 		return r;
+	r = index_init(&cat->writing);
+	if (r < 0)
+		return r;
 	cat->scratch = calloc((size_t)KVS_MAX_SEGMENTS * KVS_MAX_EXTENTS,
 			      sizeof(*cat->scratch));
 	if (!cat->scratch)
@@ -40,6 +43,7 @@ int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 
 void catalog_fini(struct catalog *cat)
 {
+	index_fini(&cat->writing);
 	index_clear(&cat->index);
 	index_fini(&cat->index);
 	free(cat->scratch);
@@ -214,6 +218,9 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		e->segs[i] = (struct sseg){ lens[i], k, counts[i], 0, 0 };
 		k += counts[i];
 	}
+	/* Visible as in flight until linked or abandoned (IF_ABSENT). */
+	e->refs++;
+	store_entry_put(s, index_put(&cat->writing, e));
 	*ret = e;
 	return 0;
 
@@ -227,6 +234,24 @@ out_full:
 		 (unsigned long long)avail, (unsigned long long)s->capacity,
 		 (unsigned long long)cat->index.pinned_bytes);
 	return -ENOSPC;
+}
+
+bool catalog_writing(struct catalog *cat, const void *key, size_t len)
+{
+	return index_get(&cat->writing, key, len) != NULL;
+}
+
+/*
+ * A reserved entry stops being in flight: out of the writing index (if
+ * a later reservation of its key has not replaced it there), and that
+ * index's reference dropped.
+ */
+static void writing_remove(struct catalog *cat, struct entry *e)
+{
+	if (index_get(&cat->writing, e->key, e->key_len) != e)
+		return;
+	index_del(&cat->writing, e->key, e->key_len);
+	store_entry_put(cat->store, e);
 }
 
 void catalog_wait(struct catalog *cat, struct catalog_waiter *w)
@@ -254,7 +279,10 @@ static void retry_waiters(void *arg)
 
 void catalog_abandon(struct catalog *cat, struct entry *e)
 {
-	assert(!e || !e->linked);
+	if (!e)
+		return;
+	writing_remove(cat, e);
+	assert(!e->linked);
 	store_entry_put(cat->store, e);
 }
 
@@ -262,6 +290,7 @@ void catalog_link(struct catalog *cat, struct entry *e)
 {
 	struct entry *old;
 
+	writing_remove(cat, e);
 	supersede(cat, e->key, e->key_len);
 	/* Visible now; the record follows in a later commit, and the
 	 * replaced entry's blocks wait for it. */
@@ -303,6 +332,7 @@ void catalog_link_durable(struct catalog *cat, struct entry *e,
 			  void *arg)
 {
 	*op = (struct catalog_op){ cat, e, done, arg };
+	writing_remove(cat, e);
 	supersede(cat, e->key, e->key_len);
 	e->hash = index_hash(&cat->index, e->key, e->key_len);
 	e->pending = true;

@@ -47,6 +47,8 @@ struct catalog_waiter {
 
 struct catalog {
 	struct index index;
+	/* Reserved entries not linked yet: swap-outs in flight, by key. */
+	struct index writing;
 	struct store *store;
 	struct journal *jr;
 	struct stats *st;
@@ -95,6 +97,9 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,
 		    const uint64_t *lens, bool pinned, struct entry **ret,
 		    char *err, size_t len);
+
+/* Whether a swap-out of key is in flight (reserved, not linked yet). */
+bool catalog_writing(struct catalog *cat, const void *key, size_t len);
 
 /* Queues w until space comes back. */
 void catalog_wait(struct catalog *cat, struct catalog_waiter *w);

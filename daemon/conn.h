@@ -162,6 +162,13 @@ int conn_send_bytes(struct conn *c, const void *buf, size_t len);
 int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
 		    const char *msg);
 
+/*
+ * Sends an Error about entry `ent` of a batch (and its segment seg, if
+ * seg >= 0): not final. Counts in stats.
+ */
+int conn_send_entry_error(struct conn *c, uint64_t id, int code, uint32_t ent,
+			  int64_t seg, const char *msg);
+
 /* Closes the connection once everything queued to it has been sent. */
 void conn_close_after_send(struct conn *c, const char *why);
 
