@@ -183,8 +183,12 @@ static void reply_batch(struct xfer *x)
 	if (x->cancelled) {
 		br.has_cancelled = 1;
 		br.cancelled = 1;
+		/* Whole: every segment of the group landed. groups[] first
+		 * counts each group's segments, then lists the whole ones. */
+		for (uint32_t i = 0; i < x->nseg; i++)
+			groups[x->seg[i].group]++;
 		for (uint32_t g = 0; g < x->ngroups; g++)
-			if (x->group_segs[g] && !x->group_left[g])
+			if (groups[g] && x->group_segs[g] == groups[g])
 				groups[ng++] = g;
 		br.n_groups_done = ng;
 		br.groups_done = groups;
