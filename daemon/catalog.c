@@ -406,6 +406,8 @@ static void writing_remove(struct catalog *cat, struct entry *e)
 
 void catalog_wait(struct catalog *cat, struct catalog_waiter *w)
 {
+	/* Evicted space comes back with the records: no deferring them. */
+	journal_urgent(cat->jr);
 	w->next = NULL;
 	if (cat->wait_tail)
 		cat->wait_tail->next = w;
