@@ -340,8 +340,8 @@ int conn_send(struct conn *c, const Event *ev)
 	return conn_send_bytes(c, buf, n);
 }
 
-int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
-		    const char *msg)
+static int send_error(struct conn *c, uint64_t id, int code, int64_t ent,
+		      int64_t seg, const char *msg)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__Error e = KVSWAP__V1__ERROR__INIT;
@@ -354,6 +354,10 @@ int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
 		e.has_segment = 1;
 		e.segment = (uint32_t)seg;
 	}
+	if (ent >= 0) {
+		e.has_entry = 1;
+		e.entry = (uint32_t)ent;
+	}
 	ev.has_id = 1;
 	ev.id = id;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_ERROR;
@@ -361,6 +365,18 @@ int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
 	log_debug("client %s: request %llu: %s", c->name, (unsigned long long)id,
 		  msg);
 	return conn_send(c, &ev);
+}
+
+int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
+		    const char *msg)
+{
+	return send_error(c, id, code, -1, seg, msg);
+}
+
+int conn_send_entry_error(struct conn *c, uint64_t id, int code, uint32_t ent,
+			  int64_t seg, const char *msg)
+{
+	return send_error(c, id, code, ent, seg, msg);
 }
 
 void conn_close_after_send(struct conn *c, const char *why)

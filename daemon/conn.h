@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "defs.h"
+#include "lease.h"
 #include "loop.h"
 #include "stats.h"
 #include "wire.h"
@@ -81,6 +82,8 @@ struct conn {
 	uint32_t ops;		/* recv and sends in flight */
 	uint32_t xfers;		/* requests in flight (swaps, durable deletes) */
 	uint32_t holds;		/* other references: regions */
+	/* The connection's leases, kept by catalog.c. */
+	struct lease_owner leases;
 	/* The connection's regions, kept by region.c. */
 	struct region *regions;
 	uint32_t nregions;
@@ -161,6 +164,13 @@ int conn_send_bytes(struct conn *c, const void *buf, size_t len);
 /* Sends an Error event; seg < 0 means a final error. Counts in stats. */
 int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
 		    const char *msg);
+
+/*
+ * Sends an Error about entry `ent` of a batch (and its segment seg, if
+ * seg >= 0): not final. Counts in stats.
+ */
+int conn_send_entry_error(struct conn *c, uint64_t id, int code, uint32_t ent,
+			  int64_t seg, const char *msg);
 
 /* Closes the connection once everything queued to it has been sent. */
 void conn_close_after_send(struct conn *c, const char *why);

@@ -16,6 +16,7 @@
 #include "control.h"
 #include "log.h"
 #include "server.h"
+#include "swap.h"
 
 #define EV_INIT(ev, req)						\
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;			\
@@ -56,6 +57,10 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 	h.max_segments = KVS_MAX_SEGMENTS;
 	h.max_regions = KVS_MAX_REGIONS;
 	h.max_lookup_keys = KVS_MAX_LOOKUP;
+	h.has_max_batch_entries = h.has_max_batch_segments = h.has_max_groups = 1;
+	h.max_batch_entries = KVS_MAX_BATCH_ENTRIES;
+	h.max_batch_segments = KVS_MAX_BATCH_SEGMENTS;
+	h.max_groups = KVS_MAX_GROUPS;
 	h.alignment = KVS_ALIGN;
 	h.block_size = srv->store.block;
 	h.capacity = srv->store.capacity;
@@ -113,27 +118,41 @@ static void unregister_region(struct conn *c, Request *req)
 	region_release(r);
 }
 
+/*
+ * Lookup: which keys are present and how many lead. With lease_ms, the
+ * hit prefix (and only it: the client reads no further) is leased to this
+ * connection until its SwapIn reads each entry; with release, this
+ * connection's leases on the keys end instead.
+ */
 static void lookup(struct server *srv, struct conn *c, Request *req)
 {
 	const Kvswap__V1__Lookup *m = req->lookup;
 	Kvswap__V1__LookupReply lr = KVSWAP__V1__LOOKUP_REPLY__INIT;
 	protobuf_c_boolean present[KVS_MAX_LOOKUP];
-	bool prefix = true;
+	uint64_t until = m->lease_ms ? now_ms() + m->lease_ms : 0;
+	bool prefix = true, release = m->has_release && m->release;
 	EV_INIT(ev, req);
 
-	uint64_t lease = m->lease_ms ? now_ms() + m->lease_ms : 0;
-
 	lr.has_prefix = 1;
+	lr.has_leased = until && !release;
 	for (size_t i = 0; i < m->n_keys; i++) {
 		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
 					      m->keys[i].len);
 
 		present[i] = e != NULL;
-		/* A lease keeps the prefix for the SwapIn that follows. */
-		if (e && lease)
-			catalog_lease(&srv->cat, e, lease);
 		prefix = prefix && present[i];
 		lr.prefix += prefix;
+		if (e) {
+			srv->st.lookup_hits++;
+			srv->st.lookup_hit_bytes += e->size;
+		} else {
+			srv->st.lookup_misses++;
+		}
+		if (e && release)
+			catalog_unlease(&srv->cat, e, &c->leases);
+		else if (e && prefix && until &&
+			 catalog_lease(&srv->cat, e, &c->leases, until) == 0)
+			lr.leased++;
 	}
 	lr.n_present = m->n_keys;
 	lr.present = present;
@@ -147,49 +166,127 @@ static void not_found(struct conn *c, Request *req, const char *field)
 	conn_send_error(c, req->id, ENOENT, -1, field);
 }
 
+/* Fills info with e's layout; lengths must hold e->nseg values. */
+static void entry_info(Kvswap__V1__EntryInfo *info, const struct entry *e,
+		       uint64_t *lengths)
+{
+	kvswap__v1__entry_info__init(info);
+	for (uint32_t i = 0; i < e->nseg; i++)
+		lengths[i] = e->segs[i].len;
+	info->has_key = info->has_size = info->has_segments = 1;
+	info->has_metadata = 1;
+	info->key = (ProtobufCBinaryData){ e->key_len, e->key };
+	info->size = e->size;
+	info->segments = e->nseg;
+	info->n_lengths = e->nseg;
+	info->lengths = lengths;
+	info->metadata = (ProtobufCBinaryData){ e->meta_len, e->meta };
+}
+
+/* Describe.keys: a ListReply of the entries present, in request order. */
+static void describe_batch(struct server *srv, struct conn *c, Request *req)
+{
+	const Kvswap__V1__Describe *m = req->describe;
+	Kvswap__V1__ListReply lr = KVSWAP__V1__LIST_REPLY__INIT;
+	Kvswap__V1__EntryInfo *info = calloc(m->n_keys, sizeof(*info));
+	Kvswap__V1__EntryInfo **ptrs = calloc(m->n_keys, sizeof(*ptrs));
+	uint64_t *lengths = NULL;
+	size_t n = 0, nl = 0, bytes = 64;
+	EV_INIT(ev, req);
+
+	for (size_t i = 0; i < m->n_keys; i++) {
+		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
+					      m->keys[i].len);
+
+		if (e) {
+			nl += e->nseg;
+			bytes += 32 + e->key_len + e->meta_len + 10ull * e->nseg;
+		}
+	}
+	if (bytes > KVS_MAX_MESSAGE) {
+		conn_send_error(c, req->id, E2BIG, -1, "describe.keys: the entries "
+				"do not fit in one reply: ask for fewer keys");
+		goto out_free;
+	}
+	lengths = calloc(nl ? nl : 1, sizeof(*lengths));
+	if (!info || !ptrs || !lengths) {
+		conn_send_error(c, req->id, ENOMEM, -1, "describe: out of memory");
+		goto out_free;
+	}
+	nl = 0;
+	for (size_t i = 0; i < m->n_keys; i++) {
+		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
+					      m->keys[i].len);
+
+		if (!e)
+			continue;
+		entry_info(&info[n], e, lengths + nl);
+		nl += e->nseg;
+		ptrs[n] = &info[n];
+		n++;
+	}
+	lr.has_cursor = 1;
+	lr.cursor = 0;
+	lr.n_entries = n;
+	lr.entries = ptrs;
+	ev.body_case = KVSWAP__V1__EVENT__BODY_LIST;
+	ev.list = &lr;
+	conn_send(c, &ev);
+out_free:
+	free(info);
+	free(ptrs);
+	free(lengths);
+}
+
 static void describe(struct server *srv, struct conn *c, Request *req)
 {
 	const Kvswap__V1__Describe *m = req->describe;
-	Kvswap__V1__EntryInfo info = KVSWAP__V1__ENTRY_INFO__INIT;
+	Kvswap__V1__EntryInfo info;
 	uint64_t lengths[KVS_MAX_SEGMENTS];
 	struct entry *e;
 	EV_INIT(ev, req);
 
+	if (m->n_keys) {
+		describe_batch(srv, c, req);
+		return;
+	}
 	e = catalog_get(&srv->cat, m->key.data, m->key.len);
 	if (!e) {
 		not_found(c, req, "describe.key: no such entry");
 		return;
 	}
-	for (uint32_t i = 0; i < e->nseg; i++)
-		lengths[i] = e->segs[i].len;
-	info.has_key = info.has_size = info.has_segments = info.has_metadata = 1;
-	info.key = (ProtobufCBinaryData){ e->key_len, e->key };
-	info.size = e->size;
-	info.segments = e->nseg;
-	info.n_lengths = e->nseg;
-	info.lengths = lengths;
-	info.metadata = (ProtobufCBinaryData){ e->meta_len, e->meta };
+	entry_info(&info, e, lengths);
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DESCRIBE;
 	ev.describe = &info;
 	conn_send(c, &ev);
 }
 
-/* A delete waiting for its record to be durable holds its connection. */
+/*
+ * A delete waiting for its record to be durable holds its connection.
+ * Owner: delete(); freed by delete_done() or at once if nothing waits.
+ */
 struct pending_reply {
 	struct conn *c;
 	uint64_t id;
+	bool batch;
+	size_t n;
+	protobuf_c_boolean deleted[];	/* Delete.keys: per key */
 };
 
-static void send_delete_reply(struct conn *c, uint64_t id)
+static void send_delete_reply(const struct pending_reply *p)
 {
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;
 	Kvswap__V1__DeleteReply dr = KVSWAP__V1__DELETE_REPLY__INIT;
 
+	if (p->batch) {
+		dr.n_deleted = p->n;
+		dr.deleted = (protobuf_c_boolean *)p->deleted;
+	}
 	ev.has_id = 1;
-	ev.id = id;
+	ev.id = p->id;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DELETE;
 	ev.delete_ = &dr;
-	conn_send(c, &ev);
+	conn_send(p->c, &ev);
 }
 
 static void delete_done(void *arg, int err)
@@ -202,38 +299,62 @@ static void delete_done(void *arg, int err)
 					"is gone, but the metadata write failed: it "
 					"may come back after a crash");
 		else
-			send_delete_reply(p->c, p->id);
+			send_delete_reply(p);
 	}
 	conn_xfer_end(p->c);
 	free(p);
 }
 
+/*
+ * Delete.key, or each of Delete.keys. In durable mode the reply waits for
+ * the DEL records: records queued together commit in order, in one group,
+ * so waiting for the last one waits for them all.
+ */
 static void delete(struct server *srv, struct conn *c, Request *req)
 {
 	const Kvswap__V1__Delete *m = req->delete_;
-	struct pending_reply *p = NULL;
-	int r;
+	const ProtobufCBinaryData *keys = m->n_keys ? m->keys : &m->key;
+	size_t n = m->n_keys ? m->n_keys : 1;
+	struct pending_reply *p;
+	ssize_t last = -1;
+	bool wait;
 
-	if (!catalog_get(&srv->cat, m->key.data, m->key.len)) {
+	p = calloc(1, sizeof(*p) + n * sizeof(p->deleted[0]));
+	if (!p) {
+		conn_send_error(c, req->id, ENOMEM, -1, "delete: out of memory");
+		return;
+	}
+	*p = (struct pending_reply){ c, req->id, m->n_keys > 0, n };
+	for (size_t i = 0; i < n; i++) {
+		p->deleted[i] = catalog_get(&srv->cat, keys[i].data,
+					    keys[i].len) != NULL;
+		if (p->deleted[i])
+			last = (ssize_t)i;
+	}
+	if (!p->batch && last < 0) {
+		free(p);
 		not_found(c, req, "delete.key: no such entry");
 		return;
 	}
-	/* In durable mode the reply waits for the DEL record. */
-	if (!srv->cfg.cache)
-		p = malloc(sizeof(*p));
-	if (p) {
-		*p = (struct pending_reply){ c, req->id };
+	wait = !srv->cfg.cache && last >= 0;
+	if (wait)
 		conn_xfer_begin(c);
+	for (size_t i = 0; i < n; i++) {
+		bool mine = wait && (ssize_t)i == last;
+
+		if (!p->deleted[i])
+			continue;
+		if (catalog_delete(&srv->cat, keys[i].data, keys[i].len,
+				   mine ? delete_done : NULL, mine ? p : NULL) != 0 &&
+		    mine) {
+			conn_xfer_end(c);
+			wait = false;
+		}
 	}
-	r = catalog_delete(&srv->cat, m->key.data, m->key.len,
-			   p ? delete_done : NULL, p);
-	if (r != 0 && p) {
-		conn_xfer_end(c);
+	if (!wait) {
+		send_delete_reply(p);
 		free(p);
-		p = NULL;
 	}
-	if (!p)
-		send_delete_reply(c, req->id);
 }
 
 /*
@@ -366,6 +487,24 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.checkpoint_bytes = catalog_checkpoint_bytes(&srv->cat);
 	s.checkpoint_limit = srv->cat.meta.limit;
 	s.metadata_refusals = srv->st.meta_refusals;
+	s.has_lookup_hits = s.has_lookup_misses = s.has_lookup_hit_bytes = 1;
+	s.has_batches = s.has_batch_entries = s.has_batch_segments = 1;
+	s.has_group_events = s.has_leases_granted = s.has_leases_consumed = 1;
+	s.has_leases_released = s.has_leases_expired = s.has_leases_dropped = 1;
+	s.has_evicting = 1;
+	s.lookup_hits = srv->st.lookup_hits;
+	s.lookup_misses = srv->st.lookup_misses;
+	s.lookup_hit_bytes = srv->st.lookup_hit_bytes;
+	s.batches = srv->st.batches;
+	s.batch_entries = srv->st.batch_entries;
+	s.batch_segments = srv->st.batch_segments;
+	s.group_events = srv->st.group_events;
+	s.leases_granted = srv->st.leases_granted;
+	s.leases_consumed = srv->st.leases_consumed;
+	s.leases_released = srv->st.leases_released;
+	s.leases_expired = srv->st.leases_expired;
+	s.leases_dropped = srv->st.leases_dropped;
+	s.evicting = srv->cat.evicting;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
 	conn_send(c, &ev);
@@ -377,10 +516,19 @@ void control_request(void *ctx, struct conn *c, Request *req, int fd)
 
 	switch (req->body_case) {
 	case KVSWAP__V1__REQUEST__BODY_SWAP_OUT:
-		xfer_swap_out(&srv->xfers, c, req);
+		swap_out(&srv->xfers, c, req);
 		break;
 	case KVSWAP__V1__REQUEST__BODY_SWAP_IN:
-		xfer_swap_in(&srv->xfers, c, req);
+		swap_in(&srv->xfers, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_SWAP_OUT_BATCH:
+		swap_out_batch(&srv->xfers, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_SWAP_IN_BATCH:
+		swap_in_batch(&srv->xfers, c, req);
+		break;
+	case KVSWAP__V1__REQUEST__BODY_CANCEL:
+		swap_cancel(&srv->xfers, c, req);
 		break;
 	case KVSWAP__V1__REQUEST__BODY_HELLO:
 		hello(srv, c, req);
@@ -420,7 +568,8 @@ void control_conn_closing(void *ctx, struct conn *c)
 {
 	struct server *srv = ctx;
 
-	xfers_conn_abort(&srv->xfers, c);
+	catalog_unlease_all(&srv->cat, &c->leases);
+	swap_conn_abort(&srv->xfers, c);
 }
 
 void control_conn_drained(void *ctx, struct conn *c)

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "recover.h"
 #include "server.h"
+#include "swap.h"
 
 static void signal_arm(struct server *srv)
 {
@@ -153,6 +154,7 @@ static void after_batch(void *ctx)
 {
 	struct server *srv = ctx;
 
+	catalog_kick(&srv->cat);
 	xfers_pump(&srv->xfers);
 	journal_kick(&srv->jr);
 	if (srv->quit)
@@ -221,7 +223,7 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	if (ret < 0)
 		return ret;
 	ret = xfers_init(&srv->xfers, &srv->loop, &srv->cat, &srv->cfg,
-			 &srv->st, srv->store.block, err, len);
+			 &srv->st, srv->store.block, swap_seg_done, err, len);
 	if (ret < 0)
 		return ret;
 	regions_init(&srv->regions, &srv->loop);

@@ -2,31 +2,127 @@
 #ifndef KVSWAP_XFER_H
 #define KVSWAP_XFER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "catalog.h"
 #include "config.h"
 #include "loop.h"
 #include "stats.h"
-#include "wire.h"
 
-struct catalog;
 struct conn;
+struct region;
 struct xfer;
+struct xfers;
 
 /*
- * The data path: swap requests as I/O chains between client regions and
- * the store, and their completion events. What is stored where, and for
- * how long, is the catalog's business.
+ * The data path's I/O chains (xfer.c): the segments of a swap request
+ * (struct xfer, made by swap.c) between a client region and the store,
+ * submitted round robin up to the queue depth. Each segment is one linked
+ * chain of READ_FIXED or WRITE_FIXED, ending either in the linked SEND of
+ * its pre-encoded SegmentDone event (evlen > 0) or in a completion the
+ * loop handles (a tail to copy, a checksum to verify, or a batch segment
+ * that only counts towards its group). When a segment is over, well or
+ * not, xfer.c calls the segment_done callback (swap.c).
  */
+
+/* One segment of a request. */
+struct xseg {
+	struct xfer *x;
+	uint64_t off;		/* in the region */
+	uint64_t len;
+	uint32_t index;		/* in the request, entry by entry */
+	uint32_t stored;	/* in the entry */
+	uint32_t ent;		/* the request's entry it belongs to */
+	uint32_t group;		/* completion group (batches) */
+	int32_t bounce;		/* bounce block, or -1 */
+	uint32_t lastlen;	/* bytes of the chain's last I/O */
+	uint8_t evlen;		/* 0: no linked event */
+	uint8_t ev[23];		/* pre-encoded SegmentDone event */
+} __attribute__((aligned(16)));
+
+enum xent_state {
+	XENT_WAITING,		/* swap-out: space not reserved yet */
+	XENT_LIVE,		/* its segments move */
+	XENT_SKIPPED,		/* IF_ABSENT: stored or being written already */
+	XENT_FAILED,		/* refused or a segment failed */
+	XENT_LINKING,		/* durable swap-out: its record is committing */
+	XENT_DONE,
+};
+
+/* One entry of a request: v1 requests have one, batches up to 1024. */
+struct xent {
+	struct xfer *x;
+	struct entry *e;	/* swap-out: the reserved entry; swap-in: a ref */
+	const uint8_t *key;	/* swap-out: in the xfer's allocation */
+	uint32_t key_len;
+	uint32_t meta_len;
+	const uint8_t *meta;
+	const uint32_t *crcs;	/* swap-out: the client's, or NULL */
+	uint32_t seg0;		/* its segments: x->seg[seg0 .. seg0 + nseg) */
+	uint32_t nseg;
+	uint32_t failed;
+	enum xent_state state;
+	struct catalog_op op;	/* a durable link */
+};
+
+/*
+ * A swap request. Owner: swap.c makes it (swap_*()) and frees it once
+ * every segment is over and its final event is sent; xfer.c moves its
+ * segments.
+ */
+struct xfer {
+	struct xfer *qnext;	/* run queue */
+	struct xfer *anext;	/* every request in flight (Cancel) */
+	struct xfer *aprev;
+	struct xfers *xf;
+	struct conn *c;
+	struct region *r;
+	uint64_t id;
+	bool out;
+	bool batch;
+	bool queued;
+	bool throttled;		/* out of the run queue until one finishes */
+	bool cancelled;
+	bool client_crc;	/* swap-in: the client checks, not the daemon */
+	uint32_t flags;		/* KVS_FLAG_* */
+	uint32_t nent;
+	uint32_t nseg;
+	uint32_t next;		/* next segment to submit */
+	uint32_t done;		/* segments finished, well or not */
+	uint32_t failed;
+	uint32_t inflight;	/* segments submitted, not finished */
+	uint64_t inflight_bytes;
+	uint64_t bytes;
+	uint32_t reserved;	/* swap-out: entries placed so far */
+	uint32_t linking;	/* durable links outstanding */
+	int err;		/* first failure */
+	char errmsg[512];
+	/* Batches: per completion group, segments left, landed, bytes. */
+	uint32_t ngroups;
+	uint32_t *group_left;
+	uint32_t *group_segs;
+	uint64_t *group_bytes;
+	struct catalog_waiter waiter;	/* waiting for space */
+	struct xent *ent;
+	struct xseg seg[];
+} __attribute__((aligned(16)));
+
+/* A segment is over: err 0, or a negative errno and what failed. */
+typedef void xfer_seg_done_fn(struct xseg *xs, int err, const char *what);
+
 struct xfers {
 	struct loop *loop;
 	struct catalog *cat;
 	const struct config *cfg;	/* verify, durability, queue depth */
 	struct stats *st;
 	uint32_t block;
-	/* Swaps that still have segments to submit, round robin. */
+	xfer_seg_done_fn *seg_done;
+	/* Requests that still have segments to submit, round robin. */
 	struct xfer *runq_head;
 	struct xfer *runq_tail;
+	/* Every request in flight, for Cancel. */
+	struct xfer *active;
 	/* I/O chains in flight; at most cfg->queue_depth. */
 	uint32_t inflight;
 	/* Bounce blocks for segment tails: fixed buffer 0, one per chain. */
@@ -37,22 +133,22 @@ struct xfers {
 
 /*
  * Allocates the bounce blocks, registers them as fixed buffer 0 and the
- * segment completion handlers with the loop. Returns 0 or a negative
- * errno with a reason in err. xfers_fini() frees what it allocated.
+ * segment completion handlers with the loop; seg_done is told of every
+ * segment's end. Returns 0 or a negative errno with a reason in err.
+ * xfers_fini() frees what it allocated.
  */
 int xfers_init(struct xfers *xf, struct loop *lp, struct catalog *cat,
 	       const struct config *cfg, struct stats *st, uint32_t block,
-	       char *err, size_t len);
+	       xfer_seg_done_fn *seg_done, char *err, size_t len);
 void xfers_fini(struct xfers *xf);
 
-/* Starts a checked SwapOut / SwapIn request, or answers it with an error. */
-void xfer_swap_out(struct xfers *xf, struct conn *c, const Request *req);
-void xfer_swap_in(struct xfers *xf, struct conn *c, const Request *req);
+/* Queues x's segments (those of live entries) for submission. */
+void xfer_enqueue(struct xfer *x);
+
+/* Takes x out of the run queue (its unsubmitted segments stay unsent). */
+void xfer_dequeue(struct xfer *x);
 
 /* Submits queued segments while the queue depth allows. */
 void xfers_pump(struct xfers *xf);
-
-/* Cancels the queued (not yet submitted) segments of c's swaps. */
-void xfers_conn_abort(struct xfers *xf, struct conn *c);
 
 #endif

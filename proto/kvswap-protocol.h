@@ -31,12 +31,19 @@
 #define KVS_ALIGN		4096
 #define KVS_MAX_LIST		1000	/* List.limit */
 #define KVS_MAX_LEASE_MS	60000	/* Lookup.lease_ms */
+#define KVS_MAX_BATCH_ENTRIES	1024	/* per SwapOutBatch / SwapInBatch */
+#define KVS_MAX_BATCH_SEGMENTS	16384	/* per batch, all entries */
+#define KVS_MAX_GROUPS		4096	/* completion groups 0 .. 4095 */
 
 /* SwapOut.flags */
 #define KVS_FLAG_DURABLE	0x1	/* final event once on stable storage */
 #define KVS_FLAG_CACHE		0x2	/* final event once the data is written */
 #define KVS_FLAG_PINNED		0x4	/* never evicted */
-#define KVS_FLAGS_ALL		0x7
+#define KVS_FLAGS_ALL		0x7	/* SwapOut */
+#define KVS_FLAG_IF_ABSENT	0x8	/* SwapOutBatch: skip keys stored or in flight */
+#define KVS_BATCH_FLAGS_ALL	0xf
+/* SwapOutBatch.events / SwapInBatch.events */
+#define KVS_EVENTS_SEGMENTS	0x1
 
 #define KVS_CHECK_PROTO(value, name)					\
 	_Static_assert((value) == (name),				\
@@ -68,6 +75,17 @@ KVS_CHECK_PROTO(KVS_FLAG_CACHE,
 		KVSWAP__V1__SWAP_OUT_FLAG__SWAP_OUT_CACHE);
 KVS_CHECK_PROTO(KVS_FLAG_PINNED,
 		KVSWAP__V1__SWAP_OUT_FLAG__SWAP_OUT_PINNED);
+KVS_CHECK_PROTO(KVS_FLAG_IF_ABSENT,
+		KVSWAP__V1__SWAP_OUT_FLAG__SWAP_OUT_IF_ABSENT);
+KVS_CHECK_PROTO(KVS_EVENTS_SEGMENTS,
+		KVSWAP__V1__BATCH_EVENTS__BATCH_EVENTS_SEGMENTS);
+KVS_CHECK_PROTO(KVS_MAX_BATCH_ENTRIES,
+		KVSWAP__V1__LIMIT__LIMIT_MAX_BATCH_ENTRIES);
+KVS_CHECK_PROTO(KVS_MAX_BATCH_SEGMENTS,
+		KVSWAP__V1__LIMIT__LIMIT_MAX_BATCH_SEGMENTS);
+KVS_CHECK_PROTO(KVS_MAX_GROUPS, KVSWAP__V1__LIMIT__LIMIT_MAX_GROUPS);
+_Static_assert(KVS_BATCH_FLAGS_ALL == (KVS_FLAGS_ALL | KVS_FLAG_IF_ABSENT),
+	       "KVS_BATCH_FLAGS_ALL names every SwapOutFlag");
 _Static_assert(KVS_FLAGS_ALL ==
 	       (KVS_FLAG_DURABLE | KVS_FLAG_CACHE | KVS_FLAG_PINNED),
 	       "KVS_FLAGS_ALL is not every SwapOut flag");
