@@ -582,9 +582,22 @@ out_full:
 	return -ENOSPC;
 }
 
+/*
+ * A swap-out of key in flight: reserved and writing its data (the writing
+ * index), or durable and committing its record (the pending list, short:
+ * the records of a commit or two).
+ */
 bool catalog_writing(struct catalog *cat, const void *key, size_t len)
 {
-	return index_get(&cat->writing, key, len) != NULL;
+	uint64_t h;
+
+	if (index_get(&cat->writing, key, len))
+		return true;
+	h = index_hash(&cat->index, key, len);
+	for (const struct entry *p = cat->pending; p; p = p->hnext)
+		if (p->hash == h && p->key_len == len && !memcmp(p->key, key, len))
+			return true;
+	return false;
 }
 
 /*
@@ -720,6 +733,7 @@ void catalog_link_durable(struct catalog *cat, struct entry *e,
 {
 	*op = (struct catalog_op){ cat, e, done, arg };
 	meta_unreserve(cat, e);
+	/* From now on in flight on the pending list (hnext is its link). */
 	writing_remove(cat, e);
 	supersede(cat, e->key, e->key_len);
 	e->hash = index_hash(&cat->index, e->key, e->key_len);

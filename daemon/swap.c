@@ -61,8 +61,9 @@ static struct xfer *xfer_new(struct xfers *xf, struct conn *c, struct region *r,
 {
 	size_t off_ent = sizeof(struct xfer) + nseg * sizeof(struct xseg);
 	size_t off_grp = align8(off_ent + nent * sizeof(struct xent));
-	size_t off_extra = off_grp + ngroups * (2 * sizeof(uint32_t) +
+	size_t off_order = off_grp + ngroups * (2 * sizeof(uint32_t) +
 						sizeof(uint64_t));
+	size_t off_extra = align8(off_order + (batch ? nseg * sizeof(uint32_t) : 0));
 	size_t sz = (off_extra + extra + 15) & ~(size_t)15;
 	struct xfer *x = aligned_alloc(16, sz);
 	uint8_t *base = (uint8_t *)x;
@@ -83,6 +84,8 @@ static struct xfer *xfer_new(struct xfers *xf, struct conn *c, struct region *r,
 	x->group_bytes = (uint64_t *)(base + off_grp);
 	x->group_left = (uint32_t *)(x->group_bytes + ngroups);
 	x->group_segs = x->group_left + ngroups;
+	if (batch)
+		x->order = (uint32_t *)(base + off_order);
 	*ret_extra = base + off_extra;
 	for (uint32_t i = 0; i < nent; i++)
 		x->ent[i].x = x;
@@ -391,6 +394,29 @@ static void batch_seg(struct xfer *x, uint32_t i, uint32_t k, uint32_t s,
 	x->group_left[xs->group]++;
 }
 
+/*
+ * Submission order of a batch: group by group, lowest first, and in
+ * request order within a group (a counting sort). So the first layer of
+ * every entry lands first, and a layer-wise reader can start on it while
+ * the rest moves.
+ */
+static void order_by_group(struct xfer *x)
+{
+	uint32_t *start = calloc(x->ngroups + 1, sizeof(*start));
+
+	if (!start) {
+		x->order = NULL;	/* request order: correct, less timely */
+		return;
+	}
+	for (uint32_t i = 0; i < x->nseg; i++)
+		start[x->seg[i].group + 1]++;
+	for (uint32_t g = 0; g < x->ngroups; g++)
+		start[g + 1] += start[g];
+	for (uint32_t i = 0; i < x->nseg; i++)
+		x->order[start[x->seg[i].group]++] = i;
+	free(start);
+}
+
 void swap_out_batch(struct xfers *xf, struct conn *c, const Request *req)
 {
 	const Kvswap__V1__SwapOutBatch *m = req->swap_out_batch;
@@ -462,6 +488,7 @@ void swap_out_batch(struct xfers *xf, struct conn *c, const Request *req)
 			x->seg[s].stored = k;
 		}
 	}
+	order_by_group(x);
 	swap_start(x);
 	if (place(x))
 		placed(x);
@@ -533,7 +560,8 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 			}
 			xs->stored = idx;
 			xs->len = e->segs[idx].len;
-			if (xs->off + xs->len > r->size) {
+			if (xs->off + xs->len > r->size ||
+			    xs->off + xs->len < xs->off) {
 				swap_entry_error(x, i, k, EINVAL, "swap_in_batch.entries"
 					    "[%u].segments[%u]: stored segment %u "
 					    "(%llu bytes) at offset %llu exceeds "
@@ -557,6 +585,7 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 		xe->state = XENT_LIVE;
 		catalog_read_begin(xf->cat, e, &c->leases);
 	}
+	order_by_group(x);
 	xfer_enqueue(x);
 	swap_try_finish(x);
 }

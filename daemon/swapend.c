@@ -168,7 +168,7 @@ static void reply_batch(struct xfer *x)
 			crcs[nc++] = xe->e && !xe->failed ?
 				xe->e->segs[x->seg[xe->seg0 + k].stored].crc : 0;
 	}
-	br.segments = x->nseg - x->failed;
+	br.segments = x->landed;
 	br.bytes = x->bytes;
 	br.n_skipped = ns;
 	br.skipped = skipped;
@@ -352,6 +352,7 @@ void swap_seg_done(struct xseg *xs, int err, const char *what)
 
 	x->done++;
 	if (!err) {
+		x->landed++;
 		x->bytes += xs->len;
 		if (x->out)
 			xf->st->bytes_in += xs->len;
@@ -402,7 +403,7 @@ void swap_cancel_rest(struct xfer *x, int err, const char *why)
 {
 	xfer_dequeue(x);
 	for (uint32_t i = x->next; i < x->nseg; i++) {
-		struct xseg *xs = &x->seg[i];
+		struct xseg *xs = xfer_nth(x, i);
 		struct xent *xe = &x->ent[xs->ent];
 
 		if (xe->state != XENT_LIVE)

@@ -376,6 +376,12 @@ static int check_keys(const char *op, const ProtobufCBinaryData *key,
 	for (size_t i = 0; !r && i < n; i++) {
 		snprintf(what, sizeof(what), "%s.keys[%zu]", op, i);
 		r = check_key(what, &keys[i], 1, err, len);
+		/* Each key once: a reply per key, a durable wait per key. */
+		for (size_t j = 0; !r && j < i; j++)
+			if (keys[i].len == keys[j].len &&
+			    !memcmp(keys[i].data, keys[j].data, keys[i].len))
+				r = bad(err, len, -EINVAL, "%s.keys[%zu]: the same "
+					"as keys[%zu]", op, i, j);
 	}
 	return r;
 }

@@ -57,7 +57,7 @@ void xfer_enqueue(struct xfer *x)
 
 	assert(!x->queued);
 	/* Segments of entries that will not move are skipped. */
-	while (x->next < x->nseg && x->ent[x->seg[x->next].ent].state != XENT_LIVE)
+	while (x->next < x->nseg && x->ent[xfer_nth(x, x->next)->ent].state != XENT_LIVE)
 		x->next++;
 	if (x->next >= x->nseg)
 		return;
@@ -345,7 +345,7 @@ void xfers_pump(struct xfers *xf)
 			continue;
 		}
 		assert(x->next < x->nseg);
-		seg_submit(&x->seg[x->next++]);
+		seg_submit(xfer_nth(x, x->next++));
 		/* Round robin by segment: a small request is not stuck
 		 * behind every segment of a large one. */
 		xfer_enqueue(x);

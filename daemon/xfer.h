@@ -88,7 +88,14 @@ struct xfer {
 	uint32_t flags;		/* KVS_FLAG_* */
 	uint32_t nent;
 	uint32_t nseg;
-	uint32_t next;		/* next segment to submit */
+	/*
+	 * Batches: the order segments are submitted in, group by group
+	 * (lowest first), entry by entry within a group, so that group 0
+	 * (the first layer) lands first; NULL: request order.
+	 */
+	uint32_t *order;
+	uint32_t next;		/* next segment to submit (in order[]) */
+	uint32_t landed;	/* segments that landed well */
 	uint32_t done;		/* segments finished, well or not */
 	uint32_t failed;
 	uint32_t inflight;	/* segments submitted, not finished */
@@ -107,6 +114,12 @@ struct xfer {
 	struct xent *ent;
 	struct xseg seg[];
 } __attribute__((aligned(16)));
+
+/* The segment submitted at position i of x's submission order. */
+static inline struct xseg *xfer_nth(struct xfer *x, uint32_t i)
+{
+	return &x->seg[x->order ? x->order[i] : i];
+}
 
 /* A segment is over: err 0, or a negative errno and what failed. */
 typedef void xfer_seg_done_fn(struct xseg *xs, int err, const char *what);
