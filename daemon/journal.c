@@ -12,8 +12,10 @@
  * Each commit starts at a fresh block, so a block holding acknowledged
  * records is never written again (a torn rewrite could lose them). A
  * checkpoint writes the live entries to the other half under a fresh
- * random nonce, then flips the superblock: blocks of an older epoch or of
- * an interrupted checkpoint can never pass for live ones.
+ * random nonce and the next generation, then flips the superblock, in
+ * both of its slots one after the other: blocks of an older epoch or of
+ * an interrupted checkpoint can never pass for live ones, and a crash or
+ * one damaged slot leaves a slot naming the newest acknowledged state.
  *
  * Write order for a commit: fdatasync every store file (the data of the
  * entries it names must be durable first), then the blocks with RWF_DSYNC.
@@ -233,12 +235,16 @@ static void submit_sync(struct journal *j)
 	}
 }
 
-/* Writes blocks with RWF_DSYNC, in pieces the kernel takes whole. */
+/*
+ * Writes blocks with RWF_DSYNC, in pieces the kernel takes whole. Never
+ * nothing: the phase ends with the completion of the last piece.
+ */
 static void submit_write(struct journal *j, const uint8_t *buf, size_t bytes,
 			 uint64_t off)
 {
 	const size_t piece = 64u << 20;
 
+	assert(bytes > 0);
 	for (size_t done = 0; done < bytes; done += piece) {
 		struct io_uring_sqe *sqe = loop_sqe(j->loop);
 		size_t n = bytes - done < piece ? bytes - done : piece;
@@ -277,7 +283,9 @@ static void snap_write(struct entry *e, void *arg)
 
 /*
  * Stages a checkpoint: every linked entry, then the group's records (PUTs
- * of entries not linked yet, DELs), under a fresh nonce. Returns blocks.
+ * of entries not linked yet, DELs), under a fresh nonce and the next
+ * generation. Returns blocks: at least one, so that even an empty index
+ * leaves a block 0 naming its epoch, and the write phase has I/O to end.
  */
 static ssize_t stage_checkpoint(struct journal *j, uint64_t nonce)
 {
@@ -292,9 +300,11 @@ static ssize_t stage_checkpoint(struct journal *j, uint64_t nonce)
 	for (struct jitem *it = j->group; it; it = it->next)
 		sn.bytes += rec_size(it->type, it->e);
 	blocks = jf_blocks_for(sn.bytes);
+	if (!blocks)
+		blocks = 1;
 	if (blocks > store_log_blocks(j->store))
 		return -ENOSPC;
-	if (reserve(j, blocks ? blocks : 1) < 0)
+	if (reserve(j, blocks) < 0)
 		return -ENOMEM;
 	jf_stream_init(&s, j->buf, blocks);
 	sn.s = &s;
@@ -303,7 +313,7 @@ static ssize_t stage_checkpoint(struct journal *j, uint64_t nonce)
 	while (c);
 	for (struct jitem *it = j->group; it; it = it->next)
 		rec_write(&s, it->type, it->e);
-	return (ssize_t)jf_stream_seal(&s, nonce, 0);
+	return (ssize_t)jf_stream_seal(&s, nonce, j->store->sb_gen + 1, 0);
 }
 
 static ssize_t stage_group(struct journal *j)
@@ -319,7 +329,8 @@ static ssize_t stage_group(struct journal *j)
 	jf_stream_init(&s, j->buf, blocks);
 	for (struct jitem *it = j->group; it; it = it->next)
 		rec_write(&s, it->type, it->e);
-	return (ssize_t)jf_stream_seal(&s, j->store->sb_nonce, j->next);
+	return (ssize_t)jf_stream_seal(&s, j->store->sb_nonce, j->store->sb_gen,
+				       j->next);
 }
 
 static uint64_t fresh_nonce(uint64_t old)
@@ -404,7 +415,8 @@ void journal_kick(struct journal *j)
 
 static bool phase_writes(enum journal_phase ph)
 {
-	return ph == JOURNAL_WRITE || ph == JOURNAL_CK_WRITE || ph == JOURNAL_CK_SB;
+	return ph == JOURNAL_WRITE || ph == JOURNAL_CK_WRITE ||
+	       ph == JOURNAL_CK_SB0 || ph == JOURNAL_CK_SB1;
 }
 
 /* Completion of a journal operation: the phase moves on once all are in. */
@@ -453,17 +465,22 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 			     store_log_offset(j->store, j->ck_half));
 		return;
 	case JOURNAL_CK_WRITE:
-		j->phase = JOURNAL_CK_SB;
-		submit_write(j, j->sb, STORE_BLOCK,
-			     store_sb_prepare(j->store, j->ck_half, j->ck_nonce,
-					      j->sb));
+		/* Both slots, in turn: one is always whole (STORE_FORMAT.md). */
+		j->phase = JOURNAL_CK_SB0;
+		store_sb_prepare(j->store, j->ck_half, j->ck_nonce, j->nblocks,
+				 j->sb);
+		submit_write(j, j->sb, STORE_BLOCK, store_sb_offset(0));
 		return;
-	case JOURNAL_CK_SB:
-		store_sb_commit(j->store, j->ck_half, j->ck_nonce);
+	case JOURNAL_CK_SB0:
+		j->phase = JOURNAL_CK_SB1;
+		submit_write(j, j->sb, STORE_BLOCK, store_sb_offset(1));
+		return;
+	case JOURNAL_CK_SB1:
+		store_sb_commit(j->store, j->ck_half, j->ck_nonce, j->nblocks);
 		j->next = j->nblocks;
 		j->want_checkpoint = false;
 		j->checkpoints++;
-		j->log_bytes += (j->nblocks + 1) * STORE_BLOCK;
+		j->log_bytes += (j->nblocks + 2) * STORE_BLOCK;
 		log_info("checkpoint: %llu entries in %zu KiB of log half %u",
 			 (unsigned long long)j->index->count,
 			 j->nblocks * STORE_BLOCK / 1024, j->ck_half);
@@ -471,7 +488,7 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	default:
 		return;
 	}
-	ck = j->phase == JOURNAL_CK_SB;
+	ck = j->phase == JOURNAL_CK_SB1;
 	j->phase = JOURNAL_IDLE;
 	shrink(j);
 	group_done(j, 0, ck);
@@ -529,17 +546,20 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 	if (!r && fdatasync(fd) < 0)
 		r = -errno;
 	if (!r)
-		r = pwrite_all(fd, j->sb, STORE_BLOCK,
-			       store_sb_prepare(st, half, nonce, j->sb));
-	if (!r && fdatasync(fd) < 0)
-		r = -errno;
+		store_sb_prepare(st, half, nonce, (uint64_t)n, j->sb);
+	/* Both slots, in turn, each durable before the next. */
+	for (uint32_t slot = 0; !r && slot < 2; slot++) {
+		r = pwrite_all(fd, j->sb, STORE_BLOCK, store_sb_offset(slot));
+		if (!r && fdatasync(fd) < 0)
+			r = -errno;
+	}
 	if (r < 0) {
 		snprintf(err, len, "checkpoint to %s: %s", st->files[0].path,
 			 strerror(-r));
 		group_done(j, r, false);
 		return r;
 	}
-	store_sb_commit(st, half, nonce);
+	store_sb_commit(st, half, nonce, (uint64_t)n);
 	j->next = (uint64_t)n;
 	j->checkpoints++;
 	j->want_checkpoint = false;

@@ -15,7 +15,8 @@ struct store;
  * The persistent index: a log of PUT and DEL records in one of two halves
  * of file 0's metadata area. Records are written in group commits (data
  * files fdatasync'ed first, then the records with RWF_DSYNC); a checkpoint
- * writes every live entry into the other half and flips the superblock.
+ * writes every live entry into the other half and flips the superblock
+ * (both slots, one after the other).
  * Recovery (recover.h) replays the live half. Format: jformat.h and
  * docs/STORE_FORMAT.md.
  *
@@ -38,7 +39,8 @@ enum journal_phase {
 	JOURNAL_WRITE,		/* the group's blocks */
 	JOURNAL_CK_SYNC,
 	JOURNAL_CK_WRITE,	/* the checkpoint's blocks */
-	JOURNAL_CK_SB,		/* the superblock flip */
+	JOURNAL_CK_SB0,		/* the superblock flip: slot 0, */
+	JOURNAL_CK_SB1,		/* then slot 1 */
 };
 
 struct journal {
