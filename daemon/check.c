@@ -43,20 +43,9 @@ static void say(struct check *c, const char *what, const char *fmt, ...)
 	fputc('\n', c->out);
 }
 
-/* A key as text: printable ASCII as is, other bytes as \xNN, cut at 64. */
 static const char *key_str(const uint8_t *k, size_t n, char *buf, size_t len)
 {
-	size_t o = 0;
-
-	for (size_t i = 0; i < n && i < 64 && o + 5 < len; i++) {
-		if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\' && k[i] != '"')
-			buf[o++] = (char)k[i];
-		else
-			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", k[i]);
-	}
-	if (n > 64 && o + 4 < len)
-		o += (size_t)snprintf(buf + o, len - o, "...");
-	buf[o] = '\0';
+	recover_key_str(k, n, buf, len);
 	return buf;
 }
 
@@ -125,15 +114,10 @@ static void check_log(struct check *c)
 static void loss(void *arg, const struct rloss *l)
 {
 	struct check *c = arg;
-	char key[300];
+	char line[2048];
 
-	say(c, "note", "salvage would lose the records that began in log blocks "
-	    "%" PRIu64 "..%" PRIu64 " (%s starting at block %" PRIu64 ")%s%s%s%s",
-	    l->hole->from, l->hole->to - 1, l->checkpoint ? "the checkpoint" :
-	    "the commit", l->commit, l->cut_type ? ", and the " : "",
-	    l->cut_type == JF_PUT ? "PUT of \"" : l->cut_type ? "DEL of \"" : "",
-	    l->cut_type ? key_str(l->cut_key, l->cut_key_len, key, sizeof(key)) :
-	    "", l->cut_type ? "\" they cut" : "");
+	recover_loss_line(&c->st, l, line, sizeof(line));
+	say(c, "note", "salvage: %s", line);
 }
 
 /* Extents in range, no block claimed twice; the free space per file. */

@@ -64,6 +64,68 @@ void recover_describe(const struct store *st, const struct rlog *lg,
 		 where, tail);
 }
 
+size_t recover_key_str(const uint8_t *k, size_t n, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (!len)
+		return 0;
+	for (size_t i = 0; i < n && i < 64 && o + 5 < len; i++) {
+		if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\' && k[i] != '"')
+			buf[o++] = (char)k[i];
+		else
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", k[i]);
+	}
+	if (n > 64 && o + 4 < len)
+		o += (size_t)snprintf(buf + o, len - o, "...");
+	buf[o] = '\0';
+	return o;
+}
+
+struct keys {
+	char *buf;
+	size_t len, used;
+};
+
+static void add_key(void *arg, enum jf_type type, const uint8_t *key,
+		    uint16_t key_len)
+{
+	struct keys *k = arg;
+	char s[300];
+
+	recover_key_str(key, key_len, s, sizeof(s));
+	if (k->used < k->len)
+		k->used += (size_t)snprintf(k->buf + k->used, k->len - k->used,
+					    "%s%s \"%s\"", k->used ? ", " : "",
+					    type == JF_PUT ? "PUT" : "DEL", s);
+}
+
+void recover_loss_line(const struct store *st, const struct rloss *l,
+		       char *buf, size_t len)
+{
+	const struct rhole *h = l->hole;
+	char cut[400] = "", read[1200] = "", key[300];
+	struct keys k = { read, sizeof(read), 0 };
+	size_t n = 0;
+
+	if (l->cut_type) {
+		recover_key_str(l->cut_key, l->cut_key_len, key, sizeof(key));
+		snprintf(cut, sizeof(cut), "the %s of \"%s\" they cut and ",
+			 l->cut_type == JF_PUT ? "PUT" : "DEL", key);
+	}
+	if (h->written)
+		n = replay_hole_records(l->log, h, 16, add_key, &k);
+	snprintf(buf, len, "log blocks %" PRIu64 "..%" PRIu64 " of %s (%s, %s "
+		 "%" PRIu64 ") are lost, and with them %severy record that began "
+		 "in them%s%s%s; a lost PUT leaves its entry missing or its older "
+		 "version back, a lost DEL brings its entry back",
+		 h->from, h->to - 1, st->files[0].path, h->written ?
+		 "written, failing their CRC" : "unreadable", l->checkpoint ?
+		 "in the checkpoint starting at block" : "after the commit "
+		 "starting at block", l->commit, cut, n ? " (read from them, "
+		 "unverified: " : "", n ? read : "", n ? ")" : "");
+}
+
 /* Reads the half the other one's block 0 starts, for its own epoch. */
 static int read_peeked(const struct store *st, uint32_t half,
 		       const struct jf_block_info *in, struct rlog *ret,
@@ -428,19 +490,10 @@ int recover_verify(const struct store *st, const struct index *ix,
 
 static void log_loss(void *arg, const struct rloss *l)
 {
-	const struct store *st = arg;
+	char line[2048];
 
-	log_warn("salvage: log blocks %" PRIu64 "..%" PRIu64 " of %s are lost, "
-		 "in %s%" PRIu64 ": every record that began in them%s%.*s%s is "
-		 "lost: a PUT lost leaves its entry missing or its older version "
-		 "back, a DEL lost brings its entry back", l->hole->from,
-		 l->hole->to - 1, st->files[0].path, l->checkpoint ?
-		 "the checkpoint starting at block " : "the commit starting at "
-		 "block ", l->commit, l->cut_type ? (l->cut_type == JF_PUT ?
-		 ", and the PUT of " : ", and the DEL of ") : "",
-		 l->cut_type ? (int)l->cut_key_len : 0,
-		 l->cut_type ? (const char *)l->cut_key : "",
-		 l->cut_type ? " they cut" : "");
+	recover_loss_line(arg, l, line, sizeof(line));
+	log_warn("salvage: %s", line);
 }
 
 /* A salvaged entry whose data no longer matches: dropped. */

@@ -65,6 +65,20 @@ int recover_slots(const struct store *st, uint32_t index,
 void recover_describe(const struct store *st, const struct rlog *lg,
 		      const struct rhole *h, char *buf, size_t len);
 
+/*
+ * One line on what damaged run l->hole took with it (the record it cut,
+ * the records read from its blocks, what losing each means), for the
+ * salvage log and kvswapd --check.
+ */
+void recover_loss_line(const struct store *st, const struct rloss *l,
+		       char *buf, size_t len);
+
+/*
+ * A key as text into buf: printable ASCII as is, other bytes as \xNN,
+ * cut after 64 bytes. Returns the length written.
+ */
+size_t recover_key_str(const uint8_t *k, size_t n, char *buf, size_t len);
+
 /* An extent of an entry, to sort the whole store's use. */
 struct claim {
 	struct sext x;

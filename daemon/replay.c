@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "defs.h"	/* the protocol limits records are read within */
 #include "index.h"
 #include "replay.h"
 #include "store.h"
@@ -34,7 +35,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t sz, size_t first)
 
 struct reader {
 	struct rlog *lg;
-	size_t scap, bcap, hcap;
+	size_t scap, bcap, hcap, rcap;
 };
 
 static int add_valid(struct reader *rd, const uint8_t *b,
@@ -71,7 +72,8 @@ static int add_valid(struct reader *rd, const uint8_t *b,
  * Blocks the epoch wrote that fail their check form runs of their own, so
  * that damage is never merged with the unwritten tail after it.
  */
-static int add_invalid(struct reader *rd, uint64_t seq, bool written)
+static int add_invalid(struct reader *rd, const uint8_t *b, uint64_t seq,
+		       bool written)
 {
 	struct rlog *lg = rd->lg;
 	struct rhole *h = lg->nhole ? &lg->hole[lg->nhole - 1] : NULL;
@@ -81,10 +83,24 @@ static int add_invalid(struct reader *rd, uint64_t seq, bool written)
 			 sizeof(*lg->hole), 16))
 			return -ENOMEM;
 		h = &lg->hole[lg->nhole++];
-		*h = (struct rhole){ .from = seq, .to = seq };
+		*h = (struct rhole){ .from = seq, .to = seq, .raw = lg->raw_len };
+		if (written) {
+			struct jf_block_hdr hd;
+
+			memcpy(&hd, b, sizeof(hd));
+			h->lead = hd.lead & JF_LEAD_MASK;
+		}
 	}
 	h->to++;
-	h->written += written;
+	if (!written)
+		return 0;
+	h->written++;
+	/* Kept for the report: what the damaged blocks may have held. */
+	if (grow((void **)&lg->raw, &rd->rcap, lg->raw_len / JF_PAYLOAD,
+		 JF_PAYLOAD, 4))
+		return -ENOMEM;
+	memcpy(lg->raw + lg->raw_len, b + JF_HDR, JF_PAYLOAD);
+	lg->raw_len += JF_PAYLOAD;
 	return 0;
 }
 
@@ -112,8 +128,39 @@ static void find_checkpoint(struct rlog *lg)
 	lg->ck_blocks = next_start;
 }
 
+/*
+ * Splits the run that straddles the checkpoint's end, so that damage
+ * inside the checkpoint is told apart from the tail after it.
+ */
+static int split_at(struct rlog *lg, uint64_t at)
+{
+	for (size_t i = 0; i < lg->nhole; i++) {
+		struct rhole *h = &lg->hole[i], *q;
+
+		if (h->from >= at || h->to <= at)
+			continue;
+		q = realloc(lg->hole, (lg->nhole + 1) * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		lg->hole = q;
+		memmove(&q[i + 1], &q[i], (lg->nhole - i) * sizeof(*q));
+		lg->nhole++;
+		q[i].to = at;
+		q[i + 1].from = at;
+		if (q[i].written) {
+			/* A run of written blocks: both parts are. */
+			q[i].written = at - q[i].from;
+			q[i + 1].written = q[i + 1].to - at;
+			q[i + 1].raw = q[i].raw + q[i].written * JF_PAYLOAD;
+			q[i + 1].lead = 0;
+		}
+		return 0;
+	}
+	return 0;
+}
+
 /* Damage or tail, run by run; the log's end; the checkpoint's state. */
-static void classify(struct rlog *lg)
+static int classify(struct rlog *lg)
 {
 	uint64_t last_start = 0, ck;
 
@@ -126,6 +173,8 @@ static void classify(struct rlog *lg)
 	if (!lg->v2 && !lg->ck_blocks)
 		find_checkpoint(lg);
 	ck = lg->ck_blocks;
+	if (ck && split_at(lg, ck) < 0)
+		return -ENOMEM;
 	lg->ck_complete = ck && ck <= lg->nblk && lg->blk[ck - 1].seq == ck - 1 &&
 			  lg->blk[ck - 1].end;
 	lg->end = lg->blocks;
@@ -140,6 +189,7 @@ static void classify(struct rlog *lg)
 	}
 	for (size_t i = 0; i < lg->nblk; i++)
 		lg->torn += lg->blk[i].seq >= lg->end;
+	return 0;
 }
 
 int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
@@ -185,17 +235,21 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 			if (s == JF_BLOCK_VALID)
 				r = add_valid(&rd, buf + i, &in);
 			else
-				r = add_invalid(&rd, b, s == JF_BLOCK_DAMAGED && !v2);
+				r = add_invalid(&rd, buf + i, b,
+						s == JF_BLOCK_DAMAGED && !v2);
 			if (r < 0)
 				snprintf(err, len, "reading the log: out of memory");
 		}
 	}
 	free(buf);
+	if (!r && classify(&lg) < 0) {
+		r = -ENOMEM;
+		snprintf(err, len, "reading the log: out of memory");
+	}
 	if (r < 0) {
 		replay_free(&lg);
 		return r;
 	}
-	classify(&lg);
 	*ret = lg;
 	return 0;
 }
@@ -205,10 +259,45 @@ void replay_free(struct rlog *lg)
 	free(lg->stream);
 	free(lg->blk);
 	free(lg->hole);
+	free(lg->raw);
 	lg->stream = NULL;
 	lg->blk = NULL;
 	lg->hole = NULL;
-	lg->len = lg->nblk = lg->nhole = 0;
+	lg->raw = NULL;
+	lg->len = lg->nblk = lg->nhole = lg->raw_len = 0;
+}
+
+size_t replay_hole_records(const struct rlog *lg, const struct rhole *h,
+			   size_t max, void (*fn)(void *arg, enum jf_type type,
+						  const uint8_t *key,
+						  uint16_t key_len),
+			   void *arg)
+{
+	const uint8_t *p = lg->raw + h->raw;
+	size_t len = h->written * JF_PAYLOAD, pos = h->lead, n = 0;
+
+	/* Record by record from the first start, while the bytes make sense. */
+	while (n < max && pos + sizeof(struct jf_rec_hdr) <= len) {
+		struct jf_rec_hdr r;
+		size_t size;
+
+		memcpy(&r, p + pos, sizeof(r));
+		if ((r.type != JF_PUT && r.type != JF_DEL) || !r.key_len ||
+		    r.key_len > KVS_MAX_KEY || pos + sizeof(r) + r.key_len > len)
+			break;
+		if (r.type == JF_PUT && (r.nseg > KVS_MAX_SEGMENTS ||
+					 r.meta_len > KVS_MAX_METADATA ||
+					 r.next > r.nseg * KVS_MAX_EXTENTS))
+			break;
+		fn(arg, r.type, p + pos + sizeof(r), r.key_len);
+		n++;
+		size = sizeof(r) + r.key_len;
+		if (r.type == JF_PUT)
+			size += r.meta_len + (size_t)r.nseg * sizeof(struct jf_rec_seg) +
+				(size_t)r.next * sizeof(struct jf_rec_ext);
+		pos += size;
+	}
+	return n;
 }
 
 int replay_peek(const struct store *st, uint32_t half,
@@ -315,15 +404,32 @@ static void loss_commit(const struct rlog *lg, const struct rhole *h,
 	loss->checkpoint = loss->commit == 0;
 }
 
-/* The damaged run that ends where block index i begins, if any. */
-static const struct rhole *hole_before(const struct rlog *lg, size_t i)
+/*
+ * Reports the damaged runs between blocks `from` and `to` (the valid runs
+ * around them); the first, right after a valid run, may have cut the
+ * record at stream offset pos of a run ending at `end`.
+ */
+static void report(const struct rlog *lg, uint64_t from, uint64_t to,
+		   size_t pos, size_t end, replay_loss_fn *lossfn, void *arg,
+		   struct replay_stats *st)
 {
-	uint64_t seq = i < lg->nblk ? lg->blk[i].seq : lg->blocks;
+	bool first = true;
 
-	for (size_t k = 0; k < lg->nhole; k++)
-		if (lg->hole[k].to == seq && lg->hole[k].damage)
-			return &lg->hole[k];
-	return NULL;
+	for (size_t k = 0; k < lg->nhole; k++) {
+		const struct rhole *h = &lg->hole[k];
+		struct rloss loss = { .log = lg, .hole = h };
+
+		if (h->from < from || h->to > to || !h->damage)
+			continue;
+		st->lost++;
+		if (!lossfn)
+			continue;
+		loss_commit(lg, h, &loss);
+		if (first && h->from == from)
+			cut_record(lg, pos, end, &loss);
+		first = false;
+		lossfn(arg, &loss);
+	}
 }
 
 /* Every run of valid blocks, each from its first record start. */
@@ -333,17 +439,8 @@ static int replay_around(const struct rlog *lg, struct index *ix,
 {
 	size_t i = 0;
 
-	if (lg->nblk == 0 || lg->blk[0].seq != 0) {
-		const struct rhole *h = hole_before(lg, 0);
-
-		if (h && lossfn) {
-			struct rloss loss = { .hole = h };
-
-			loss_commit(lg, h, &loss);
-			lossfn(arg, &loss);
-			st->lost++;
-		}
-	}
+	report(lg, 0, lg->nblk ? lg->blk[0].seq : lg->blocks, 0, 0, lossfn, arg,
+	       st);
 	while (i < lg->nblk) {
 		size_t k = i, first = i;
 		const struct rblock *last;
@@ -363,18 +460,8 @@ static int replay_around(const struct rlog *lg, struct index *ix,
 				  lg->blk[first].lead : 0), end, ix, nfiles, st);
 		if (pos < 0)
 			return (int)pos;
-		{
-			const struct rhole *h = hole_before(lg, k + 1);
-
-			if (h && lossfn) {
-				struct rloss loss = { .hole = h };
-
-				loss_commit(lg, h, &loss);
-				cut_record(lg, (size_t)pos, end, &loss);
-				lossfn(arg, &loss);
-			}
-			st->lost += h != NULL;
-		}
+		report(lg, last->seq + 1, k + 1 < lg->nblk ? lg->blk[k + 1].seq :
+		       lg->blocks, (size_t)pos, end, lossfn, arg, st);
 		i = k + 1;
 	}
 	return 0;

@@ -40,8 +40,10 @@ struct rblock {
 struct rhole {
 	uint64_t from;
 	uint64_t to;
-	uint64_t written;	/* of them, blocks the epoch wrote whose CRC
-				 * or fields no longer check */
+	uint64_t written;	/* blocks the epoch wrote whose CRC or fields
+				 * no longer check: all of the run, or none */
+	size_t raw;		/* written: their payloads in rlog.raw */
+	uint16_t lead;		/* written: the first one's lead, as read */
 	bool damage;
 };
 
@@ -57,6 +59,9 @@ struct rlog {
 	bool ck_complete;	/* its blocks all valid, through JF_END */
 	uint8_t *stream;	/* the valid blocks' payloads, in order */
 	size_t len;
+	uint8_t *raw;		/* written, damaged blocks' payloads, each
+				 * JF_PAYLOAD bytes, unverified */
+	size_t raw_len;
 	struct rblock *blk;
 	size_t nblk;
 	struct rhole *hole;	/* every run, in order */
@@ -91,6 +96,7 @@ int replay_peek(const struct store *st, uint32_t half,
 
 /* What a damaged run of blocks took with it, for the report. */
 struct rloss {
+	const struct rlog *log;
 	const struct rhole *hole;
 	uint64_t commit;	/* first block of the commit it falls in */
 	bool checkpoint;	/* that commit is the checkpoint */
@@ -101,6 +107,18 @@ struct rloss {
 };
 
 typedef void replay_loss_fn(void *arg, const struct rloss *loss);
+
+/*
+ * The records that begin in damaged run h, as far as their fixed part and
+ * key can still be read from blocks the epoch wrote (their CRC failed, so
+ * what is read is unverified; a run of unreadable blocks gives none):
+ * fn(arg, type, key, key_len) for each, at most max. Returns how many.
+ */
+size_t replay_hole_records(const struct rlog *lg, const struct rhole *h,
+			   size_t max, void (*fn)(void *arg, enum jf_type type,
+						  const uint8_t *key,
+						  uint16_t key_len),
+			   void *arg);
 
 struct replay_stats {
 	uint64_t records;	/* replayed */
