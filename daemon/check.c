@@ -91,7 +91,8 @@ static void check_log(struct check *c)
 	say(c, lg->ndamage ? "note" : "ok", "%s: log half %u, generation %"
 	    PRIu64 "%s: checkpoint of %" PRIu64 " blocks%s, %" PRIu64
 	    " commits after it, %zu valid blocks; the log ends at block %"
-	    PRIu64, path, lg->half, lg->gen, lg->v2 ? " (format version 2)" :
+	    PRIu64, path, lg->half, lg->v2 ? c->st.sb_gen : lg->gen,
+	    lg->v2 ? " (format version 2)" :
 	    "", lg->ck_blocks, lg->v2 || lg->ck_complete || !lg->ck_blocks ?
 	    "" : " (incomplete)", lg->commits, lg->nblk, lg->end);
 	for (size_t i = 0; i < lg->nhole; i++) {

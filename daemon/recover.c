@@ -560,11 +560,11 @@ static void note_slots(const struct store *st, const struct rlog *live)
 
 /* Replays the chosen half; with salvage around damage, data checked. */
 static int replay(struct journal *j, const struct recover_plan *p,
-		  bool salvage, char *err, size_t len)
+		  bool salvage, uint64_t t0, char *err, size_t len)
 {
 	struct store *st = j->store;
 	struct replay_stats rs = { 0 };
-	uint64_t dropped = 0, t0 = now_ms();
+	uint64_t dropped = 0;
 	int r;
 
 	r = replay_records(&p->log, j->index, st->nfiles, salvage, log_loss,
@@ -587,8 +587,10 @@ static int replay(struct journal *j, const struct recover_plan *p,
 			   PRIu64 " blocks after it are what a crash left of a "
 			   "commit that was never acknowledged", st->files[0].path,
 			   p->log.end, p->log.torn);
-	log_notice("recovery: %" PRIu64 " entries from %zu log blocks in %"
-		   PRIu64 " ms", j->index->count, p->log.nblk, now_ms() - t0);
+	log_notice("recovery: %" PRIu64 " entries from %zu log blocks (%" PRIu64
+		   " KiB of log half %u read) in %" PRIu64 " ms", j->index->count,
+		   p->log.nblk, p->log.scanned * STORE_BLOCK >> 10, p->log.half,
+		   now_ms() - t0);
 	return 0;
 }
 
@@ -596,6 +598,7 @@ int journal_recover(struct journal *j, char *err, size_t len)
 {
 	struct store *st = j->store;
 	bool salvage = st->mode == STORE_SALVAGE;
+	uint64_t t0 = now_ms();
 	struct recover_plan p;
 	int r;
 
@@ -622,7 +625,7 @@ int journal_recover(struct journal *j, char *err, size_t len)
 		/* The next checkpoint's generation beats every one on disk. */
 		if (salvage && (st->sb_lost || p.newer))
 			store_sb_adopt(st, p.log.half, p.log.nonce, p.gen_max);
-		r = replay(j, &p, salvage, err, len);
+		r = replay(j, &p, salvage, t0, err, len);
 		recover_plan_free(&p);
 		if (r < 0)
 			return r;

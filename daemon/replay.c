@@ -192,11 +192,20 @@ static int classify(struct rlog *lg)
 	return 0;
 }
 
+/*
+ * How far past the last valid block of the epoch (and past its checkpoint)
+ * a half is read: a damaged run longer than this with commits after it
+ * would pass for the tail, and a half larger than the log is not read
+ * whole at every start.
+ */
+#define LOOKAHEAD_BLOCKS	((64u << 20) / JF_BLOCK)
+
 int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 		uint64_t gen, bool v2, uint64_t ck_blocks, struct rlog *ret,
 		char *err, size_t len)
 {
 	const size_t chunk = 4u << 20;
+	uint64_t horizon = (ck_blocks > 0 ? ck_blocks : 1) + LOOKAHEAD_BLOCKS;
 	struct rlog lg = {
 		.half = half,
 		.nonce = nonce,
@@ -214,9 +223,11 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 		snprintf(err, len, "out of memory");
 		return -ENOMEM;
 	}
-	for (uint64_t b = 0; !r && b < lg.blocks;) {
-		size_t want = (lg.blocks - b) * STORE_BLOCK < chunk ?
-			      (lg.blocks - b) * STORE_BLOCK : chunk;
+	if (horizon > lg.blocks)
+		horizon = lg.blocks;
+	for (uint64_t b = 0; !r && b < horizon;) {
+		size_t want = (horizon - b) * STORE_BLOCK < chunk ?
+			      (horizon - b) * STORE_BLOCK : chunk;
 		ssize_t n = pread(st->files[0].fd, buf, want,
 				  (off_t)(base + b * STORE_BLOCK));
 
@@ -232,16 +243,22 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 			enum jf_block_state s = jf_block_check(buf + i, nonce,
 							       lg.gen, b, &in);
 
-			if (s == JF_BLOCK_VALID)
+			if (s == JF_BLOCK_VALID) {
 				r = add_valid(&rd, buf + i, &in);
-			else
+				if (b + 1 + LOOKAHEAD_BLOCKS > horizon)
+					horizon = b + 1 + LOOKAHEAD_BLOCKS;
+				if (horizon > lg.blocks)
+					horizon = lg.blocks;
+			} else {
 				r = add_invalid(&rd, buf + i, b,
 						s == JF_BLOCK_DAMAGED && !v2);
+			}
 			if (r < 0)
 				snprintf(err, len, "reading the log: out of memory");
 		}
 	}
 	free(buf);
+	lg.scanned = horizon;
 	if (!r && classify(&lg) < 0) {
 		r = -ENOMEM;
 		snprintf(err, len, "reading the log: out of memory");

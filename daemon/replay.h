@@ -54,6 +54,8 @@ struct rlog {
 	uint64_t gen;
 	bool v2;		/* a version 2 log: no marks, no generation */
 	uint64_t blocks;	/* in the half */
+	uint64_t scanned;	/* read from its start: up to 64 MiB past the
+				 * last valid block (or the checkpoint) */
 	uint64_t ck_blocks;	/* the checkpoint: from the superblock, or
 				 * found (its JF_END); 0: unknown */
 	bool ck_complete;	/* its blocks all valid, through JF_END */
