@@ -77,8 +77,9 @@ static void check_log(struct check *c)
 	char line[640];
 
 	if (c->st.sb_lost || p->newer) {
-		c->problems++;
-		say(c, "DAMAGE", "%s", p->what);
+		/* A lost superblock is counted with the slots above. */
+		c->problems += p->newer;
+		say(c, p->newer ? "DAMAGE" : "note", "%s", p->what);
 		say(c, "note", "%s: reading log half %u (generation %" PRIu64 "), "
 		    "where kvswapd --salvage would start", path, lg->half,
 		    lg->gen);

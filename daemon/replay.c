@@ -63,7 +63,8 @@ static int add_valid(struct reader *rd, const uint8_t *b,
 		.start = in->start,
 		.end = in->end,
 	};
-	memcpy(lg->stream + lg->len, b + JF_HDR, in->used);
+	if (in->used)	/* an empty checkpoint's block may be all there is */
+		memcpy(lg->stream + lg->len, b + JF_HDR, in->used);
 	lg->len = need;
 	return 0;
 }

@@ -716,6 +716,9 @@ static void test_store(const char *dir)
 	ok(C.s.created, "it was created");
 	is_int(ctx_recover(), 0, "recovery of a new store writes its checkpoint");
 	is_uint(C.j.checkpoints, 1, "one checkpoint");
+	is_uint(C.s.sb_ck_blocks, 1, "of one empty block (an empty index still "
+		"writes one, so the write phase has I/O to end)");
+	ok(C.s.sb_gen == 1 && C.s.sb_active == 1, "generation 1, in half 1");
 	base = C.s.files[0].alloc.base;
 	ctx_close();
 	blk = base + 10;
