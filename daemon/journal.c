@@ -372,11 +372,19 @@ void journal_kick(struct journal *j)
 
 	if (j->phase != JOURNAL_IDLE)
 		return;
-	if (!j->head && !(j->want_checkpoint && j->limbo))
+	if (!j->head && !(j->want_checkpoint && j->limbo) && !j->sb_pending)
 		return;
 	/* After a failed write, try again at most once a second. */
 	if (j->failed_ms && now_ms() - j->failed_ms < 1000)
 		return;
+	if (j->sb_pending) {
+		/* The same superblock again, before anything else is written. */
+		j->err = 0;
+		j->expect = j->written = 0;
+		j->phase = JOURNAL_CK_SB0;
+		submit_write(j, j->sb, STORE_BLOCK, store_sb_offset(0));
+		return;
+	}
 	j->group = j->head;
 	j->head = j->tail = NULL;
 	for (struct jitem *it = j->group; it; it = it->next) {
@@ -425,7 +433,7 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 {
 	struct journal *j = ctx;
 	int res = cqe->res;
-	bool ck;
+	bool ck, retried = false;
 
 	assert(type == UD_JOURNAL && j->ops > 0);
 	if (res < 0 && !j->err)
@@ -441,6 +449,13 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 			"checkpoint", j->phase == JOURNAL_SYNC ||
 			j->phase == JOURNAL_CK_SYNC ? "fdatasync" : "metadata write",
 			strerror(-j->err));
+		/*
+		 * A superblock write that failed may still have landed: it
+		 * may name the new half, which must not be written again
+		 * until both slots surely do.
+		 */
+		if (j->phase == JOURNAL_CK_SB0 || j->phase == JOURNAL_CK_SB1)
+			j->sb_pending = true;
 		j->phase = JOURNAL_IDLE;
 		group_done(j, j->err, false);
 		j->err = 0;
@@ -478,7 +493,13 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	case JOURNAL_CK_SB1:
 		store_sb_commit(j->store, j->ck_half, j->ck_nonce, j->nblocks);
 		j->next = j->nblocks;
-		j->want_checkpoint = false;
+		/*
+		 * A flip completed late: its group was failed back (limbo),
+		 * so a checkpoint of the index must follow before limbo goes.
+		 */
+		retried = j->sb_pending;
+		j->sb_pending = false;
+		j->want_checkpoint = retried;
 		j->checkpoints++;
 		j->log_bytes += (j->nblocks + 2) * STORE_BLOCK;
 		log_info("checkpoint: %llu entries in %zu KiB of log half %u",
@@ -488,7 +509,7 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	default:
 		return;
 	}
-	ck = j->phase == JOURNAL_CK_SB1;
+	ck = j->phase == JOURNAL_CK_SB1 && !retried;
 	j->phase = JOURNAL_IDLE;
 	shrink(j);
 	group_done(j, 0, ck);
@@ -517,11 +538,27 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 {
 	struct store *st = j->store;
 	int fd = st->files[0].fd, r = 0;
-	uint32_t half = !st->sb_active;
+	uint32_t half;
 	uint64_t nonce;
 	ssize_t n;
 
 	assert(j->phase == JOURNAL_IDLE);
+	/* A flip whose superblock write failed: finish it first (on_cqe). */
+	for (uint32_t slot = 0; j->sb_pending && !r && slot < 2; slot++) {
+		r = pwrite_all(fd, j->sb, STORE_BLOCK, store_sb_offset(slot));
+		if (!r && fdatasync(fd) < 0)
+			r = -errno;
+	}
+	if (r < 0) {
+		snprintf(err, len, "superblock of %s: %s", st->files[0].path,
+			 strerror(-r));
+		return r;
+	}
+	if (j->sb_pending) {
+		store_sb_commit(st, j->ck_half, j->ck_nonce, j->nblocks);
+		j->sb_pending = false;
+	}
+	half = !st->sb_active;
 	/* Everything queued goes into this checkpoint. */
 	if (j->head) {
 		j->group = j->head;

@@ -67,6 +67,11 @@ struct journal {
 	size_t nblocks;		/* staged */
 	uint64_t next;		/* next block in the live half */
 	bool want_checkpoint;
+	/*
+	 * A superblock write of a flip failed: sb (naming ck_half, ck_nonce
+	 * and nblocks) is written to both slots again before anything else.
+	 */
+	bool sb_pending;
 	uint64_t ck_nonce;
 	uint32_t ck_half;
 	uint8_t sb[4096] __attribute__((aligned(4096)));
