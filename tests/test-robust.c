@@ -8,10 +8,14 @@
  * not named as lost comes back byte-exact), and kvswapd --check names the
  * damage (exit 1) before and finds the store consistent (exit 0) after.
  *
- * Superblocks: either slot zeroed or with a byte flipped (the other slot
- * is used, both are rewritten), both zeroed (refused; salvage), and slots
- * that lost their last update while the other log half shows a newer
- * state (refused; salvage starts on the newer half).
+ * Superblocks: either slot of the first file zeroed or with a byte
+ * flipped, after a clean stop and (the issue's case) after a crash with
+ * commits, a deletion and a replacement since the last checkpoint, and a
+ * slot of the second file zeroed (the other slot is used, both are
+ * rewritten); a flip cut between its two slot writes (a note, not damage)
+ * and slot 0 behind slot 1 (a lost write); both slots zeroed (refused;
+ * salvage); and slots that lost their last update while the other log
+ * half shows a newer state (refused; salvage starts on the newer half).
  *
  * The log: a block zeroed or with a byte flipped in the middle of the live
  * half (commits follow it), in its last commit, and in the checkpoint a
@@ -601,6 +605,18 @@ static void test_superblocks(void)
 		check_clean(c, what);
 	}
 
+	/* The second file's slot 0: its other slot is used, both rewritten. */
+	{
+		char p1[4096];
+
+		save0(c, true);
+		snprintf(p1, sizeof(p1), "%s", c->store + strlen(c->path0) + 1);
+		ok(write_at(p1, zero, BLK, 0) == 0, "store file 1: slot 0 zeroed");
+		check_damaged(c, "store file 1's slot 0 zeroed", "slot 0", p1);
+		comes_back(c, "store file 1's slot 0 zeroed", NULL);
+		check_clean(c, "store file 1's slot 0 zeroed, after a start");
+	}
+
 	/* A flip cut between the two slot writes: slot 1 one behind. */
 	save0(c, true);
 	s0 = sb_read(c->path0, 0);
@@ -756,15 +772,29 @@ static void test_log(void)
 	is_int(ctx_stop(c), 0, "log: kvswapd exits 0 on SIGTERM");
 	if (ctx_start(c, NULL) < 0)
 		bail_out("cannot restart kvswapd");
+	bad += kvswap_delete(c->k, c->e[3].key, strlen(c->e[3].key)) < 0;
+	c->e[3].live = false;
+	c->e[5].seed++;
+	bad += put(c, &c->e[5]) < 0;
 	for (unsigned i = 0; i < 8; i++)
 		bad += put(c, new_ent(c, "commit", 0)) < 0;
-	is_int(bad, 0, "log: 8 entries in 8 commits");
+	is_int(bad, 0, "log: a delete, a replace and 8 entries in 10 commits");
 	ctx_crash(c);
 	save0(c, false);
 	check_clean(c, "log after a crash");
 
-	log_case(c, "a zeroed log block amid commits", 3, true);
-	log_case(c, "a log block with a byte flipped amid commits", 4, false);
+	/* The case: the live slot zeroed with commits after it. */
+	{
+		static uint8_t zero[BLK];
+
+		ok(write_at(c->path0, zero, BLK, 0) == 0, "after a crash, "
+		   "superblock slot 0 zeroed");
+		comes_back(c, "slot 0 zeroed after a crash", "slot 0");
+		save0(c, true);
+	}
+
+	log_case(c, "a zeroed log block amid commits", 4, true);
+	log_case(c, "a log block with a byte flipped amid commits", 5, false);
 	log_case(c, "the last commit with a byte flipped", -1, false);
 
 	/*
