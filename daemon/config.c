@@ -373,7 +373,7 @@ out_bad_twice:
 
 void config_defaults(struct config *cfg)
 {
-	/* A field without a row (none should exist) is zero. */
+	/* A field without a row (only salvage: kvswapd.c sets it) is zero. */
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		const struct opt *o = &options[i];

@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,9 +31,27 @@ size_t jf_rec_size(enum jf_type type, const struct entry *e)
 	return n;
 }
 
+/* A block's lead, kept in its header until the stream is sealed. */
+static void set_lead(struct jf_stream *s, size_t block, uint16_t lead)
+{
+	memcpy(s->buf + block * JF_BLOCK + offsetof(struct jf_block_hdr, lead),
+	       &lead, sizeof(lead));
+}
+
+static uint16_t get_lead(const struct jf_stream *s, size_t block)
+{
+	uint16_t lead;
+
+	memcpy(&lead, s->buf + block * JF_BLOCK +
+	       offsetof(struct jf_block_hdr, lead), sizeof(lead));
+	return lead;
+}
+
 void jf_stream_init(struct jf_stream *s, void *buf, size_t cap)
 {
 	*s = (struct jf_stream){ .buf = buf, .cap = cap };
+	assert(cap >= 1);
+	set_lead(s, 0, 0);
 }
 
 static void st_write(struct jf_stream *s, const void *p, size_t n)
@@ -45,8 +64,9 @@ static void st_write(struct jf_stream *s, const void *p, size_t n)
 		if (s->pos == JF_PAYLOAD) {
 			s->block++;
 			s->pos = 0;
+			assert(s->block < s->cap);
+			set_lead(s, s->block, 0);
 		}
-		assert(s->block < s->cap);
 		k = JF_PAYLOAD - s->pos < n ? JF_PAYLOAD - s->pos : n;
 		memcpy(s->buf + s->block * JF_BLOCK + JF_HDR + s->pos, src, k);
 		s->pos += k;
@@ -61,6 +81,8 @@ void jf_rec_write(struct jf_stream *s, enum jf_type type, const struct entry *e)
 		.type = (uint8_t)type,
 		.key_len = (uint16_t)e->key_len,
 	};
+	/* The block the record begins in: a full block's successor. */
+	size_t first = s->pos == JF_PAYLOAD ? s->block + 1 : s->block;
 
 	assert(type == JF_PUT || type == JF_DEL);
 	if (type == JF_PUT) {
@@ -71,37 +93,50 @@ void jf_rec_write(struct jf_stream *s, enum jf_type type, const struct entry *e)
 	}
 	st_write(s, &h, sizeof(h));
 	st_write(s, e->key, e->key_len);
-	if (type != JF_PUT)
-		return;
-	st_write(s, e->meta, e->meta_len);
-	for (uint32_t i = 0; i < e->nseg; i++) {
-		struct jf_rec_seg r = { e->segs[i].len, e->segs[i].crc,
-					e->segs[i].next };
+	if (type == JF_PUT) {
+		st_write(s, e->meta, e->meta_len);
+		for (uint32_t i = 0; i < e->nseg; i++) {
+			struct jf_rec_seg r = { e->segs[i].len, e->segs[i].crc,
+						e->segs[i].next };
 
-		st_write(s, &r, sizeof(r));
-	}
-	for (uint32_t i = 0; i < e->next; i++) {
-		struct jf_rec_ext r = { e->ext[i].block, e->ext[i].nblocks,
-					e->ext[i].file };
+			st_write(s, &r, sizeof(r));
+		}
+		for (uint32_t i = 0; i < e->next; i++) {
+			struct jf_rec_ext r = { e->ext[i].block, e->ext[i].nblocks,
+						e->ext[i].file };
 
-		st_write(s, &r, sizeof(r));
+			st_write(s, &r, sizeof(r));
+		}
 	}
+	/* The blocks it spilled into begin with the rest of it. */
+	for (size_t b = first + 1; b <= s->block; b++)
+		set_lead(s, b, b < s->block ? JF_PAYLOAD : (uint16_t)s->pos);
 }
 
-size_t jf_stream_seal(struct jf_stream *s, uint64_t nonce, uint64_t seq0)
+size_t jf_stream_seal(struct jf_stream *s, uint64_t nonce, uint64_t gen,
+		      uint64_t seq0)
 {
 	size_t n = s->block + (s->pos > 0);
 
+	if (!n)
+		n = 1;	/* an empty checkpoint still marks its epoch */
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *b = s->buf + i * JF_BLOCK;
 		struct jf_block_hdr h = {
 			.magic = JF_MAGIC,
 			.nonce = nonce,
 			.seq = seq0 + i,
-			.used = i + 1 < n ? JF_PAYLOAD : (uint32_t)s->pos,
+			.used = i + 1 < n ? JF_PAYLOAD : (uint16_t)s->pos,
+			.lead = get_lead(s, i),
+			.gen = (uint32_t)gen,
 		};
 		size_t used = h.used;
 
+		assert(h.lead <= h.used);
+		if (i == 0)
+			h.lead |= JF_START;
+		if (i + 1 == n)
+			h.lead |= JF_END;
 		memset(b + JF_HDR + used, 0, JF_PAYLOAD - used);
 		memcpy(b, &h, sizeof(h));
 		h.crc = crc32c(0, b, JF_BLOCK);
@@ -110,26 +145,63 @@ size_t jf_stream_seal(struct jf_stream *s, uint64_t nonce, uint64_t seq0)
 	return n;
 }
 
-bool jf_block_check(const void *block, uint64_t nonce, uint64_t seq,
-		    uint32_t *ret_used)
+/* Magic, fields and CRC; *h is the header as read. */
+static bool block_sound(const uint8_t *b, struct jf_block_hdr *h)
 {
 	static const uint8_t zero[sizeof(uint32_t)];
 	const size_t at = offsetof(struct jf_block_hdr, crc);
-	const uint8_t *b = block;
-	struct jf_block_hdr h;
 	uint32_t crc;
 
-	memcpy(&h, b, sizeof(h));
-	if (h.magic != JF_MAGIC || h.nonce != nonce || h.seq != seq ||
-	    h.used > JF_PAYLOAD)
+	memcpy(h, b, sizeof(*h));
+	if (h->magic != JF_MAGIC || h->used > JF_PAYLOAD ||
+	    (h->lead & ~(JF_LEAD_MASK | JF_START | JF_END)) ||
+	    (h->lead & JF_LEAD_MASK) > h->used ||
+	    ((h->lead & JF_START) && (h->lead & JF_LEAD_MASK)))
 		return false;
 	/* The CRC covers the block with its own field 0. */
 	crc = crc32c(0, b, at);
 	crc = crc32c(crc, zero, sizeof(zero));
 	crc = crc32c(crc, b + at + sizeof(zero), JF_BLOCK - at - sizeof(zero));
-	if (crc != h.crc)
+	return crc == h->crc;
+}
+
+static void block_info(const struct jf_block_hdr *h, struct jf_block_info *ret)
+{
+	*ret = (struct jf_block_info){
+		.nonce = h->nonce,
+		.seq = h->seq,
+		.gen = h->gen,
+		.used = h->used,
+		.lead = h->lead & JF_LEAD_MASK,
+		.start = h->lead & JF_START,
+		.end = h->lead & JF_END,
+	};
+}
+
+enum jf_block_state jf_block_check(const void *block, uint64_t nonce,
+				   uint64_t gen, uint64_t seq,
+				   struct jf_block_info *ret)
+{
+	struct jf_block_hdr h;
+
+	memcpy(&h, block, sizeof(h));
+	if (h.magic != JF_MAGIC || h.nonce != nonce || h.seq != seq ||
+	    h.gen != (uint32_t)gen)
+		return JF_BLOCK_OTHER;
+	if (!block_sound(block, &h))
+		return JF_BLOCK_DAMAGED;
+	if (ret)
+		block_info(&h, ret);
+	return JF_BLOCK_VALID;
+}
+
+bool jf_block_peek(const void *block, struct jf_block_info *ret)
+{
+	struct jf_block_hdr h;
+
+	if (!block_sound(block, &h))
 		return false;
-	*ret_used = h.used;
+	block_info(&h, ret);
 	return true;
 }
 

@@ -13,10 +13,15 @@ struct entry;
  * functions: no I/O, no globals, nothing allocated but the entry a PUT
  * decodes to. A log half is a sequence of blocks,
  *
- *   magic, crc32c, nonce, seq, used   (32 bytes)   payload (4064 bytes)
+ *   magic, crc32c, nonce, seq, used, lead, gen   (32 bytes)   payload (4064)
  *
- * valid while its CRC matches, its nonce is the live one and seq is its
- * index; their payloads concatenated are a stream of records (PUT, DEL).
+ * valid while its CRC matches, its nonce and generation are the epoch's
+ * and seq is its index; their payloads concatenated are a stream of
+ * records (PUT, DEL). Each sealed stream is one commit (or checkpoint): its
+ * first block is marked JF_START, its last JF_END, and every block says how
+ * many of its payload bytes finish a record begun in an earlier block
+ * (`lead`), so that a reader can find the next record after a damaged
+ * block. Version 2 stores had neither marks nor generation (both 0).
  *
  * Byte order: the format is little-endian, and the structs below are
  * copied to and from disk as they are. kvswapd runs on x86-64 only; the
@@ -37,15 +42,23 @@ enum jf_type {
 	JF_DEL = 2,
 };
 
+/* The `lead` field: a byte count and two marks. */
+#define JF_LEAD_MASK	0x0fffu
+#define JF_START	0x8000u	/* the first block of a commit or checkpoint */
+#define JF_END		0x4000u	/* its last block */
+
 struct jf_block_hdr {
 	uint32_t magic;
 	uint32_t crc;		/* of the whole block with this field 0 */
 	uint64_t nonce;
 	uint64_t seq;
-	uint32_t used;		/* payload bytes */
-	uint32_t pad;
+	uint16_t used;		/* payload bytes */
+	uint16_t lead;		/* JF_LEAD_MASK: payload bytes that end a record
+				 * begun in an earlier block; JF_START, JF_END */
+	uint32_t gen;		/* low 32 bits of the epoch's generation */
 };
 _Static_assert(sizeof(struct jf_block_hdr) == JF_HDR, "log block header");
+_Static_assert(JF_PAYLOAD <= JF_LEAD_MASK, "lead holds a payload length");
 
 /* A record's fixed part, followed by key, and for a PUT meta, segs, exts. */
 struct jf_rec_hdr {
@@ -79,8 +92,9 @@ size_t jf_blocks_for(size_t bytes);
 size_t jf_rec_size(enum jf_type type, const struct entry *e);
 
 /*
- * Records written into a caller's buffer of `cap` blocks, across block
- * payloads; the buffer must hold every byte written (asserted).
+ * Records written into a caller's buffer of `cap` blocks (at least 1),
+ * across block payloads; the buffer must hold every byte written
+ * (asserted). Each block's `lead` is kept in its header until sealed.
  */
 struct jf_stream {
 	uint8_t *buf;
@@ -95,17 +109,48 @@ void jf_stream_init(struct jf_stream *s, void *buf, size_t cap);
 void jf_rec_write(struct jf_stream *s, enum jf_type type, const struct entry *e);
 
 /*
- * Seals the stream's blocks: zero payload tails, headers numbered from
- * seq0 under nonce, CRCs. Returns the number of blocks (0 for no bytes).
+ * Seals the stream's blocks as one commit: zero payload tails, headers
+ * numbered from seq0 under nonce and gen (its low 32 bits), JF_START on
+ * the first block and JF_END on the last, CRCs. Returns the number of
+ * blocks; a stream with no bytes seals to one empty block.
  */
-size_t jf_stream_seal(struct jf_stream *s, uint64_t nonce, uint64_t seq0);
+size_t jf_stream_seal(struct jf_stream *s, uint64_t nonce, uint64_t gen,
+		      uint64_t seq0);
+
+/* A block's header, once its CRC and fields check. */
+struct jf_block_info {
+	uint64_t nonce;
+	uint64_t seq;
+	uint32_t gen;
+	uint16_t used;		/* payload bytes */
+	uint16_t lead;		/* payload bytes ending an earlier record */
+	bool start;		/* JF_START */
+	bool end;		/* JF_END */
+};
+
+enum jf_block_state {
+	JF_BLOCK_OTHER,		/* not this epoch's block for this place */
+	JF_BLOCK_DAMAGED,	/* this epoch's header for this place, but the
+				 * CRC or a field does not check */
+	JF_BLOCK_VALID,
+};
 
 /*
- * Whether the JF_BLOCK bytes at block are a valid log block with this
- * nonce and sequence number; if so *ret_used is its payload length.
+ * Checks the JF_BLOCK bytes at block against the epoch (nonce, gen: its
+ * low 32 bits; 0 for a version 2 log, whose blocks carry none) and the
+ * place seq. JF_BLOCK_DAMAGED means the header names this epoch and place
+ * (so the block was written by it) but the block no longer checks. On
+ * JF_BLOCK_VALID, *ret (if not NULL) describes the block.
  */
-bool jf_block_check(const void *block, uint64_t nonce, uint64_t seq,
-		    uint32_t *ret_used);
+enum jf_block_state jf_block_check(const void *block, uint64_t nonce,
+				   uint64_t gen, uint64_t seq,
+				   struct jf_block_info *ret);
+
+/*
+ * Whether the block is a valid log block of any epoch and place (magic,
+ * fields, CRC); if so *ret describes it. For a half whose epoch is unknown.
+ */
+bool jf_block_peek(const void *block, struct jf_block_info *ret);
 
 /* One record framed in a stream: pointers into the stream's bytes. */
 struct jf_rec {

@@ -12,8 +12,10 @@
  * Each commit starts at a fresh block, so a block holding acknowledged
  * records is never written again (a torn rewrite could lose them). A
  * checkpoint writes the live entries to the other half under a fresh
- * random nonce, then flips the superblock: blocks of an older epoch or of
- * an interrupted checkpoint can never pass for live ones.
+ * random nonce and the next generation, then flips the superblock, in
+ * both of its slots one after the other: blocks of an older epoch or of
+ * an interrupted checkpoint can never pass for live ones, and a crash or
+ * one damaged slot leaves a slot naming the newest acknowledged state.
  *
  * Write order for a commit: fdatasync every store file (the data of the
  * entries it names must be durable first), then the blocks with RWF_DSYNC.
@@ -286,12 +288,16 @@ static void submit_sync(struct journal *j)
 	}
 }
 
-/* Writes blocks with RWF_DSYNC, in pieces the kernel takes whole. */
+/*
+ * Writes blocks with RWF_DSYNC, in pieces the kernel takes whole. Never
+ * nothing: the phase ends with the completion of the last piece.
+ */
 static void submit_write(struct journal *j, const uint8_t *buf, size_t bytes,
 			 uint64_t off)
 {
 	const size_t piece = 64u << 20;
 
+	assert(bytes > 0);
 	for (size_t done = 0; done < bytes; done += piece) {
 		struct io_uring_sqe *sqe = loop_sqe(j->loop);
 		size_t n = bytes - done < piece ? bytes - done : piece;
@@ -330,7 +336,9 @@ static void snap_write(struct entry *e, void *arg)
 
 /*
  * Stages a checkpoint: every linked entry, then the group's records (PUTs
- * of entries not linked yet, DELs), under a fresh nonce. Returns blocks.
+ * of entries not linked yet, DELs), under a fresh nonce and the next
+ * generation. Returns blocks: at least one, so that even an empty index
+ * leaves a block 0 naming its epoch, and the write phase has I/O to end.
  */
 static ssize_t stage_checkpoint(struct journal *j, uint64_t nonce)
 {
@@ -345,9 +353,11 @@ static ssize_t stage_checkpoint(struct journal *j, uint64_t nonce)
 	for (struct jitem *it = j->group; it; it = it->next)
 		sn.bytes += rec_size(it->type, it->e);
 	blocks = jf_blocks_for(sn.bytes);
+	if (!blocks)
+		blocks = 1;
 	if (blocks > store_log_blocks(j->store))
 		return -ENOSPC;
-	if (reserve(j, blocks ? blocks : 1) < 0)
+	if (reserve(j, blocks) < 0)
 		return -ENOMEM;
 	jf_stream_init(&s, j->buf, blocks);
 	sn.s = &s;
@@ -356,7 +366,7 @@ static ssize_t stage_checkpoint(struct journal *j, uint64_t nonce)
 	while (c);
 	for (struct jitem *it = j->group; it; it = it->next)
 		rec_write(&s, it->type, it->e);
-	return (ssize_t)jf_stream_seal(&s, nonce, 0);
+	return (ssize_t)jf_stream_seal(&s, nonce, j->store->sb_gen + 1, 0);
 }
 
 static ssize_t stage_group(struct journal *j)
@@ -372,7 +382,8 @@ static ssize_t stage_group(struct journal *j)
 	jf_stream_init(&s, j->buf, blocks);
 	for (struct jitem *it = j->group; it; it = it->next)
 		rec_write(&s, it->type, it->e);
-	return (ssize_t)jf_stream_seal(&s, j->store->sb_nonce, j->next);
+	return (ssize_t)jf_stream_seal(&s, j->store->sb_nonce, j->store->sb_gen,
+				       j->next);
 }
 
 static uint64_t fresh_nonce(uint64_t old)
@@ -406,16 +417,6 @@ static void start_checkpoint(struct journal *j)
 	submit_sync(j);
 }
 
-/* The superblock write that failed, again (see sb_unsure). */
-static void retry_sb(struct journal *j)
-{
-	j->err = 0;
-	j->expect = j->written = 0;
-	j->phase = JOURNAL_CK_SB;
-	submit_write(j, j->sb, STORE_BLOCK,
-		     store_sb_prepare(j->store, j->ck_half, j->ck_nonce, j->sb));
-}
-
 void journal_kick(struct journal *j)
 {
 	bool puts = false;
@@ -424,13 +425,17 @@ void journal_kick(struct journal *j)
 
 	if (j->phase != JOURNAL_IDLE)
 		return;
-	if (!j->head && !(j->want_checkpoint && j->limbo) && !j->sb_unsure)
+	if (!j->head && !(j->want_checkpoint && j->limbo) && !j->sb_pending)
 		return;
 	/* After a failed write, try again at most once a second. */
 	if (j->failed_ms && now_ms() - j->failed_ms < 1000)
 		return;
-	if (j->sb_unsure) {
-		retry_sb(j);
+	if (j->sb_pending) {
+		/* The same superblock again, before anything else is written. */
+		j->err = 0;
+		j->expect = j->written = 0;
+		j->phase = JOURNAL_CK_SB0;
+		submit_write(j, j->sb, STORE_BLOCK, store_sb_offset(0));
 		return;
 	}
 	if (j->head && defer(j))
@@ -474,7 +479,8 @@ void journal_kick(struct journal *j)
 
 static bool phase_writes(enum journal_phase ph)
 {
-	return ph == JOURNAL_WRITE || ph == JOURNAL_CK_WRITE || ph == JOURNAL_CK_SB;
+	return ph == JOURNAL_WRITE || ph == JOURNAL_CK_WRITE ||
+	       ph == JOURNAL_CK_SB0 || ph == JOURNAL_CK_SB1;
 }
 
 /* Completion of a journal operation: the phase moves on once all are in. */
@@ -483,7 +489,7 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 {
 	struct journal *j = ctx;
 	int res = cqe->res;
-	bool ck;
+	bool ck, retried = false;
 
 	if (type == UD_JTIMER) {
 		/* A deferred group is due (after_batch kicks it too). */
@@ -506,8 +512,13 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 			"checkpoint", j->phase == JOURNAL_SYNC ||
 			j->phase == JOURNAL_CK_SYNC ? "fdatasync" : "metadata write",
 			strerror(-j->err));
-		if (j->phase == JOURNAL_CK_SB)
-			j->sb_unsure = true;
+		/*
+		 * A superblock write that failed may still have landed: it
+		 * may name the new half, which must not be written again
+		 * until both slots surely do.
+		 */
+		if (j->phase == JOURNAL_CK_SB0 || j->phase == JOURNAL_CK_SB1)
+			j->sb_pending = true;
 		j->phase = JOURNAL_IDLE;
 		group_done(j, j->err, false);
 		j->err = 0;
@@ -532,19 +543,28 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 			     store_log_offset(j->store, j->ck_half));
 		return;
 	case JOURNAL_CK_WRITE:
-		j->phase = JOURNAL_CK_SB;
-		submit_write(j, j->sb, STORE_BLOCK,
-			     store_sb_prepare(j->store, j->ck_half, j->ck_nonce,
-					      j->sb));
+		/* Both slots, in turn: one is always whole (STORE_FORMAT.md). */
+		j->phase = JOURNAL_CK_SB0;
+		store_sb_prepare(j->store, j->ck_half, j->ck_nonce, j->nblocks,
+				 j->sb);
+		submit_write(j, j->sb, STORE_BLOCK, store_sb_offset(0));
 		return;
-	case JOURNAL_CK_SB:
-		store_sb_commit(j->store, j->ck_half, j->ck_nonce);
-		/* A retried superblock: nothing was staged since (nblocks). */
-		j->sb_unsure = false;
+	case JOURNAL_CK_SB0:
+		j->phase = JOURNAL_CK_SB1;
+		submit_write(j, j->sb, STORE_BLOCK, store_sb_offset(1));
+		return;
+	case JOURNAL_CK_SB1:
+		store_sb_commit(j->store, j->ck_half, j->ck_nonce, j->nblocks);
 		j->next = j->nblocks;
-		j->want_checkpoint = false;
+		/*
+		 * A flip completed late: its group was failed back (limbo),
+		 * so a checkpoint of the index must follow before limbo goes.
+		 */
+		retried = j->sb_pending;
+		j->sb_pending = false;
+		j->want_checkpoint = retried;
 		j->checkpoints++;
-		j->log_bytes += (j->nblocks + 1) * STORE_BLOCK;
+		j->log_bytes += (j->nblocks + 2) * STORE_BLOCK;
 		log_info("checkpoint: %llu entries in %zu KiB of log half %u",
 			 (unsigned long long)j->index->count,
 			 j->nblocks * STORE_BLOCK / 1024, j->ck_half);
@@ -552,7 +572,7 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	default:
 		return;
 	}
-	ck = j->phase == JOURNAL_CK_SB;
+	ck = j->phase == JOURNAL_CK_SB1 && !retried;
 	j->phase = JOURNAL_IDLE;
 	shrink(j);
 	group_done(j, 0, ck);
@@ -581,27 +601,27 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 {
 	struct store *st = j->store;
 	int fd = st->files[0].fd, r = 0;
-	uint32_t half = !st->sb_active;
+	uint32_t half;
 	uint64_t nonce;
 	ssize_t n;
 
 	assert(j->phase == JOURNAL_IDLE);
-	if (j->sb_unsure) {
-		/* The half the store may name is kept until this lands. */
-		r = pwrite_all(fd, j->sb, STORE_BLOCK,
-			       store_sb_prepare(st, j->ck_half, j->ck_nonce, j->sb));
+	/* A flip whose superblock write failed: finish it first (on_cqe). */
+	for (uint32_t slot = 0; j->sb_pending && !r && slot < 2; slot++) {
+		r = pwrite_all(fd, j->sb, STORE_BLOCK, store_sb_offset(slot));
 		if (!r && fdatasync(fd) < 0)
 			r = -errno;
-		if (r < 0) {
-			j->io_errors++;
-			snprintf(err, len, "checkpoint to %s: superblock: %s",
-				 st->files[0].path, strerror(-r));
-			return r;
-		}
-		store_sb_commit(st, j->ck_half, j->ck_nonce);
-		j->sb_unsure = false;
-		half = !st->sb_active;
 	}
+	if (r < 0) {
+		snprintf(err, len, "superblock of %s: %s", st->files[0].path,
+			 strerror(-r));
+		return r;
+	}
+	if (j->sb_pending) {
+		store_sb_commit(st, j->ck_half, j->ck_nonce, j->nblocks);
+		j->sb_pending = false;
+	}
+	half = !st->sb_active;
 	/* Everything queued goes into this checkpoint. */
 	if (j->head) {
 		j->group = j->head;
@@ -626,10 +646,13 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 	if (!r && fdatasync(fd) < 0)
 		r = -errno;
 	if (!r)
-		r = pwrite_all(fd, j->sb, STORE_BLOCK,
-			       store_sb_prepare(st, half, nonce, j->sb));
-	if (!r && fdatasync(fd) < 0)
-		r = -errno;
+		store_sb_prepare(st, half, nonce, (uint64_t)n, j->sb);
+	/* Both slots, in turn, each durable before the next. */
+	for (uint32_t slot = 0; !r && slot < 2; slot++) {
+		r = pwrite_all(fd, j->sb, STORE_BLOCK, store_sb_offset(slot));
+		if (!r && fdatasync(fd) < 0)
+			r = -errno;
+	}
 	if (r < 0) {
 		j->io_errors++;
 		snprintf(err, len, "checkpoint to %s: %s", st->files[0].path,
@@ -637,7 +660,7 @@ int journal_checkpoint_sync(struct journal *j, char *err, size_t len)
 		group_done(j, r, false);
 		return r;
 	}
-	store_sb_commit(st, half, nonce);
+	store_sb_commit(st, half, nonce, (uint64_t)n);
 	j->next = (uint64_t)n;
 	j->checkpoints++;
 	j->want_checkpoint = false;

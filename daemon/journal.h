@@ -16,7 +16,8 @@ struct store;
  * The persistent index: a log of PUT and DEL records in one of two halves
  * of file 0's metadata area. Records are written in group commits (data
  * files fdatasync'ed first, then the records with RWF_DSYNC); a checkpoint
- * writes every live entry into the other half and flips the superblock.
+ * writes every live entry into the other half and flips the superblock
+ * (both slots, one after the other).
  * Recovery (recover.h) replays the live half. Format: jformat.h and
  * docs/STORE_FORMAT.md.
  *
@@ -43,7 +44,8 @@ enum journal_phase {
 	JOURNAL_WRITE,		/* the group's blocks */
 	JOURNAL_CK_SYNC,
 	JOURNAL_CK_WRITE,	/* the checkpoint's blocks */
-	JOURNAL_CK_SB,		/* the superblock flip */
+	JOURNAL_CK_SB0,		/* the superblock flip: slot 0, */
+	JOURNAL_CK_SB1,		/* then slot 1 */
 };
 
 #define JOURNAL_DELAY_MS 10
@@ -73,13 +75,10 @@ struct journal {
 	uint64_t next;		/* next block in the live half */
 	bool want_checkpoint;
 	/*
-	 * A checkpoint's superblock write failed, but may have landed (a
-	 * torn write that reached the slot): the store may name ck_half now.
-	 * Until a superblock write is known to have landed, that half, which
-	 * holds the whole checkpoint (nblocks), is never written over: the
-	 * journal writes the same superblock again first.
+	 * A superblock write of a flip failed: sb (naming ck_half, ck_nonce
+	 * and nblocks) is written to both slots again before anything else.
 	 */
-	bool sb_unsure;
+	bool sb_pending;
 	/*
 	 * Cache-mode records (nobody waits for them) are committed in groups
 	 * at most JOURNAL_DELAY_MS after the first is queued, not one commit

@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "config.h"
 #include "conn.h"
 #include "journal.h"
@@ -27,6 +28,9 @@ static struct {
 	const char *config_path;	/* --config, or NULL: no file */
 	struct arg *args;
 	size_t nargs;
+	bool check;			/* --check: check the store and exit */
+	bool salvage;			/* --salvage */
+	char *check_paths;		/* --check FILE...: joined by commas */
 } cmdline;
 
 static void usage(FILE *f)
@@ -38,14 +42,34 @@ static void usage(FILE *f)
 		"                           (no file is read without it)\n");
 	config_usage(f);
 	fprintf(f,
+		"  --check [FILE...]        check the store (FILE..., or --store)\n"
+		"                           offline and exit: 0 consistent, 1 damaged,\n"
+		"                           2 cannot open it; changes nothing\n"
+		"  --salvage                start on a damaged store: replay what\n"
+		"                           survived and log what was lost\n"
 		"  -h, --help               this text\n"
 		"  --version                print the version\n\n"
 		"Command-line options override the files; see kvswapd(8).\n");
 }
 
+/* Appends a store file named after --check to cmdline.check_paths. */
+static int add_check_path(const char *path)
+{
+	size_t old = cmdline.check_paths ? strlen(cmdline.check_paths) : 0;
+	char *p = realloc(cmdline.check_paths, old + strlen(path) + 2);
+
+	if (!p)
+		return -ENOMEM;
+	sprintf(p + old, "%s%s", old ? "," : "", path);
+	cmdline.check_paths = p;
+	return 0;
+}
+
 /*
  * Collects the options; they are applied by load_config() on top of the
- * files. Every option but --config, --help and --version is a config key.
+ * files. Every option but --config, --help, --version and the two modes
+ * --check and --salvage (which take no value and are never read from a
+ * file) is a config key. Names after --check are store files.
  */
 static int parse_args(int argc, char **argv)
 {
@@ -63,6 +87,15 @@ static int parse_args(int argc, char **argv)
 		if (!strcmp(a, "--version")) {
 			printf("kvswapd %s\n", KVSWAP_VERSION);
 			exit(0);
+		}
+		if (!strcmp(a, "--check") || !strcmp(a, "--salvage")) {
+			*(a[2] == 'c' ? &cmdline.check : &cmdline.salvage) = true;
+			continue;
+		}
+		if (cmdline.check && strncmp(a, "--", 2)) {
+			if (add_check_path(a) < 0)
+				return -ENOMEM;
+			continue;
 		}
 		if (strncmp(a, "--", 2) || !a[2]) {
 			log_err("unexpected argument '%s'", a);
@@ -153,12 +186,23 @@ int main(int argc, char **argv)
 
 	/* Every startup error, bad options included, exits 1 (systemd). */
 	if (parse_args(argc, argv) < 0)
-		return 1;
+		return cmdline.check ? 2 : 1;
+	if (cmdline.check && cmdline.salvage) {
+		log_err("--check and --salvage: one or the other");
+		return 2;
+	}
 	if (load_config(&cfg, err, sizeof(err)) < 0) {
 		log_err("%s", err);
-		return 1;
+		return cmdline.check ? 2 : 1;
 	}
 	log_max_level = cfg.log_level;
+	if (cmdline.check) {
+		ret = check_store(cmdline.check_paths ? cmdline.check_paths :
+				  cfg.store_paths, stdout);
+		config_free(&cfg);
+		return ret;
+	}
+	cfg.salvage = cmdline.salvage;
 	ret = server_init(&srv, &cfg, err, sizeof(err));
 	srv.reload = reload;
 	if (ret < 0) {

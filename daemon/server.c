@@ -199,7 +199,8 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	srv->cfg = *cfg;
 	srv->signal_fd = -1;
 	srv->start_ms = now_ms();
-	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size, err, len);
+	ret = store_open(&srv->store, cfg->store_paths, cfg->store_size,
+			 cfg->salvage ? STORE_SALVAGE : STORE_SERVE, err, len);
 	if (ret < 0)
 		return ret;
 	ret = loop_init(&srv->loop, err, len);

@@ -17,9 +17,10 @@
 #include "store.h"
 
 /*
- * On-disk superblock, little-endian, at block 0 and block 1 of a file: the
- * valid copy (magic, crc) with the higher generation is live. Only file 0's
- * copies change after creation: they point at the live log half.
+ * On-disk superblock, little-endian, at block 0 and block 1 of a file
+ * (docs/STORE_FORMAT.md). Version 3 writes the same superblock to both
+ * slots; version 2 wrote file 0's generation g to slot g % 2 and only
+ * slot 0 of the other files.
  */
 struct superblock {
 	char magic[8];
@@ -35,10 +36,25 @@ struct superblock {
 	uint64_t gen;
 	uint64_t nonce;		/* tags the live half's log blocks */
 	uint32_t active;	/* live half: 0 or 1 */
-	uint32_t crc;		/* CRC32C of the bytes before it */
+	uint32_t crc;		/* v2: of bytes 0..91; v3: of all 128, this 0 */
+	uint64_t ck_blocks;	/* v3, file 0: the live half's checkpoint */
+	uint8_t zero[24];
 };
 
-_Static_assert(sizeof(struct superblock) <= STORE_SB_BYTES, "superblock size");
+_Static_assert(sizeof(struct superblock) == STORE_SB_BYTES, "superblock size");
+_Static_assert(offsetof(struct superblock, crc) == 92, "superblock crc");
+
+static uint32_t sb_crc(const struct superblock *sb, uint32_t version)
+{
+	static const uint8_t zero[4];
+	const size_t at = offsetof(struct superblock, crc);
+	uint32_t crc = crc32c(0, sb, at);
+
+	if (version == STORE_VERSION_OLD)
+		return crc;
+	crc = crc32c(crc, zero, sizeof(zero));
+	return crc32c(crc, (const uint8_t *)sb + at + 4, sizeof(*sb) - at - 4);
+}
 
 static int fail(char *err, size_t len, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -59,11 +75,12 @@ static uint64_t data_start(const struct store *s, uint32_t index)
 }
 
 /*
- * Encodes file `index`'s superblock for log state (gen, nonce, active)
- * into a block-sized buffer. The slot to write it to is gen % 2.
+ * Encodes file `index`'s superblock for log state (gen, nonce, active,
+ * ck_blocks) into a block-sized buffer: what both its slots hold.
  */
 static void sb_encode(const struct store *s, uint32_t index, uint64_t gen,
-		      uint64_t nonce, uint32_t active, void *block)
+		      uint64_t nonce, uint32_t active, uint64_t ck_blocks,
+		      void *block)
 {
 	struct superblock sb;
 
@@ -81,7 +98,8 @@ static void sb_encode(const struct store *s, uint32_t index, uint64_t gen,
 	sb.gen = gen;
 	sb.nonce = nonce;
 	sb.active = active;
-	sb.crc = crc32c(0, &sb, offsetof(struct superblock, crc));
+	sb.ck_blocks = ck_blocks;
+	sb.crc = sb_crc(&sb, STORE_VERSION);
 	memset(block, 0, STORE_BLOCK);
 	memcpy(block, &sb, sizeof(sb));
 }
@@ -97,22 +115,44 @@ uint64_t store_log_blocks(const struct store *s)
 	return s->meta_half / STORE_BLOCK;
 }
 
-uint64_t store_sb_prepare(const struct store *s, uint32_t half, uint64_t nonce,
-			  void *block)
+uint64_t store_sb_offset(uint32_t slot)
 {
-	uint64_t gen = s->sb_gen + 1;
-
-	assert(half <= 1);
-	sb_encode(s, 0, gen, nonce, half, block);
-	return (gen % 2) * STORE_BLOCK;
+	assert(slot <= 1);
+	return (uint64_t)slot * STORE_BLOCK;
 }
 
-void store_sb_commit(struct store *s, uint32_t half, uint64_t nonce)
+void store_sb_prepare(const struct store *s, uint32_t half, uint64_t nonce,
+		      uint64_t ck_blocks, void *block)
+{
+	assert(half <= 1);
+	sb_encode(s, 0, s->sb_gen + 1, nonce, half, ck_blocks, block);
+}
+
+void store_sb_commit(struct store *s, uint32_t half, uint64_t nonce,
+		     uint64_t ck_blocks)
 {
 	assert(half <= 1);
 	s->sb_gen++;
 	s->sb_nonce = nonce;
 	s->sb_active = half;
+	s->sb_ck_blocks = ck_blocks;
+	s->sb_version = STORE_VERSION;
+	s->sb_lost = false;
+	for (int i = 0; i < 2; i++)
+		s->files[0].slot[i] = (struct store_slot){ SLOT_VALID,
+							   STORE_VERSION,
+							   s->sb_gen };
+	s->files[0].live = 0;
+}
+
+void store_sb_adopt(struct store *s, uint32_t half, uint64_t nonce,
+		    uint64_t gen)
+{
+	assert(half <= 1 && s->mode == STORE_SALVAGE);
+	s->sb_active = half;
+	s->sb_nonce = nonce;
+	s->sb_gen = gen;
+	s->sb_version = STORE_VERSION;
 }
 
 /* The device's O_DIRECT alignment must divide our block size. */
@@ -189,8 +229,10 @@ static int create_file(struct store *s, uint32_t index, char *err, size_t len)
 			goto out_free;
 		}
 	}
-	sb_encode(s, index, 0, 0, 0, buf);
-	r = write_full(f->fd, buf, STORE_BLOCK, 0);
+	sb_encode(s, index, 0, 0, 0, 0, buf);
+	r = write_full(f->fd, buf, STORE_BLOCK, store_sb_offset(0));
+	if (!r)
+		r = write_full(f->fd, buf, STORE_BLOCK, store_sb_offset(1));
 	if (!r && fdatasync(f->fd) < 0)
 		r = -errno;
 	if (r < 0)
@@ -201,7 +243,35 @@ out_free:
 	return r;
 }
 
-/* Creates f->path under a temporary name and renames it once written. */
+/* Makes a rename in the folder of `path` durable. */
+static int sync_dir(const char *path)
+{
+	char *dir = strdup(path);
+	char *slash;
+	int fd, r = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return r;
+}
+
+/*
+ * Creates f->path under a temporary name and renames it once written; the
+ * folder is synced after, so that the name survives a power cut.
+ */
 static int create_path(struct store *s, uint32_t index, char *err, size_t len)
 {
 	struct store_file *f = &s->files[index];
@@ -225,26 +295,136 @@ static int create_path(struct store *s, uint32_t index, char *err, size_t len)
 	}
 	if (!r && rename(tmp, f->path) < 0)
 		r = fail(err, len, -errno, "rename %s: %m", tmp);
-	if (r < 0)
+	if (r < 0) {
 		unlink(tmp);
-	return r;
+		return r;
+	}
+	r = sync_dir(f->path);
+	if (r < 0)
+		return fail(err, len, r, "%s: syncing its folder after the "
+			    "rename: %s", f->path, strerror(-r));
+	for (int i = 0; i < 2; i++)
+		f->slot[i] = (struct store_slot){ SLOT_VALID, STORE_VERSION, 0 };
+	if (index == 0)
+		s->sb_version = STORE_VERSION;
+	return 0;
 }
 
-static bool sb_valid(const struct superblock *sb)
+static bool version_known(uint32_t v)
 {
-	return !memcmp(sb->magic, STORE_MAGIC, 8) &&
-	       sb->crc == crc32c(0, sb, offsetof(struct superblock, crc));
+	return v == STORE_VERSION || v == STORE_VERSION_OLD;
 }
 
-/* Reads both superblock slots of an existing file; checks them. */
+/* What one slot block holds; *sb is its superblock (valid or not). */
+static struct store_slot slot_read(const uint8_t *blk, struct superblock *sb)
+{
+	static const uint8_t zero[STORE_SB_BYTES];
+
+	memcpy(sb, blk, sizeof(*sb));
+	if (!memcmp(blk, zero, sizeof(zero)))
+		return (struct store_slot){ SLOT_EMPTY, 0, 0 };
+	if (memcmp(sb->magic, STORE_MAGIC, 8) || !version_known(sb->version) ||
+	    sb->crc != sb_crc(sb, sb->version))
+		return (struct store_slot){ SLOT_DAMAGED, 0, 0 };
+	return (struct store_slot){ SLOT_VALID, sb->version, sb->gen };
+}
+
+/*
+ * A superblock of a format this kvswapd does not read: magic right,
+ * version unknown, and no slot valid (a single slot with a stray version
+ * next to a valid one is damage, not another format).
+ */
+static int foreign_version(const struct store_file *f,
+			   const struct superblock *sb, char *err, size_t len)
+{
+	for (int i = 0; i < 2; i++) {
+		if (memcmp(sb[i].magic, STORE_MAGIC, 8) ||
+		    version_known(sb[i].version))
+			continue;
+		if (sb[i].version < STORE_VERSION_OLD)
+			return fail(err, len, -EPROTONOSUPPORT,
+				    "%s: store format version %u, this kvswapd "
+				    "reads versions %u and %u; remove the store "
+				    "files to start a new store", f->path,
+				    sb[i].version, STORE_VERSION_OLD, STORE_VERSION);
+		return fail(err, len, -EPROTONOSUPPORT,
+			    "%s: store format version %u, this kvswapd reads "
+			    "versions %u and %u; use the kvswapd that wrote it",
+			    f->path, sb[i].version, STORE_VERSION_OLD,
+			    STORE_VERSION);
+	}
+	return 0;
+}
+
+/* Checks the live superblock of file `index` against the store so far. */
+static int check_live(struct store *s, uint32_t index,
+		      const struct superblock *live, bool *have_id,
+		      char *err, size_t len)
+{
+	struct store_file *f = &s->files[index];
+
+	if (live->block_size != STORE_BLOCK)
+		return fail(err, len, -EINVAL, "%s: unsupported block size %u",
+			    f->path, live->block_size);
+	if (live->file_size != f->size)
+		return fail(err, len, -EINVAL,
+			    "%s: store file is %llu bytes, --store-size asks for "
+			    "%llu; use the same size or remove the store", f->path,
+			    (unsigned long long)live->file_size,
+			    (unsigned long long)f->size);
+	if (live->file_index != index || live->nfiles != s->nfiles ||
+	    (*have_id && memcmp(live->store_id, s->id, 16)))
+		return fail(err, len, -EINVAL,
+			    "%s: file %u of a %u-file store, but named as file %u "
+			    "of %u; list the files in their original order", f->path,
+			    live->file_index, live->nfiles, index, s->nfiles);
+	if (index == 0) {
+		s->meta_start = live->meta_start;
+		s->meta_half = live->meta_half;
+		s->sb_gen = live->gen;
+		s->sb_nonce = live->nonce;
+		s->sb_active = live->active;
+		s->sb_version = live->version;
+		s->sb_ck_blocks = live->version == STORE_VERSION ? live->ck_blocks
+								 : 0;
+		if (live->active > 1 || s->meta_start < STORE_HEADER_BYTES ||
+		    s->meta_half < STORE_BLOCK || s->meta_half % STORE_BLOCK ||
+		    data_start(s, 0) >= f->size ||
+		    live->data_start != data_start(s, 0) ||
+		    s->sb_ck_blocks > store_log_blocks(s))
+			return fail(err, len, -EINVAL, "%s: superblock has a bad "
+				    "metadata layout", f->path);
+	}
+	memcpy(s->id, live->store_id, 16);
+	*have_id = true;
+	return 0;
+}
+
+/* Log halves: 1/32 of file 0 each, in whole MiB, at least 1 MiB. */
+static void meta_layout(struct store *s)
+{
+	uint64_t half = (s->files[0].size / 32) & ~((1ull << 20) - 1);
+
+	if (half < (1ull << 20))
+		half = 1ull << 20;
+	s->meta_start = STORE_HEADER_BYTES;
+	s->meta_half = half;
+}
+
+/*
+ * Reads both superblock slots of an existing file and checks the live one:
+ * the valid slot of the highest generation. A file with no valid slot is
+ * refused, except by STORE_SALVAGE and STORE_CHECK: then file 0's layout
+ * is the one a new store of its size gets (sb_lost).
+ */
 static int check_file(struct store *s, uint32_t index, bool *have_id,
 		      char *err, size_t len)
 {
 	struct store_file *f = &s->files[index];
-	struct superblock sb[2], *live = NULL;
+	struct superblock sb[2];
 	void *buf;
 	ssize_t n;
-	int r = 0;
+	int r;
 
 	if (posix_memalign(&buf, STORE_BLOCK, 2 * STORE_BLOCK))
 		return fail(err, len, -ENOMEM, "out of memory");
@@ -253,73 +433,45 @@ static int check_file(struct store *s, uint32_t index, bool *have_id,
 		r = fail(err, len, n < 0 ? -errno : -EINVAL,
 			 "%s: cannot read the superblock: %s", f->path,
 			 n < 0 ? strerror(errno) : "truncated store file");
-		goto out_free;
+		free(buf);
+		return r;
 	}
-	memcpy(&sb[0], buf, sizeof(sb[0]));
-	memcpy(&sb[1], (char *)buf + STORE_BLOCK, sizeof(sb[1]));
-	/* Version 1 had no CRC and one slot: tell it apart first. */
-	if (!memcmp(sb[0].magic, STORE_MAGIC, 8) && sb[0].version != STORE_VERSION) {
-		r = fail(err, len, -EPROTONOSUPPORT,
-			 "%s: store format version %u, this kvswapd reads version "
-			 "%u; remove the store files to start a new store",
-			 f->path, sb[0].version, STORE_VERSION);
-		goto out_free;
+	f->live = -1;
+	for (int i = 0; i < 2; i++) {
+		f->slot[i] = slot_read((uint8_t *)buf + i * STORE_BLOCK, &sb[i]);
+		if (f->slot[i].state == SLOT_VALID &&
+		    (f->live < 0 || sb[i].gen > sb[f->live].gen))
+			f->live = i;
 	}
-	for (int i = 0; i < 2; i++)
-		if (sb_valid(&sb[i]) && (!live || sb[i].gen > live->gen))
-			live = &sb[i];
-	if (!live) {
-		r = fail(err, len, -EINVAL, "%s: not a kvswap store (no valid "
-			 "superblock)", f->path);
-		goto out_free;
-	}
-	if (live->version != STORE_VERSION) {
-		r = fail(err, len, -EPROTONOSUPPORT,
-			 "%s: store format version %u, this kvswapd reads version %u",
-			 f->path, live->version, STORE_VERSION);
-	} else if (live->block_size != STORE_BLOCK) {
-		r = fail(err, len, -EINVAL, "%s: unsupported block size %u",
-			 f->path, live->block_size);
-	} else if (live->file_size != f->size) {
-		r = fail(err, len, -EINVAL,
-			 "%s: store file is %llu bytes, --store-size asks for %llu; "
-			 "use the same size or remove the store",
-			 f->path, (unsigned long long)live->file_size,
-			 (unsigned long long)f->size);
-	} else if (live->file_index != index || live->nfiles != s->nfiles ||
-		   (*have_id && memcmp(live->store_id, s->id, 16))) {
-		r = fail(err, len, -EINVAL,
-			 "%s: file %u of a %u-file store, but named as file %u of %u; "
-			 "list the files in their original order",
-			 f->path, live->file_index, live->nfiles, index, s->nfiles);
-	} else if (index == 0) {
-		s->meta_start = live->meta_start;
-		s->meta_half = live->meta_half;
-		s->sb_gen = live->gen;
-		s->sb_nonce = live->nonce;
-		s->sb_active = live->active;
-		if (live->active > 1 || s->meta_start < STORE_HEADER_BYTES ||
-		    data_start(s, 0) >= f->size || live->data_start != data_start(s, 0))
-			r = fail(err, len, -EINVAL, "%s: superblock has a bad "
-				 "metadata layout", f->path);
-	}
-	if (!r) {
-		memcpy(s->id, live->store_id, 16);
-		*have_id = true;
-	}
-out_free:
 	free(buf);
-	return r;
+	if (f->live >= 0)
+		return check_live(s, index, &sb[f->live], have_id, err, len);
+	r = foreign_version(f, sb, err, len);
+	if (r < 0)
+		return r;
+	if (s->mode == STORE_SERVE)
+		return fail(err, len, -EINVAL, "%s: no valid superblock (slot 0 "
+			    "%s, slot 1 %s): not a kvswap store, or a damaged one; "
+			    "kvswapd --check shows what survives, kvswapd --salvage "
+			    "starts on it", f->path,
+			    f->slot[0].state == SLOT_EMPTY ? "zeroed" : "damaged",
+			    f->slot[1].state == SLOT_EMPTY ? "zeroed" : "damaged");
+	if (index == 0) {
+		meta_layout(s);
+		s->sb_lost = true;
+	}
+	return 0;
 }
 
 static int open_existing(struct store *s, uint32_t index, bool *have_id,
 			 char *err, size_t len)
 {
 	struct store_file *f = &s->files[index];
+	bool ro = s->mode == STORE_CHECK;
 	struct stat st;
 	int r;
 
-	f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	f->fd = open(f->path, (ro ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
 	if (f->fd < 0 && errno == EINVAL)
 		return fail(err, len, -EINVAL,
 			    "%s: the filesystem refuses O_DIRECT; put the store on a "
@@ -333,6 +485,8 @@ static int open_existing(struct store *s, uint32_t index, bool *have_id,
 	if ((uint64_t)st.st_size < 2 * STORE_BLOCK)
 		return fail(err, len, -EINVAL, "%s: truncated store file (%lld "
 			    "bytes)", f->path, (long long)st.st_size);
+	if (ro)
+		f->size = (uint64_t)st.st_size;
 	r = check_dio(f->fd, f->path, err, len);
 	if (r < 0)
 		return r;
@@ -343,36 +497,70 @@ static int open_existing(struct store *s, uint32_t index, bool *have_id,
 		return fail(err, len, -EINVAL, "%s: store file is %lld bytes, but "
 			    "its superblock says %llu: truncated?", f->path,
 			    (long long)st.st_size, (unsigned long long)f->size);
+	if (f->size % STORE_BLOCK || f->size <= data_start(s, index))
+		return fail(err, len, -EINVAL, "%s: store file of %llu bytes has "
+			    "no data area", f->path, (unsigned long long)f->size);
 	return 0;
 }
 
-static int lock_file(struct store_file *f, char *err, size_t len)
+bool store_sb_current(const struct store *s, uint32_t index)
 {
+	const struct store_file *f = &s->files[index];
+
+	return f->slot[0].state == SLOT_VALID && f->slot[1].state == SLOT_VALID &&
+	       f->slot[0].version == STORE_VERSION &&
+	       f->slot[1].version == STORE_VERSION &&
+	       f->slot[0].gen == f->slot[1].gen;
+}
+
+int store_sb_rewrite(struct store *s, uint32_t index)
+{
+	struct store_file *f = &s->files[index];
+	void *buf;
+	int r = 0;
+
+	assert(index > 0 && s->mode != STORE_CHECK);
+	if (posix_memalign(&buf, STORE_BLOCK, STORE_BLOCK))
+		return -ENOMEM;
+	sb_encode(s, index, 0, 0, 0, 0, buf);
+	for (uint32_t i = 0; !r && i < 2; i++) {
+		r = write_full(f->fd, buf, STORE_BLOCK, store_sb_offset(i));
+		if (!r && fdatasync(f->fd) < 0)
+			r = -errno;
+		if (!r)
+			f->slot[i] = (struct store_slot){ SLOT_VALID,
+							  STORE_VERSION, 0 };
+	}
+	free(buf);
+	return r;
+}
+
+/*
+ * A daemon locks its files exclusively; --check shares its lock with other
+ * checks only, so that it never reads a store a daemon is changing.
+ */
+static int lock_file(struct store_file *f, bool shared, char *err, size_t len)
+{
+	int op = (shared ? LOCK_SH : LOCK_EX) | LOCK_NB;
+
 	/*
 	 * A daemon that just exited may still hold the lock for a moment: its
 	 * ring, which has the file registered, is torn down asynchronously.
 	 */
-	for (int i = 0; i < 100 && flock(f->fd, LOCK_EX | LOCK_NB) < 0 &&
-	     errno == EWOULDBLOCK; i++)
+	for (int i = 0; i < 100 && flock(f->fd, op) < 0 && errno == EWOULDBLOCK;
+	     i++)
 		usleep(20000);
-	if (flock(f->fd, LOCK_EX | LOCK_NB) < 0) {
+	if (flock(f->fd, op) < 0) {
+		if (errno == EWOULDBLOCK && shared)
+			return fail(err, len, -EBUSY, "%s: store file is in use by "
+				    "a running kvswapd; stop it first (the check "
+				    "reads a store no daemon has open)", f->path);
 		if (errno == EWOULDBLOCK)
 			return fail(err, len, -EBUSY, "%s: store file is in use by "
-				    "another kvswapd", f->path);
+				    "another kvswapd (or kvswapd --check)", f->path);
 		return fail(err, len, -errno, "flock %s: %m", f->path);
 	}
 	return 0;
-}
-
-/* Log halves: 1/32 of file 0 each, in whole MiB, at least 1 MiB. */
-static void meta_layout(struct store *s)
-{
-	uint64_t half = (s->files[0].size / 32) & ~((1ull << 20) - 1);
-
-	if (half < (1ull << 20))
-		half = 1ull << 20;
-	s->meta_start = STORE_HEADER_BYTES;
-	s->meta_half = half;
 }
 
 static int split_paths(struct store *s, const char *paths, uint64_t size,
@@ -416,7 +604,7 @@ static int split_paths(struct store *s, const char *paths, uint64_t size,
 }
 
 int store_open(struct store *s, const char *paths, uint64_t size,
-	       char *err, size_t len)
+	       enum store_mode mode, char *err, size_t len)
 {
 	uint32_t missing = 0, first_missing = 0;
 	bool have_id = false;
@@ -424,7 +612,8 @@ int store_open(struct store *s, const char *paths, uint64_t size,
 
 	memset(s, 0, sizeof(*s));
 	s->block = STORE_BLOCK;
-	if (size % STORE_BLOCK || size < 8ull << 20)
+	s->mode = mode;
+	if (mode != STORE_CHECK && (size % STORE_BLOCK || size < 8ull << 20))
 		return fail(err, len, -EINVAL,
 			    "--store-size must be a multiple of %u and at least 8M",
 			    STORE_BLOCK);
@@ -432,7 +621,7 @@ int store_open(struct store *s, const char *paths, uint64_t size,
 	for (uint32_t i = 0; !r && i < s->nfiles; i++) {
 		if (access(s->files[i].path, F_OK) == 0)
 			continue;
-		if (errno != ENOENT) {
+		if (errno != ENOENT || mode == STORE_CHECK) {
 			r = fail(err, len, -errno, "%s: %m", s->files[i].path);
 		} else if (!missing++) {
 			first_missing = i;
@@ -457,13 +646,13 @@ int store_open(struct store *s, const char *paths, uint64_t size,
 		r = s->created ? create_path(s, i, err, len)
 			       : open_existing(s, i, &have_id, err, len);
 		if (!r)
-			r = lock_file(f, err, len);
+			r = lock_file(f, mode == STORE_CHECK, err, len);
 		if (!r) {
 			uint64_t start = data_start(s, i);
 
 			r = alloc_init(&f->alloc, start / STORE_BLOCK,
-				       (size - start) / STORE_BLOCK);
-			s->capacity += size - start;
+				       (f->size - start) / STORE_BLOCK);
+			s->capacity += f->size - start;
 		}
 	}
 	if (r < 0)
@@ -570,4 +759,39 @@ void store_entry_put(struct store *s, struct entry *e)
 		s->on_entry_free(s->on_entry_free_arg, e);
 	store_free(s, e->ext, e->next);
 	free(e);
+}
+
+int store_seg_verify(const struct store *s, const struct entry *e,
+		     uint32_t seg, void *buf, size_t len, uint32_t *ret_crc)
+{
+	const struct sseg *g = &e->segs[seg];
+	uint64_t left = g->len;
+	uint32_t crc = 0;
+
+	assert(seg < e->nseg && len >= STORE_BLOCK && len % STORE_BLOCK == 0);
+	for (uint32_t i = 0; i < g->next && left; i++) {
+		const struct sext *x = &e->ext[g->ext + i];
+		uint64_t off = x->block * STORE_BLOCK;
+		uint64_t bytes = (uint64_t)x->nblocks * STORE_BLOCK;
+
+		if (x->file >= s->nfiles)
+			return -EINVAL;
+		while (bytes && left) {
+			size_t n = bytes < len ? (size_t)bytes : len;
+			ssize_t got = pread(s->files[x->file].fd, buf, n, (off_t)off);
+
+			if (got < 0)
+				return -errno;
+			if ((size_t)got != n)
+				return -EIO;
+			crc = crc32c(crc, buf, left < n ? (size_t)left : n);
+			left -= left < n ? left : n;
+			off += n;
+			bytes -= n;
+		}
+	}
+	if (left)
+		return -EINVAL;	/* its extents are shorter than its length */
+	*ret_crc = crc;
+	return crc == g->crc ? 0 : -EBADMSG;
 }

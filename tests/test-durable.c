@@ -830,9 +830,21 @@ static struct ctx *make_store(unsigned files, const char *what)
 /*
  * Sets the version field (offset 8) of every superblock slot of `path`
  * that holds one (magic at offset 0) to `version`; with `fix_crc`, also
- * the CRC32C at offset 92 (of bytes 0..91: docs/STORE_FORMAT.md), so that
- * only the version is wrong. Returns the number of slots patched.
+ * the CRC32C at offset 92 (of the 128 bytes with that field 0:
+ * docs/STORE_FORMAT.md), so that only the version is wrong. Returns the
+ * number of slots patched.
  */
+static uint32_t sb_crc(uint8_t *sb)
+{
+	uint32_t crc, saved;
+
+	memcpy(&saved, sb + 92, 4);
+	memset(sb + 92, 0, 4);
+	crc = crc32c(0, sb, 128);
+	memcpy(sb + 92, &saved, 4);
+	return crc;
+}
+
 static int patch_version(const char *path, uint32_t version, bool fix_crc)
 {
 	uint8_t sb[4096];
@@ -851,12 +863,12 @@ static int patch_version(const char *path, uint32_t version, bool fix_crc)
 		if (memcmp(sb, "KVSWAPST", 8))
 			continue;
 		memcpy(&crc, sb + 92, 4);
-		if (crc != crc32c(0, sb, 92))
+		if (crc != sb_crc(sb))
 			diag("%s: slot at %lld: CRC does not match the documented layout",
 			     path, (long long)slot);
 		memcpy(sb + 8, &version, 4);
 		if (fix_crc) {
-			crc = crc32c(0, sb, 92);
+			crc = sb_crc(sb);
 			memcpy(sb + 92, &crc, 4);
 		}
 		if (pwrite(fd, sb, sizeof(sb), slot) != (ssize_t)sizeof(sb)) {

@@ -139,24 +139,33 @@ static uint8_t *encode(const enum jf_type *type, struct entry **e, size_t n,
 	out = malloc(bytes + 1);
 	if (!out)
 		bail_out("out of memory");
-	jf_stream_init(&s, buf, blocks);
+	jf_stream_init(&s, buf, blocks ? blocks : 1);
 	for (size_t i = 0; i < n; i++)
 		jf_rec_write(&s, type[i], e[i]);
-	sealed = jf_stream_seal(&s, nonce, seq0);
-	is_uint(sealed, blocks, "%zu records of %zu bytes seal into %zu blocks",
-		n, bytes, blocks);
+	sealed = jf_stream_seal(&s, nonce, 7, seq0);
+	is_uint(sealed, blocks ? blocks : 1, "%zu records of %zu bytes seal into "
+		"%zu blocks", n, bytes, blocks);
 	for (size_t i = 0; i < sealed; i++) {
-		uint32_t used = 0;
+		struct jf_block_info in;
+		/* Where the first record that starts in block i begins. */
+		size_t at = 0, lead;
 
-		if (!jf_block_check(buf + i * JF_BLOCK, nonce, seq0 + i, &used) ||
-		    used != (i + 1 < sealed ? JF_PAYLOAD : bytes - len)) {
+		for (size_t k = 0; k < n && at < i * JF_PAYLOAD; k++)
+			at += jf_rec_size(type[k], e[k]);
+		lead = at < i * JF_PAYLOAD ? 0 : at - i * JF_PAYLOAD;
+		if (jf_block_check(buf + i * JF_BLOCK, nonce, 7, seq0 + i, &in) !=
+		    JF_BLOCK_VALID ||
+		    in.used != (i + 1 < sealed ? JF_PAYLOAD : bytes - len) ||
+		    in.start != (i == 0) || in.end != (i + 1 == sealed) ||
+		    in.lead != (lead < in.used ? lead : in.used)) {
 			valid = false;
 			break;
 		}
-		memcpy(out + len, buf + i * JF_BLOCK + JF_HDR, used);
-		len += used;
+		memcpy(out + len, buf + i * JF_BLOCK + JF_HDR, in.used);
+		len += in.used;
 	}
-	ok(valid && len == bytes, "every block checks, payloads hold every byte");
+	ok(valid && len == bytes, "every block checks, with its marks and where "
+	   "its first record starts; payloads hold every byte");
 	free(buf);
 	*ret_len = len;
 	return out;
@@ -290,48 +299,74 @@ static void test_blocks(void)
 	uint64_t blk = 0;
 	struct entry *e = mk("blk", 10, 10, 1, 1, 1, 0, &blk);
 	struct jf_block_hdr h;
+	struct jf_block_info in = { .used = 12345 };
 	struct jf_stream s;
-	uint32_t used = 12345;
 
 	jf_stream_init(&s, b, 1);
 	jf_rec_write(&s, JF_PUT, e);
-	is_uint(jf_stream_seal(&s, 99, 5), 1, "one record, one block");
-	ok(jf_block_check(b, 99, 5, &used) && used == jf_rec_size(JF_PUT, e),
-	   "a sealed block checks, with its payload length");
-	used = 12345;
-	ok(!jf_block_check(b, 98, 5, &used), "wrong nonce: refused");
-	ok(!jf_block_check(b, 99, 4, &used) && !jf_block_check(b, 99, 6, &used),
-	   "wrong sequence number: refused");
-	ok(used == 12345, "a refused block leaves the length alone");
+	is_uint(jf_stream_seal(&s, 99, 3, 5), 1, "one record, one block");
+	ok(jf_block_check(b, 99, 3, 5, &in) == JF_BLOCK_VALID &&
+	   in.used == jf_rec_size(JF_PUT, e) && in.start && in.end && !in.lead &&
+	   in.gen == 3, "a sealed block checks, with its payload length and "
+	   "both marks");
+	in.used = 12345;
+	ok(jf_block_check(b, 98, 3, 5, &in) == JF_BLOCK_OTHER,
+	   "wrong nonce: another epoch's block");
+	ok(jf_block_check(b, 99, 4, 5, &in) == JF_BLOCK_OTHER,
+	   "wrong generation: another epoch's block");
+	ok(jf_block_check(b, 99, 3, 4, &in) == JF_BLOCK_OTHER &&
+	   jf_block_check(b, 99, 3, 6, &in) == JF_BLOCK_OTHER,
+	   "wrong sequence number: another place's block");
+	ok(in.used == 12345, "a refused block leaves the description alone");
 	memcpy(c, b, JF_BLOCK);
 	c[JF_BLOCK - 1] ^= 1;
-	ok(!jf_block_check(c, 99, 5, &used), "a bit flipped past the payload: refused");
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_DAMAGED,
+	   "a bit flipped past the payload: damaged");
 	memcpy(c, b, JF_BLOCK);
 	c[JF_HDR] ^= 0x80;
-	ok(!jf_block_check(c, 99, 5, &used), "a bit flipped in the payload: refused");
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_DAMAGED,
+	   "a bit flipped in the payload: damaged");
 	memcpy(c, b, JF_BLOCK);
 	c[offsetof(struct jf_block_hdr, crc)] ^= 1;
-	ok(!jf_block_check(c, 99, 5, &used), "a bit flipped in the CRC: refused");
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_DAMAGED,
+	   "a bit flipped in the CRC: damaged");
 	memcpy(c, b, JF_BLOCK);
 	memcpy(&h, c, sizeof(h));
 	h.magic ^= 1;
 	memcpy(c, &h, sizeof(h));
 	reseal(c);
-	ok(!jf_block_check(c, 99, 5, &used), "wrong magic, CRC right: refused");
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_OTHER,
+	   "wrong magic, CRC right: refused");
 	memcpy(&h, b, sizeof(h));
 	h.used = JF_PAYLOAD + 1;
 	memcpy(c, b, JF_BLOCK);
 	memcpy(c, &h, sizeof(h));
 	reseal(c);
-	ok(!jf_block_check(c, 99, 5, &used), "payload length past the block, CRC "
-	   "right: refused");
-	h.used = JF_PAYLOAD;
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_DAMAGED, "payload length "
+	   "past the block, CRC right: damaged");
+	memcpy(&h, b, sizeof(h));
+	h.lead = (uint16_t)(h.used + 1);
+	memcpy(c, b, JF_BLOCK);
 	memcpy(c, &h, sizeof(h));
 	reseal(c);
-	ok(jf_block_check(c, 99, 5, &used) && used == JF_PAYLOAD,
-	   "a full payload checks");
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_DAMAGED, "a lead past "
+	   "the payload, CRC right: damaged");
+	memcpy(&h, b, sizeof(h));
+	h.used = JF_PAYLOAD;
+	memcpy(c, b, JF_BLOCK);
+	memcpy(c, &h, sizeof(h));
+	reseal(c);
+	ok(jf_block_check(c, 99, 3, 5, &in) == JF_BLOCK_VALID &&
+	   in.used == JF_PAYLOAD, "a full payload checks");
+	ok(jf_block_peek(c, &in) && in.nonce == 99 && in.gen == 3 && in.seq == 5,
+	   "peek reads a valid block's epoch and place");
 	memset(c, 0, JF_BLOCK);
-	ok(!jf_block_check(c, 0, 0, &used), "a zeroed block: refused");
+	ok(jf_block_check(c, 0, 0, 0, &in) == JF_BLOCK_OTHER && !jf_block_peek(c, &in),
+	   "a zeroed block: refused");
+	jf_stream_init(&s, c, 1);
+	ok(jf_stream_seal(&s, 99, 3, 0) == 1 &&
+	   jf_block_check(c, 99, 3, 0, &in) == JF_BLOCK_VALID && !in.used &&
+	   in.start && in.end, "an empty stream seals to one empty block");
 	free(b);
 	free(c);
 	free(e);
@@ -479,10 +514,10 @@ static struct {
 	struct journal j;
 } C;
 
-static int ctx_open(void)
+static int ctx_open_mode(enum store_mode mode)
 {
 	char err[512] = "";
-	int r = store_open(&C.s, store_path, STORE_SIZE, err, sizeof(err));
+	int r = store_open(&C.s, store_path, STORE_SIZE, mode, err, sizeof(err));
 
 	if (r < 0) {
 		diag("store_open: %s", err);
@@ -493,6 +528,11 @@ static int ctx_open(void)
 	memset(&C.lp, 0, sizeof(C.lp));
 	journal_init(&C.j, &C.s, &C.ix, &C.lp);
 	return 0;
+}
+
+static int ctx_open(void)
+{
+	return ctx_open_mode(STORE_SERVE);
 }
 
 static int ctx_recover(void)
@@ -513,40 +553,69 @@ static void ctx_close(void)
 	index_fini(&C.ix);
 }
 
-/* A log image: sealed blocks from block 0 of the live half. */
+/*
+ * A log image: sealed blocks from block 0 of a log half, for an epoch the
+ * test makes (epoch()): its first commit plays the checkpoint.
+ */
 struct img {
 	uint8_t *buf;
 	size_t n;		/* blocks */
+	size_t ck;		/* blocks of the first commit */
 };
+
+/* The epoch images are sealed under: the next flip of the store. */
+static struct {
+	uint32_t half;
+	uint64_t gen;
+	uint64_t nonce;
+} EP;
 
 /* Appends one commit of records, sealed under nonce from block seq. */
 static void img_commit(struct img *im, uint64_t nonce, uint64_t seq,
 		       const enum jf_type *t, struct entry **e, size_t n)
 {
 	struct jf_stream s;
+	size_t k;
 
 	jf_stream_init(&s, im->buf + im->n * JF_BLOCK, IMG_BLOCKS - 1 - im->n);
 	for (size_t i = 0; i < n; i++)
 		jf_rec_write(&s, t[i], e[i]);
-	im->n += jf_stream_seal(&s, nonce, seq);
+	k = jf_stream_seal(&s, nonce, EP.gen, seq);
+	if (!im->n)
+		im->ck = k;
+	im->n += k;
 }
 
 /*
  * Opens the store, writes the image and a zeroed block after it into the
- * live half (blocks of the last checkpoint must not follow it), recovers.
+ * epoch's half, then the superblock naming it (both slots), as a
+ * checkpoint would, and recovers (STORE_SALVAGE: salvages).
  */
-static int replay(struct img *im)
+static int replay_mode(struct img *im, enum store_mode mode)
 {
-	int r = ctx_open();
+	uint8_t *sb = block_alloc(1);
+	int r = ctx_open_mode(mode);
 
 	if (r < 0)
 		return r;
 	memset(im->buf + im->n * JF_BLOCK, 0, JF_BLOCK);
 	if (pwrite(C.s.files[0].fd, im->buf, (im->n + 1) * JF_BLOCK,
-		   (off_t)store_log_offset(&C.s, C.s.sb_active)) !=
+		   (off_t)store_log_offset(&C.s, EP.half)) !=
 	    (ssize_t)((im->n + 1) * JF_BLOCK))
 		bail_out("writing the log image: %s", strerror(errno));
+	store_sb_prepare(&C.s, EP.half, EP.nonce, im->ck, sb);
+	for (uint32_t slot = 0; slot < 2; slot++)
+		if (pwrite(C.s.files[0].fd, sb, JF_BLOCK,
+			   (off_t)store_sb_offset(slot)) != JF_BLOCK)
+			bail_out("writing the superblock: %s", strerror(errno));
+	store_sb_commit(&C.s, EP.half, EP.nonce, im->ck);
+	free(sb);
 	return ctx_recover();
+}
+
+static int replay(struct img *im)
+{
+	return replay_mode(im, STORE_SERVE);
 }
 
 static uint64_t used_bytes(void)
@@ -554,16 +623,57 @@ static uint64_t used_bytes(void)
 	return C.s.capacity - store_avail(&C.s);
 }
 
-/* The nonce of the live half: open the store, read it, close. */
+/*
+ * The epoch of the next image (the store's next flip: the other half, the
+ * next generation, a new nonce); returns its nonce.
+ */
 static uint64_t live_nonce(void)
 {
-	uint64_t n;
-
 	if (ctx_open() < 0)
 		bail_out("cannot open the store");
-	n = C.s.sb_nonce;
+	EP.half = !C.s.sb_active;
+	EP.gen = C.s.sb_gen + 1;
+	EP.nonce = 0x6b76737761700000ull + EP.gen;
 	ctx_close();
-	return n;
+	return EP.nonce;
+}
+
+/*
+ * Writes data for each segment of e into the store file (file 0 only) and
+ * sets the segment's CRC32C to match: what salvage reads back and checks.
+ */
+static void put_data(struct entry *e)
+{
+	int fd = open(store_path, O_RDWR | O_CLOEXEC);
+	uint8_t blk[JF_BLOCK];
+
+	if (fd < 0)
+		bail_out("open %s: %s", store_path, strerror(errno));
+	for (uint32_t i = 0; i < e->nseg; i++) {
+		uint64_t left = e->segs[i].len;
+		uint32_t crc = 0;
+
+		for (uint32_t x = 0; x < e->segs[i].next; x++) {
+			const struct sext *ex = &e->ext[e->segs[i].ext + x];
+
+			for (uint32_t b = 0; b < ex->nblocks; b++) {
+				size_t n = left < JF_BLOCK ? (size_t)left : JF_BLOCK;
+
+				memset(blk, 0, sizeof(blk));
+				for (size_t k = 0; k < n; k++)
+					blk[k] = (uint8_t)(k * 7 + i + e->key[0]);
+				crc = crc32c(crc, blk, n);
+				left -= n;
+				if (pwrite(fd, blk, JF_BLOCK, (off_t)((ex->block + b) *
+								    JF_BLOCK)) != JF_BLOCK)
+					bail_out("writing data: %s", strerror(errno));
+			}
+		}
+		e->segs[i].crc = crc;
+	}
+	if (fsync(fd) < 0)
+		bail_out("fsync: %s", strerror(errno));
+	close(fd);
 }
 
 static struct entry *get(const struct entry *like)
@@ -571,9 +681,29 @@ static struct entry *get(const struct entry *like)
 	return index_get(&C.ix, like->key, like->key_len);
 }
 
+/*
+ * The image of case k: x committed, then y under another nonce (k 0), at
+ * the wrong place (1), with a bit flipped (2), or after a zeroed block (3).
+ */
+static void bad_image(struct img *im, int k, struct entry *x, struct entry *y)
+{
+	static const enum jf_type t[] = { JF_PUT };
+	uint64_t nonce = live_nonce();
+
+	im->n = 0;
+	img_commit(im, nonce, 0, t, &x, 1);
+	if (k == 3)
+		im->n++;
+	img_commit(im, k == 0 ? nonce + 1 : nonce, k == 1 ? 2 : im->n, t, &y, 1);
+	if (k == 2)
+		im->buf[JF_BLOCK + JF_HDR + 3] ^= 4;
+	if (k == 3)
+		memset(im->buf + JF_BLOCK, 0, JF_BLOCK);
+}
+
 static void test_store(const char *dir)
 {
-	struct img im = { block_alloc(IMG_BLOCKS), 0 };
+	struct img im = { block_alloc(IMG_BLOCKS), 0, 0 };
 	struct entry *a, *b, *c, *c2, *x, *y, *z, *bad, *bad2;
 	uint64_t base, blk, nonce;
 	enum jf_type t[4];
@@ -586,6 +716,9 @@ static void test_store(const char *dir)
 	ok(C.s.created, "it was created");
 	is_int(ctx_recover(), 0, "recovery of a new store writes its checkpoint");
 	is_uint(C.j.checkpoints, 1, "one checkpoint");
+	is_uint(C.s.sb_ck_blocks, 1, "of one empty block (an empty index still "
+		"writes one, so the write phase has I/O to end)");
+	ok(C.s.sb_gen == 1 && C.s.sb_active == 1, "generation 1, in half 1");
 	base = C.s.files[0].alloc.base;
 	ctx_close();
 	blk = base + 10;
@@ -617,31 +750,47 @@ static void test_store(const char *dir)
 		"the same free space");
 	ctx_close();
 
-	/* The first bad block ends the replay. */
+	/*
+	 * A bad block ends the replay when nothing the epoch committed after
+	 * it is there (a tail a crash cut); when a later commit is there, or
+	 * the block was written by the epoch and fails its CRC, it is
+	 * damage: recovery refuses, and salvage replays around it.
+	 */
 	x = mk("x-ray", 5, 0, 1, 1, 1, 0, &blk);
 	y = mk("yankee", 6, 0, 1, 1, 1, 0, &blk);
+	put_data(x);
+	put_data(y);
 	t[0] = JF_PUT;
 	for (int k = 0; k < 4; k++) {
 		static const char *const what[] = {
 			"a block under another nonce", "a block with the wrong "
 			"sequence number", "a block with a bit flipped",
-			"a zeroed block"
+			"a zeroed block followed by a commit"
 		};
+		bool damage = k >= 2;
 
-		nonce = live_nonce();
-		im.n = 0;
-		img_commit(&im, nonce, 0, t, &x, 1);
-		if (k == 3)
-			im.n++;
-		img_commit(&im, k == 0 ? nonce + 1 : nonce, k == 1 ? 2 : im.n,
-			   t, &y, 1);
-		if (k == 2)
-			im.buf[JF_BLOCK + JF_HDR + 3] ^= 4;
-		if (k == 3)
-			memset(im.buf + JF_BLOCK, 0, JF_BLOCK);
-		is_int(replay(&im), 0, "recovery with %s", what[k]);
-		ok(C.ix.count == 1 && ent_eq(get(x), x) && !get(y),
-		   "%s ends the replay: what came before is back", what[k]);
+		bad_image(&im, k, x, y);
+		if (!damage) {
+			is_int(replay(&im), 0, "recovery with %s", what[k]);
+			ok(C.ix.count == 1 && ent_eq(get(x), x) && !get(y),
+			   "%s ends the replay: what came before is back", what[k]);
+			ctx_close();
+			continue;
+		}
+		is_int(replay(&im), -EUCLEAN, "recovery refuses %s", what[k]);
+		is_uint(C.j.checkpoints, 0, "%s: no checkpoint written", what[k]);
+		ctx_close();
+		bad_image(&im, k, x, y);	/* sealed for the next epoch */
+		is_int(replay_mode(&im, STORE_SALVAGE), 0, "salvage of %s", what[k]);
+		ok(ent_eq(get(x), x) && (k == 3 ? ent_eq(get(y), y) && C.ix.count == 2
+					 : !get(y) && C.ix.count == 1),
+		   "salvage of %s: %s", what[k], k == 3 ? "the commits before and "
+		   "after it are back" : "what came before is back, the damaged "
+		   "record is lost");
+		ctx_close();
+		is_int(ctx_open(), 0, "reopened after salvage");
+		is_int(ctx_recover(), 0, "the salvaged store recovers normally");
+		is_uint(C.ix.count, k == 3 ? 2 : 1, "with the same entries");
 		ctx_close();
 	}
 
@@ -649,10 +798,11 @@ static void test_store(const char *dir)
 	z = mk("zulu", KVS_MAX_KEY, KVS_MAX_METADATA, 400, 1, 1, 0, &blk);
 	ok(jf_blocks_for(jf_rec_size(JF_PUT, z)) >= 2, "zulu's record spans blocks");
 	im.n = 0;
-	e[0] = x, e[1] = z;
-	img_commit(&im, live_nonce(), 0, (enum jf_type[]){ JF_PUT, JF_PUT }, e, 2);
+	nonce = live_nonce();
+	img_commit(&im, nonce, 0, t, &x, 1);
+	img_commit(&im, nonce, im.n, t, &z, 1);
 	im.n--;
-	is_int(replay(&im), 0, "recovery with the last record cut");
+	is_int(replay(&im), 0, "recovery with the last commit cut");
 	ok(C.ix.count == 1 && ent_eq(get(x), x) && !get(z),
 	   "the cut record is ignored, the one before it is back");
 	ctx_close();
