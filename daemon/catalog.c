@@ -495,10 +495,39 @@ static int admit_meta(struct catalog *cat, const void *key, uint32_t key_len,
 	return -ENOSPC;
 }
 
+/*
+ * Whether evicting leased entries too (never pinned ones) would free
+ * `need` bytes once their leases run out; if so, lease_wake_ms becomes
+ * the earliest time one of them does, for the server's timer.
+ */
+static bool leases_would_do(struct catalog *cat, uint64_t need)
+{
+	uint64_t can = 0, wake = 0, now = now_ms();
+	struct entry *e;
+
+	for (e = index_lru_first(&cat->index); e && can < need;
+	     e = index_lru_next(&cat->index, e)) {
+		can += entry_blocks(e) * cat->store->block;
+		if (e->lease_until > now && (!wake || e->lease_until < wake))
+			wake = e->lease_until;
+	}
+	if (can < need || !wake)
+		return false;
+	if (!cat->lease_wake_ms || wake < cat->lease_wake_ms)
+		cat->lease_wake_ms = wake;
+	return true;
+}
+
+void catalog_leases_due(struct catalog *cat)
+{
+	cat->lease_wake_ms = 0;
+	cat->space_returned = true;
+}
+
 int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,
-		    const uint64_t *lens, bool pinned, struct entry **ret,
-		    char *err, size_t len)
+		    const uint64_t *lens, bool pinned, bool wait_leases,
+		    struct entry **ret, char *err, size_t len)
 {
 	uint32_t counts[KVS_MAX_SEGMENTS], next = 0;
 	struct store *s = cat->store;
@@ -573,6 +602,9 @@ out_full:
 		return -EAGAIN;
 	if (evict(cat, blocks * s->block - avail - cat->evicting) ||
 	    !journal_idle(cat->jr))
+		return -EAGAIN;
+	if (wait_leases && leases_would_do(cat, blocks * s->block - avail -
+					   cat->evicting))
 		return -EAGAIN;
 	snprintf(err, len, "swap_out: the store is full: the entry needs %llu "
 		 "bytes, %llu of %llu are free, %llu pinned, the rest leased "

@@ -79,6 +79,11 @@ struct catalog {
 	uint64_t evicting;
 	/* Space came back since the waiters last tried (catalog_kick). */
 	bool space_returned;
+	/*
+	 * A swap-out waits for leases to run out (WAIT_LEASES): the earliest
+	 * time one it needs does, in ms, or 0. The server arms a timer.
+	 */
+	uint64_t lease_wake_ms;
 	uint32_t rr_file;	/* file the next segment prefers */
 	struct sext *scratch;	/* extents of a reservation being made */
 	struct catalog_meta meta;
@@ -142,8 +147,11 @@ void catalog_read_end(struct catalog *cat, struct entry *e);
  */
 int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,
-		    const uint64_t *lens, bool pinned, struct entry **ret,
-		    char *err, size_t len);
+		    const uint64_t *lens, bool pinned, bool wait_leases,
+		    struct entry **ret, char *err, size_t len);
+
+/* The leases catalog_reserve() waited for may have run out: retry. */
+void catalog_leases_due(struct catalog *cat);
 
 /* Whether a swap-out of key is in flight (reserved, not linked yet). */
 bool catalog_writing(struct catalog *cat, const void *key, size_t len);

@@ -29,6 +29,7 @@ enum ud_type {
 	UD_TICK,		/* server.c: the watchdog and status timer */
 	UD_JOURNAL,		/* journal.c: a log write or fdatasync */
 	UD_JTIMER,		/* journal.c: a deferred cache-mode commit is due */
+	UD_LEASE_TIMER,		/* server.c: leases a swap-out waits for ran out */
 	UD_MAX
 };
 #define UD_TYPE_MASK 0xfull

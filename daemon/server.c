@@ -144,9 +144,34 @@ static void on_cqe(void *ctx, enum ud_type type, void *p,
 	case UD_TICK:
 		on_tick(srv);
 		break;
+	case UD_LEASE_TIMER:
+		srv->lease_timer_ms = 0;
+		catalog_leases_due(&srv->cat);
+		break;
 	default:
 		break;
 	}
+}
+
+/*
+ * A swap-out waits for leases to run out (WAIT_LEASES): a timeout at the
+ * earliest, re-armed only for an earlier time (a later wake-up finds the
+ * waiters retried and waiting again if need be).
+ */
+static void lease_timer_arm(struct server *srv)
+{
+	uint64_t wake = srv->cat.lease_wake_ms, now = now_ms(), ms;
+	struct io_uring_sqe *sqe;
+
+	if (!wake || (srv->lease_timer_ms && srv->lease_timer_ms <= wake))
+		return;
+	ms = wake > now ? wake - now + 1 : 1;
+	srv->lease_ts.tv_sec = (long long)(ms / 1000);
+	srv->lease_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	sqe = loop_sqe(&srv->loop);
+	io_uring_prep_timeout(sqe, &srv->lease_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_LEASE_TIMER));
+	srv->lease_timer_ms = wake;
 }
 
 /* After each batch: queued segments, queued records, shutdown progress. */
@@ -155,6 +180,7 @@ static void after_batch(void *ctx)
 	struct server *srv = ctx;
 
 	catalog_kick(&srv->cat);
+	lease_timer_arm(srv);
 	xfers_pump(&srv->xfers);
 	journal_kick(&srv->jr);
 	if (srv->quit)
@@ -219,6 +245,7 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	catalog_recount(&srv->cat);
 	loop_on(&srv->loop, UD_SIGNAL, on_cqe, srv);
 	loop_on(&srv->loop, UD_TICK, on_cqe, srv);
+	loop_on(&srv->loop, UD_LEASE_TIMER, on_cqe, srv);
 	loop_after_batch(&srv->loop, after_batch, srv);
 	ret = register_files(srv, err, len);
 	if (ret < 0)

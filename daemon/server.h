@@ -47,6 +47,10 @@ struct server {
 	uint64_t last_status_ms;
 	struct stats last_status;
 
+	/* A timer for the leases a waiting swap-out needs to run out. */
+	struct __kernel_timespec lease_ts;
+	uint64_t lease_timer_ms;	/* what it is armed for, or 0 */
+
 	/* Called on SIGHUP, between RELOADING=1 and READY=1. */
 	void (*reload)(struct server *srv);
 };

@@ -157,7 +157,8 @@ static bool place(struct xfer *x)
 			lens[k] = x->seg[xe->seg0 + k].len;
 		r = catalog_reserve(cat, xe->key, xe->key_len, xe->meta,
 				    xe->meta_len, xe->nseg, lens,
-				    x->flags & KVS_FLAG_PINNED, &xe->e, err,
+				    x->flags & KVS_FLAG_PINNED,
+				    x->flags & KVS_FLAG_WAIT_LEASES, &xe->e, err,
 				    sizeof(err));
 		if (r == -EAGAIN) {
 			x->waiter.retry = place_retry;

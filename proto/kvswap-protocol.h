@@ -41,7 +41,8 @@
 #define KVS_FLAG_PINNED		0x4	/* never evicted */
 #define KVS_FLAGS_ALL		0x7	/* SwapOut */
 #define KVS_FLAG_IF_ABSENT	0x8	/* SwapOutBatch: skip keys stored or in flight */
-#define KVS_BATCH_FLAGS_ALL	0xf
+#define KVS_FLAG_WAIT_LEASES	0x10	/* SwapOutBatch: wait for leases to run out */
+#define KVS_BATCH_FLAGS_ALL	0x1f
 /* SwapOutBatch.events / SwapInBatch.events */
 #define KVS_EVENTS_SEGMENTS	0x1
 
@@ -84,7 +85,10 @@ KVS_CHECK_PROTO(KVS_MAX_BATCH_ENTRIES,
 KVS_CHECK_PROTO(KVS_MAX_BATCH_SEGMENTS,
 		KVSWAP__V1__LIMIT__LIMIT_MAX_BATCH_SEGMENTS);
 KVS_CHECK_PROTO(KVS_MAX_GROUPS, KVSWAP__V1__LIMIT__LIMIT_MAX_GROUPS);
-_Static_assert(KVS_BATCH_FLAGS_ALL == (KVS_FLAGS_ALL | KVS_FLAG_IF_ABSENT),
+KVS_CHECK_PROTO(KVS_FLAG_WAIT_LEASES,
+		KVSWAP__V1__SWAP_OUT_FLAG__SWAP_OUT_WAIT_LEASES);
+_Static_assert(KVS_BATCH_FLAGS_ALL ==
+	       (KVS_FLAGS_ALL | KVS_FLAG_IF_ABSENT | KVS_FLAG_WAIT_LEASES),
 	       "KVS_BATCH_FLAGS_ALL names every SwapOutFlag");
 _Static_assert(KVS_FLAGS_ALL ==
 	       (KVS_FLAG_DURABLE | KVS_FLAG_CACHE | KVS_FLAG_PINNED),

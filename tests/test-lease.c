@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -317,9 +318,128 @@ static void test_evict_exact(void)
 	ctx_close(&c, "evict-exact");
 }
 
+/* A one-entry SwapOutBatch of len bytes at offset 0 of the raw region. */
+static int raw_put_batch(struct ctx *c, const char *key, uint64_t len,
+			 uint32_t flags, char *msg, size_t msglen)
+{
+	Kvswap__V1__Request req = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__SwapOutBatch m = KVSWAP__V1__SWAP_OUT_BATCH__INIT;
+	Kvswap__V1__BatchEntry be = KVSWAP__V1__BATCH_ENTRY__INIT;
+	Kvswap__V1__BatchEntry *v[1] = { &be };
+	uint64_t off = 0;
+	int r;
+
+	be.has_key = 1;
+	be.key = (ProtobufCBinaryData){ strlen(key), (uint8_t *)key };
+	be.n_offsets = 1;
+	be.offsets = &off;
+	be.n_lengths = 1;
+	be.lengths = &len;
+	m.has_region = m.has_flags = 1;
+	m.region = c->raw_region;
+	m.flags = flags;
+	m.n_entries = 1;
+	m.entries = v;
+	req.has_id = 1;
+	req.id = ++c->id;
+	req.body_case = KVSWAP__V1__REQUEST__BODY_SWAP_OUT_BATCH;
+	req.swap_out_batch = &m;
+	if (raw_send(c->fd, &req, -1) < 0)
+		bail_out("raw swap_out_batch failed");
+	/* Entry errors (not final) until the BatchReply. */
+	*msg = 0;
+	r = 0;
+	for (;;) {
+		Kvswap__V1__Event *ev;
+
+		if (raw_recv(c->fd, 20000, &ev) < 0)
+			bail_out("no BatchReply");
+		if (ev->id == c->id && ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR) {
+			snprintf(msg, msglen, "%s", ev->error->message);
+			r = -ev->error->code;
+			if (!ev->error->has_entry) {
+				raw_event_free(ev);
+				return r;
+			}
+		} else if (ev->id == c->id &&
+			   ev->body_case == KVSWAP__V1__EVENT__BODY_BATCH) {
+			if (ev->batch->entries == 1)
+				r = 0;
+			raw_event_free(ev);
+			return r;
+		}
+		raw_event_free(ev);
+	}
+}
+
+/*
+ * A store full of leased entries: a swap-out fails with ENOSPC, unless it
+ * asks to wait for the leases (WAIT_LEASES), when it succeeds once they
+ * have run out.
+ */
+static void test_wait_leases(void)
+{
+	Kvswap__V1__Event *ev;
+	struct kvswap_stat s;
+	struct ctx c;
+	unsigned n, keys[8];
+	uint64_t need, t0, t1;
+	char msg[512];
+	int memfd, r;
+	void *addr;
+
+	ctx_open(&c, 32 * MiB);
+	n = (unsigned)(c.cap / ENTRY);
+	for (unsigned i = 0; i < n; i++)
+		if (put(&c, i, ENTRY) < 0)
+			bail_out("fill: %s", kvswap_last_error(c.k));
+	if (memfd_make(4 * MiB, F_SEAL_SHRINK | F_SEAL_GROW, &memfd, &addr) < 0)
+		bail_out("memfd");
+	{
+		struct raw_result rr;
+
+		raw_send_register(c.fd, ++c.id, 4 * MiB, memfd);
+		if (raw_collect(c.fd, c.id, 10000, &rr) < 0 || rr.code)
+			bail_out("register");
+		c.raw_region = rr.final->region->region;
+		raw_result_clear(&rr);
+	}
+	/* Lease every entry for 600 ms, 8 keys per Lookup. */
+	t0 = mono_ms();
+	for (unsigned i = 0; i < n; i += 8) {
+		unsigned k = n - i < 8 ? n - i : 8;
+
+		for (unsigned j = 0; j < k; j++)
+			keys[j] = i + j;
+		lookup(c.fd, ++c.id, keys, k, 600, false, &ev);
+		raw_event_free(ev);
+	}
+	s = st(&c);
+	need = round_up(s.capacity - s.used + ENTRY / 2, 4096);
+	r = raw_put_batch(&c, "wait-no", need, KVS_FLAG_CACHE, msg, sizeof(msg));
+	t1 = mono_ms();
+	if (t1 - t0 < 500) {
+		is_int(r, -ENOSPC, "every entry leased: a swap-out gets ENOSPC (%s)",
+		       msg);
+	} else {
+		skip("leasing took %" PRIu64 " ms, too long to test ENOSPC",
+		     t1 - t0);
+	}
+	r = raw_put_batch(&c, "wait-yes", need,
+			  KVS_FLAG_CACHE | KVS_FLAG_WAIT_LEASES, msg, sizeof(msg));
+	t1 = mono_ms();
+	is_int(r, 0, "with WAIT_LEASES it waits and succeeds (%s)", msg);
+	ok(t1 - t0 >= 550, "... once the leases ran out (%" PRIu64 " ms after "
+	   "they were taken)", t1 - t0);
+	close(memfd);
+	munmap(addr, 4 * MiB);
+	ctx_close(&c, "wait-leases");
+}
+
 int main(void)
 {
 	harness_init("test-lease");
+	test_wait_leases();
 	test_evict_exact();
 	test_leases();
 	done_testing();
