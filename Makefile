@@ -10,8 +10,11 @@ WERROR  ?= 0
 PKGS     = liburing libprotobuf-c libsystemd inih
 
 # pkg-config runs lazily so that `make test` can install it first.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) libisal)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+# libkvswap's own: protobuf-c, and ISA-L for its CRC32C (crc32_iscsi).
+LIB_PKGS   = libprotobuf-c libisal
+LIB_LIBS   = $(shell pkg-config --libs $(LIB_PKGS))
 
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wmissing-prototypes \
 	   -Wstrict-prototypes -Wformat=2
@@ -115,15 +118,14 @@ $(BUILD)/libkvswap.a: $(LIB_OBJ)
 $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
 		-Wl,--version-script=client/libkvswap.sym -o $@ $(LIB_OBJ) \
-		$(shell pkg-config --libs libprotobuf-c)
+		$(LIB_LIBS)
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
 
 $(BUILD)/kvswapctl: $(CTL_OBJ) $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm \
-		-lpthread
+	$(CC) $(CFLAGS) -o $@ $^ $(LIB_LIBS) -lm -lpthread
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LIB_LIBS) -lm
 
 $(TEST_SH:tests/%.sh=$(BUILD)/tests/%): $(BUILD)/tests/%: tests/%.sh
 	@mkdir -p $(dir $@)
@@ -164,15 +166,15 @@ run: deps
 	$(BUILD)/kvswapd --socket $(RUN_DIR)/kvswapd.sock \
 		--store $(RUN_DIR)/store0.kvs --store-size 1G
 
-# Benchmarks of the durable store: CRC32C speed, restart with many entries.
+# Benchmarks of the durable store: CRC32C speed (the daemon's code and
+# ISA-L's, which libkvswap uses), restart with many entries.
 $(BUILD)/bench/crc32c-speed: bench/crc32c-speed.c $(BUILD)/daemon/crc32c.o
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 $(BUILD)/bench/scale: bench/scale.c $(BUILD)/libkvswap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ \
-		$(shell pkg-config --libs libprotobuf-c)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 BENCH_ENTRIES ?= 1000000
 bench-store: deps all $(BENCH_BIN)
