@@ -34,7 +34,7 @@ DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/proto/kvswap.pb-c.o
 # Everything but main(): unit tests link these.
 DAEMON_LIB = $(filter-out $(BUILD)/daemon/kvswapd.o,$(DAEMON_OBJ))
 
-LIB_SRC  = client/kvswap.c
+LIB_SRC  = client/kvswap.c client/batch.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/proto/kvswap.pb-c.o
 SONAME   = libkvswap.so.0
 
