@@ -53,7 +53,8 @@ HARNESS  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TEST_SRC),$(wildcard tests
 
 # kvswapctl's objects: every client/*.c that is not the library.
 CLI_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(LIB_SRC),$(wildcard client/*.c)))
-BENCH_BIN = $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale
+BENCH_BIN = $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale \
+	    $(BUILD)/bench/req-syscalls
 
 # -MMD -MP writes one .d beside each object (beside each bench binary, which
 # is compiled and linked in one step); make reads those that exist.
@@ -173,6 +174,11 @@ $(BUILD)/bench/crc32c-speed: bench/crc32c-speed.c $(BUILD)/daemon/crc32c.o
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 $(BUILD)/bench/scale: bench/scale.c $(BUILD)/libkvswap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
+
+# System calls per request, by API shape (bench/syscalls.sh runs it).
+$(BUILD)/bench/req-syscalls: bench/req-syscalls.c $(BUILD)/libkvswap.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
