@@ -830,6 +830,39 @@ static int resplit(struct kvswap *k, struct part *p)
 	return 0;
 }
 
+/*
+ * GroupDone: group g is over in part p. The daemon counts failed segments
+ * as over too, and says how many landed: a swap-in's group is whole only
+ * if all of p's segments in it did. (A swap-out's failures all come as
+ * error events, and its skipped entries land nothing by design.)
+ */
+static void group_event(struct kvswap *k, struct part *p,
+			const Kvswap__V1__GroupDone *gd)
+{
+	struct batch *b = p->req->b;
+	uint32_t g = gd->group, n = 0;
+	int err = 0, known = 0;
+
+	if (g >= b->ngroups || !gbit(p->gmask, g))
+		return;
+	if (!b->out) {
+		for (uint32_t j = b->grp_start[g]; j < b->grp_start[g + 1]; j++) {
+			uint32_t s = b->grp_seg[j];
+			int st;
+
+			if (s < p->seg0 || s >= p->seg0 + p->nseg)
+				continue;
+			n++;
+			st = b->ent_status[b->seg_ent[s]];
+			if (st < 0 && !known)
+				known = st;
+		}
+		if (gd->segments < n)
+			err = known ? known : -EIO;
+	}
+	group_over(p, g, err, batch_region(k, b));
+}
+
 /* An Error event about an entry (and maybe one of its segments). */
 static void entry_error(struct part *p, const Kvswap__V1__Error *e)
 {
@@ -1007,9 +1040,20 @@ static void part_reply(struct kvswap *k, struct part *p,
 	}
 	if (!b->out && b->verify)
 		verify_part(k, p, br);
-	for (uint32_t i = p->ent0; i < p->ent0 + p->nent; i++)
-		if (b->ent_status[i] == ENT_PENDING)
+	/*
+	 * A failed entry's bytes count for nothing: its groups did not land
+	 * (a swap-in entry refused for one bad segment reads none). Those
+	 * of cancelled entries are what the reply's groups_done says.
+	 */
+	for (uint32_t i = p->ent0; i < p->ent0 + p->nent; i++) {
+		int st = b->ent_status[i];
+
+		if (st == ENT_PENDING)
 			b->ent_status[i] = 0;
+		else if (st < 0 && st != -ECANCELED)
+			for (uint32_t s = b->ent_seg0[i]; s < b->ent_seg0[i + 1]; s++)
+				seg_fail(p->req, s, st);
+	}
 	/*
 	 * The groups this reply stands for. After a cancel, only those that
 	 * it lists as whole landed. Their checksums are all summed already.
@@ -1038,8 +1082,7 @@ void kvs_batch_event(struct kvswap *k, struct part *p,
 		return;
 	case KVSWAP__V1__EVENT__BODY_GROUP:
 		if (ev->group->has_group)
-			group_over(p, ev->group->group, 0,
-				   batch_region(k, p->req->b));
+			group_event(k, p, ev->group);
 		return;
 	case KVSWAP__V1__EVENT__BODY_BATCH:
 		part_reply(k, p, ev->batch);

@@ -8,8 +8,9 @@
  * Internal, not installed. A header of one inline function so that the
  * library, its CRC test (tests/test-crc32c.c) and bench/crc32c-speed.c run
  * the very same code. ISA-L was chosen over the daemon's three-stream
- * SSE4.2 code by bench/crc32c-speed (docs/PERFORMANCE.md): as fast on cold
- * data, faster in cache.
+ * SSE4.2 code by bench/crc32c-speed: as fast on cold data (memory-bound,
+ * 10.7 against 11.0 GB/s here), 2.5 to 4 times faster in cache (53-80
+ * against 20 GB/s, with AVX-512 carry-less multiplies).
  */
 #ifndef KVSWAP_CRC32C_CLIENT_H
 #define KVSWAP_CRC32C_CLIENT_H

@@ -166,7 +166,8 @@ int kvswap_fd(const struct kvswap *k);
 /*
  * Receives and dispatches events to their requests, waiting at most
  * timeout_ms for the first one (0: do not wait, -1: forever). Returns the
- * number of events handled (0 on timeout).
+ * number of events handled (0 on timeout). One recvmmsg() takes every
+ * event queued (up to 16); requests queued while corked go out first.
  */
 int kvswap_process(struct kvswap *k, int timeout_ms);
 
@@ -235,8 +236,9 @@ int kvswap_swap_in(struct kvswap *k, const void *key, size_t key_len,
 /*
  * Waits at most timeout_ms (-1: forever) for the next segment of `req` to
  * land, in the order the daemon reported them, and stores the index of the
- * request's segment (its position in the segs array of the call) in
- * *ret_index. Returns 0 when a segment landed successfully, a negative
+ * request's segment (its position in the segs array of the call; for a
+ * batch, counted entry by entry, every segment with KVSWAP_SEGMENT_EVENTS,
+ * else only the failed ones) in *ret_index. Returns 0 when a segment landed successfully, a negative
  * errno for a segment that failed (*ret_index is still written),
  * -ETIMEDOUT on timeout, and -ENODATA once the request has finished and
  * every reported segment has been returned (kvswap_wait() then gives the

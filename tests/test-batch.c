@@ -847,6 +847,46 @@ static void test_cork_and_v1(void)
 	}
 }
 
+/* Handles freed in flight, and a connection closed under a batch. */
+static void test_lifetime(void)
+{
+	struct bt *out = bt_new(), *in;
+	struct kvswap_req *q;
+	struct kvswap *k2;
+	struct kvswap_region *r2;
+	int r;
+
+	for (uint32_t i = 0; i < 8; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "life-%u", i);
+		bt_add(out, key, 4, i * 4 * MiB, MiB, MiB, false);
+	}
+	r = kvswap_swap_out_batch(k, src_r, out->e, out->n, KVSWAP_CACHE, &q);
+	is_int(r, 0, "a 32 MiB swap_out_batch started");
+	kvswap_req_free(q);
+	ok(kvswap_lookup(k, (const void *const[]){ "life-0" },
+			 (const size_t[]){ 6 }, 1, NULL) >= 0,
+	   "freed in flight: its events are dropped, the connection goes on");
+	is_int(bt_run(out, true, KVSWAP_CACHE, NULL), 0, "stored again, waited");
+
+	if (harness_connect(d, &k2) < 0 ||
+	    kvswap_region_create(k2, 32 * MiB, &r2) < 0)
+		bail_out("second client");
+	in = bt_mirror(out, 0, false);
+	r = kvswap_swap_in_batch(k2, r2, in->e, in->n, 0, &q);
+	is_int(r, 0, "a swap_in_batch on a second connection");
+	kvswap_close(k2);
+	ok(kvswap_req_done(q) && kvswap_req_status(q) == -ECANCELED &&
+	   kvswap_req_entry_status(q, 0) == -ECANCELED &&
+	   kvswap_wait_group(NULL, q, 0, 0) == -ECANCELED,
+	   "closed under it: the request is done, its entries and groups "
+	   "-ECANCELED, the handle still valid");
+	kvswap_req_free(q);
+	free(out);
+	free(in);
+}
+
 int main(void)
 {
 	int r;
@@ -873,6 +913,7 @@ int main(void)
 	test_split();
 	test_reply_split();
 	test_cork_and_v1();
+	test_lifetime();
 
 	ok(harness_alive(d), "daemon still running");
 	kvswap_region_release(k, dst_r);
