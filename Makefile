@@ -10,8 +10,11 @@ WERROR  ?= 0
 PKGS     = liburing libprotobuf-c libsystemd inih
 
 # pkg-config runs lazily so that `make test` can install it first.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) libisal)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+# libkvswap's own: protobuf-c, and ISA-L for its CRC32C (crc32_iscsi).
+LIB_PKGS   = libprotobuf-c libisal
+LIB_LIBS   = $(shell pkg-config --libs $(LIB_PKGS))
 
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wmissing-prototypes \
 	   -Wstrict-prototypes -Wformat=2
@@ -31,7 +34,7 @@ DAEMON_OBJ = $(DAEMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/proto/kvswap.pb-c.o
 # Everything but main(): unit tests link these.
 DAEMON_LIB = $(filter-out $(BUILD)/daemon/kvswapd.o,$(DAEMON_OBJ))
 
-LIB_SRC  = client/kvswap.c
+LIB_SRC  = client/kvswap.c client/batch.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/proto/kvswap.pb-c.o
 SONAME   = libkvswap.so.0
 
@@ -50,7 +53,8 @@ HARNESS  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(TEST_SRC),$(wildcard tests
 
 # kvswapctl's objects: every client/*.c that is not the library.
 CLI_OBJ  = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(LIB_SRC),$(wildcard client/*.c)))
-BENCH_BIN = $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale
+BENCH_BIN = $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale \
+	    $(BUILD)/bench/req-syscalls
 
 # -MMD -MP writes one .d beside each object (beside each bench binary, which
 # is compiled and linked in one step); make reads those that exist.
@@ -115,15 +119,14 @@ $(BUILD)/libkvswap.a: $(LIB_OBJ)
 $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
 		-Wl,--version-script=client/libkvswap.sym -o $@ $(LIB_OBJ) \
-		$(shell pkg-config --libs libprotobuf-c)
+		$(LIB_LIBS)
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
 
 $(BUILD)/kvswapctl: $(CTL_OBJ) $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lm \
-		-lpthread
+	$(CC) $(CFLAGS) -o $@ $^ $(LIB_LIBS) -lm -lpthread
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LIB_LIBS) -lm
 
 $(TEST_SH:tests/%.sh=$(BUILD)/tests/%): $(BUILD)/tests/%: tests/%.sh
 	@mkdir -p $(dir $@)
@@ -169,15 +172,20 @@ run: deps
 	$(BUILD)/kvswapd --socket $(RUN_DIR)/kvswapd.sock \
 		--store $(RUN_DIR)/store0.kvs --store-size 1G
 
-# Benchmarks of the durable store: CRC32C speed, restart with many entries.
+# Benchmarks of the durable store: CRC32C speed (the daemon's code and
+# ISA-L's, which libkvswap uses), restart with many entries.
 $(BUILD)/bench/crc32c-speed: bench/crc32c-speed.c $(BUILD)/daemon/crc32c.o
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 $(BUILD)/bench/scale: bench/scale.c $(BUILD)/libkvswap.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ \
-		$(shell pkg-config --libs libprotobuf-c)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
+
+# System calls per request, by API shape (bench/syscalls.sh runs it).
+$(BUILD)/bench/req-syscalls: bench/req-syscalls.c $(BUILD)/libkvswap.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 BENCH_ENTRIES ?= 1000000
 bench-store: deps all $(BENCH_BIN)

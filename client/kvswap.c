@@ -6,33 +6,44 @@
  * an id (1, 2, 3, ... per connection); the daemon echoes it in every event
  * about that request. Events are only read when the caller is inside the
  * library (a blocking call, kvswap_wait*(), kvswap_process()), and every
- * event read is dispatched at once, whichever request it belongs to.
+ * event read is dispatched at once, whichever request it belongs to. This
+ * file holds the connection, its send queue and receive path, regions,
+ * v1 swaps and the synchronous calls; batch.c the batched swaps.
+ *
+ * System calls are few: one recvmmsg() takes every event queued (up to
+ * RX_SLOTS), blocking itself when the caller waits without a deadline, so
+ * a wakeup costs one call; requests queued while corked (and internal
+ * ones: Cancel, the Delete of a damaged entry) go out with one sendmmsg().
  *
  * Ownership, which is the subtle part:
  * - The connection owns its regions. kvswap_region_release() frees one;
  *   kvswap_close() frees those left.
  * - The caller owns a struct kvswap_req from kvswap_swap_out/in() until
- *   kvswap_req_free(). While the request is in flight, the connection also
- *   points at it (from its table of outstanding requests, by id), and the
+ *   kvswap_req_free(). A request is one wire request (a v1 swap: its
+ *   embedded part0) or several (a batch split into packets: its parts).
+ *   While a part is queued or in flight, the connection also points at
+ *   it (from its table of outstanding wire requests, by id), and the
  *   request points back at the connection.
- * - When the final event arrives, the request leaves the table and forgets
- *   the connection (req->k = NULL): from then on only the caller points at
- *   it, and nothing the connection does later can reach it.
+ * - When the final event of its last part arrives, the request leaves the
+ *   table and forgets the connection (req->k = NULL): from then on only
+ *   the caller points at it, and nothing the connection does later can
+ *   reach it.
  * - kvswap_req_free() on a request still in flight does not free it: it
  *   marks it orphaned and the connection becomes its sole owner. The
  *   orphan stays in the table so that its remaining events are recognised
- *   and dropped, and it is freed by its final event or by the end of the
- *   connection.
+ *   and dropped, and it is freed by its last final event or by the end of
+ *   the connection.
  * - When the connection ends (kvswap_close(), the peer closing, a protocol
  *   violation), every request in the table is finished with an error and
  *   forgotten the same way, and orphans are freed. So a request handle the
  *   caller still holds stays valid, and "done", after kvswap_close(); the
  *   caller frees it as usual.
  *
- * Synchronous calls (everything but swap-out and swap-in) wait for their
- * reply in a single slot of the connection (sync_id/sync_ev): a connection
- * is not thread-safe, so at most one such call is pending at a time.
+ * Synchronous calls (everything but the swaps) wait for their reply in a
+ * single slot of the connection (sync_id/sync_ev): a connection is not
+ * thread-safe, so at most one such call is pending at a time.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -48,11 +59,9 @@
 #include <sys/un.h>
 
 #include "kvswap.h"
+#include "kvswap-private.h"
 #include "kvswap-protocol.h"
-#include "kvswap.pb-c.h"
 #include "monotonic.h"
-
-#define KVSWAP_EXPORT __attribute__((visibility("default")))
 
 /*
  * kvswap.h is installed and self-contained, so it spells the SwapOut flags
@@ -72,67 +81,6 @@ _Static_assert(KVSWAP_PINNED == KVS_FLAG_PINNED,
  */
 #define MAX_BUFFER_SIZE		(1u << 20)
 #define CLIENT_NAME_MAX		64
-#define ERROR_MAX		512
-/* Any fds the daemon might attach are received (to be closed) up to this. */
-#define MAX_RECV_FDS		8
-/* Outstanding request table: chained buckets, a power of two. */
-#define REQ_BUCKETS		256
-/* seg_status value of a segment not reported yet; real ones are <= 0. */
-#define SEG_PENDING		1
-
-/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds. */
-#define DEADLINE_NEVER		((int64_t)-1)
-#define DEADLINE_NOW		((int64_t)0)
-
-/* --- objects -------------------------------------------------------------- */
-
-struct kvswap_region {
-	struct kvswap *k;
-	struct kvswap_region *next;
-	int fd;			/* the memfd we created, or our dup */
-	void *addr;
-	size_t size;
-	uint32_t id;
-	bool created;		/* mapping is ours to unmap */
-};
-
-struct kvswap_req {
-	struct kvswap *k;	/* NULL once out of the connection's table */
-	struct kvswap_req *hnext;
-	uint64_t id;
-	Kvswap__V1__Event__BodyCase reply;	/* body of the final reply */
-	bool done;
-	bool orphan;		/* freed by the caller; the table owns it */
-	int status;		/* valid once done */
-	uint32_t nseg;
-	uint32_t nreported;	/* segment events received */
-	uint32_t nconsumed;	/* of those, returned by wait_segment */
-	int32_t *seg_status;	/* [nseg]: SEG_PENDING, 0 or -errno */
-	uint32_t *fifo;		/* [nseg]: indexes in arrival order */
-	void *metadata;		/* swap-in reply */
-	size_t metadata_len;
-};
-
-struct kvswap {
-	int fd;
-	bool dead;		/* peer gone or protocol broken: -ENOTCONN */
-	bool closing;		/* an id-0 error explained the close */
-	uint64_t next_id;
-	struct kvswap_limits limits;
-	size_t max_send;	/* what we pack: min(announced, buffer) */
-	size_t bufsize;
-	uint8_t *rxbuf;
-	uint8_t *txbuf;
-
-	/* The one pending synchronous call, if sync_id != 0. */
-	uint64_t sync_id;
-	Kvswap__V1__Event *sync_ev;	/* its final event, ours to free */
-	int sync_err;			/* or why it cannot get one */
-
-	struct kvswap_req *reqs[REQ_BUCKETS];
-	struct kvswap_region *regions;
-	char last_error[ERROR_MAX];
-};
 
 /*
  * kvswap_connect() has no connection to hold the message of its failure,
@@ -144,10 +92,7 @@ static _Thread_local char connect_error[ERROR_MAX];
 
 /* --- errors --------------------------------------------------------------- */
 
-static void set_error(struct kvswap *k, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void set_error(struct kvswap *k, const char *fmt, ...)
+void kvs_set_error(struct kvswap *k, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -161,28 +106,27 @@ static const char *errstr(int code, char *buf, size_t len)
 	return strerror_r(code, buf, len);
 }
 
-/* A daemon's error code as a valid positive errno. */
-static int event_code(const Kvswap__V1__Error *e)
+int kvs_event_code(const Kvswap__V1__Error *e)
 {
 	if (!e->has_code || e->code <= 0 || e->code >= 4096)
 		return EIO;
 	return e->code;
 }
 
-static void set_daemon_error(struct kvswap *k, const Kvswap__V1__Error *e)
+void kvs_set_daemon_error(struct kvswap *k, const Kvswap__V1__Error *e)
 {
 	char buf[128];
 
 	if (e->message && e->message[0])
-		set_error(k, "%s", e->message);
+		kvs_set_error(k, "%s", e->message);
 	else
-		set_error(k, "%s", errstr(event_code(e), buf, sizeof(buf)));
+		kvs_set_error(k, "%s", errstr(kvs_event_code(e), buf, sizeof(buf)));
 }
 
 /* --- helpers -------------------------------------------------------------- */
 
 /* timeout_ms as taken by the API (negative: forever) to a deadline. */
-static int64_t deadline_after(int timeout_ms)
+int64_t kvs_deadline_after(int timeout_ms)
 {
 	if (timeout_ms < 0)
 		return DEADLINE_NEVER;
@@ -190,7 +134,7 @@ static int64_t deadline_after(int timeout_ms)
 }
 
 /* A copy of len bytes; never NULL on success, even for len 0. */
-static void *memdup(const void *p, size_t len)
+void *kvs_memdup(const void *p, size_t len)
 {
 	void *d = malloc(len ? len : 1);
 
@@ -199,62 +143,117 @@ static void *memdup(const void *p, size_t len)
 	return d;
 }
 
-static bool bytes_ok(const void *p, size_t len)
+bool kvs_bytes_ok(const void *p, size_t len)
 {
 	return p || len == 0;
 }
 
 /* --- outstanding requests ------------------------------------------------- */
 
-static struct kvswap_req **bucket(struct kvswap *k, uint64_t id)
+static struct part **bucket(struct kvswap *k, uint64_t id)
 {
 	return &k->reqs[id & (REQ_BUCKETS - 1)];
 }
 
-static void table_add(struct kvswap *k, struct kvswap_req *req)
+static void table_add(struct kvswap *k, struct part *p)
 {
-	struct kvswap_req **b = bucket(k, req->id);
+	struct part **b = bucket(k, p->id);
 
-	req->hnext = *b;
-	*b = req;
+	p->hnext = *b;
+	*b = p;
 }
 
-static struct kvswap_req *table_find(struct kvswap *k, uint64_t id)
+static struct part *table_find(struct kvswap *k, uint64_t id)
 {
-	struct kvswap_req *req;
+	struct part *p;
 
-	for (req = *bucket(k, id); req; req = req->hnext)
-		if (req->id == id)
-			return req;
+	for (p = *bucket(k, id); p; p = p->hnext)
+		if (p->id == id)
+			return p;
 	return NULL;
 }
 
-static void table_remove(struct kvswap *k, struct kvswap_req *req)
+static void table_remove(struct kvswap *k, struct part *part)
 {
-	struct kvswap_req **p;
+	struct part **p;
 
-	for (p = bucket(k, req->id); *p; p = &(*p)->hnext) {
-		if (*p == req) {
-			*p = req->hnext;
+	for (p = bucket(k, part->id); *p; p = &(*p)->hnext) {
+		if (*p == part) {
+			*p = part->hnext;
 			break;
 		}
 	}
-	req->hnext = NULL;
+	part->hnext = NULL;
+}
+
+/*
+ * A request with room for nseg segment reports and one part (part0), the
+ * only one of a v1 swap. Owner: the caller of the swap call, which frees
+ * it with kvswap_req_free() (req_destroy() inside the library).
+ */
+static struct kvswap_req *req_new(uint32_t nseg,
+				  Kvswap__V1__Event__BodyCase reply)
+{
+	struct kvswap_req *req;
+	uint32_t i;
+
+	req = calloc(1, sizeof(*req) +
+		     (size_t)nseg * (sizeof(int32_t) + sizeof(uint32_t)));
+	if (!req)
+		return NULL;
+	req->seg_status = (int32_t *)(req + 1);
+	req->fifo = (uint32_t *)(req->seg_status + nseg);
+	req->nseg = nseg;
+	req->reply = reply;
+	req->status = -EINPROGRESS;
+	req->part0.req = req;
+	req->parts = &req->part0;
+	req->parts_left = 1;
+	for (i = 0; i < nseg; i++)
+		req->seg_status[i] = SEG_PENDING;
+	return req;
+}
+
+struct kvswap_req *kvs_req_new(uint32_t nseg)
+{
+	struct kvswap_req *req = req_new(nseg, KVSWAP__V1__EVENT__BODY_BATCH);
+
+	if (req) {
+		/* A batch's parts come later, one per packet. */
+		req->parts = NULL;
+		req->parts_left = 0;
+	}
+	return req;
 }
 
 static void req_destroy(struct kvswap_req *req)
 {
+	struct part *p, *next;
+
+	for (p = req->parts; p; p = next) {
+		next = p->next;
+		free(p->gmask);
+		free(p->pkt);
+		if (p != &req->part0)
+			free(p);
+	}
+	kvs_batch_free(req->b);
 	free(req->metadata);
 	free(req);
 }
 
-/*
- * Takes a request out of the table with its final status. An orphan is
- * freed; any other request now belongs to the caller alone.
- */
-static void req_finish(struct kvswap *k, struct kvswap_req *req, int status)
+void kvs_req_finish(struct kvswap *k, struct kvswap_req *req, int status)
 {
-	table_remove(k, req);
+	struct part *p;
+
+	for (p = req->parts; p; p = p->next) {
+		if (p->state == PART_QUEUED)
+			kvs_unqueue(k, p);
+		if (p->state == PART_QUEUED || p->state == PART_SENT)
+			table_remove(k, p);
+		p->state = PART_DONE;
+	}
+	req->parts_left = 0;
 	if (req->orphan) {
 		req_destroy(req);
 		return;
@@ -264,14 +263,50 @@ static void req_finish(struct kvswap *k, struct kvswap_req *req, int status)
 	req->status = status;
 }
 
+void kvs_part_end(struct kvswap *k, struct part *p)
+{
+	struct kvswap_req *req = p->req;
+
+	if (p->state == PART_QUEUED)
+		kvs_unqueue(k, p);
+	if (p->state == PART_QUEUED || p->state == PART_SENT)
+		table_remove(k, p);
+	assert(p->state != PART_DONE && req->parts_left > 0);
+	p->state = PART_DONE;
+	free(p->pkt);
+	p->pkt = NULL;
+	p->pkt_len = 0;
+	if (--req->parts_left)
+		return;
+	kvs_req_finish(k, req, req->b ? kvs_batch_status(req) : 0);
+}
+
+static void txq_clear(struct kvswap *k)
+{
+	struct txpkt *t;
+
+	while ((t = k->txq_head)) {
+		k->txq_head = t->next;
+		free(t);
+	}
+	k->txq_tail = NULL;
+	k->txq_n = 0;
+}
+
 /* Finishes every outstanding request and a pending call with `err`. */
 static void fail_all(struct kvswap *k, int err)
 {
+	struct kvswap_req *req;
 	size_t i;
 
-	for (i = 0; i < REQ_BUCKETS; i++)
-		while (k->reqs[i])
-			req_finish(k, k->reqs[i], err);
+	for (i = 0; i < REQ_BUCKETS; i++) {
+		while (k->reqs[i]) {
+			req = k->reqs[i]->req;
+			kvs_req_finish(k, req,
+				       req->b ? kvs_batch_abort(req, err) : err);
+		}
+	}
+	txq_clear(k);
 	if (k->sync_id && !k->sync_ev && !k->sync_err)
 		k->sync_err = err;
 }
@@ -289,7 +324,7 @@ static int conn_kill(struct kvswap *k, int err)
 	return err;
 }
 
-static int check_conn(struct kvswap *k)
+int kvs_check_conn(struct kvswap *k)
 {
 	if (!k)
 		return -EINVAL;
@@ -319,57 +354,87 @@ static void close_passed_fds(struct msghdr *msg)
 }
 
 /*
- * Reads one packet without blocking. Returns 0 with *ret_ev set, -EAGAIN
- * if none is queued, or another negative errno; the connection is killed
- * on end of file, reset, truncation and undecodable events.
+ * One recvmmsg() into the receive slots: blocking for the first packet
+ * when `block` (the socket is blocking unless the caller changed it),
+ * never for the others. Returns the number of packets, -EAGAIN, or
+ * another negative errno (the connection is killed on a reset). Sets
+ * rx_empty when the socket is drained, so that the next read waits first.
  */
-static int recv_event(struct kvswap *k, Kvswap__V1__Event **ret_ev)
+static int rx_read(struct kvswap *k, bool block)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
-	} control;
-	struct iovec iov = { .iov_base = k->rxbuf, .iov_len = k->bufsize };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	Kvswap__V1__Event *ev;
+	int flags = MSG_CMSG_CLOEXEC | (block ? MSG_WAITFORONE : MSG_DONTWAIT);
 	char ebuf[128];
-	ssize_t n;
+	unsigned i;
+	int n;
 
+	assert(k->rx_next == k->rx_n);
+	for (i = 0; i < RX_SLOTS; i++) {
+		struct msghdr *m = &k->rx_mm[i].msg_hdr;
+
+		k->rx_iov[i].iov_base = k->rxbuf + (size_t)i * k->bufsize;
+		k->rx_iov[i].iov_len = k->bufsize;
+		memset(m, 0, sizeof(*m));
+		m->msg_iov = &k->rx_iov[i];
+		m->msg_iovlen = 1;
+		m->msg_control = k->rx_ctl[i].buf;
+		m->msg_controllen = sizeof(k->rx_ctl[i].buf);
+	}
 	do
-		n = recvmsg(k->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		n = recvmmsg(k->fd, k->rx_mm, RX_SLOTS, flags, NULL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		int err = errno;
 
-		if (err == EAGAIN || err == EWOULDBLOCK)
+		if (err == EAGAIN || err == EWOULDBLOCK) {
+			k->rx_empty = true;
 			return -EAGAIN;
-		set_error(k, "receive from kvswapd: %s",
-			  errstr(err, ebuf, sizeof(ebuf)));
+		}
+		kvs_set_error(k, "receive from kvswapd: %s",
+			      errstr(err, ebuf, sizeof(ebuf)));
 		if (err == ECONNRESET || err == EPIPE || err == ENOTCONN)
 			return conn_kill(k, -ECONNRESET);
 		return -err;
 	}
 	/* The daemon sends no fds; never leak any it might. */
-	close_passed_fds(&msg);
+	for (i = 0; i < (unsigned)n; i++)
+		close_passed_fds(&k->rx_mm[i].msg_hdr);
+	k->rx_n = (unsigned)n;
+	k->rx_next = 0;
+	k->rx_empty = n < RX_SLOTS;
+	return n;
+}
+
+/*
+ * Decodes the next received packet. Returns 0 with *ret_ev set, -EAGAIN if
+ * none is left, or another negative errno; the connection is killed on
+ * end of file, truncation and undecodable events.
+ */
+static int rx_take(struct kvswap *k, Kvswap__V1__Event **ret_ev)
+{
+	Kvswap__V1__Event *ev;
+	struct mmsghdr *m;
+	unsigned i;
+	size_t n;
+
+	if (k->rx_next == k->rx_n)
+		return -EAGAIN;
+	i = k->rx_next++;
+	m = &k->rx_mm[i];
+	n = m->msg_len;
 	if (n == 0) {
 		/* A preceding id-0 error event explains the close better. */
 		if (!k->closing)
-			set_error(k, "kvswapd closed the connection");
+			kvs_set_error(k, "kvswapd closed the connection");
 		return conn_kill(k, -ECONNRESET);
 	}
-	if (msg.msg_flags & MSG_TRUNC) {
-		set_error(k, "event from kvswapd larger than %zu bytes",
-			  k->bufsize);
+	if (m->msg_hdr.msg_flags & MSG_TRUNC) {
+		kvs_set_error(k, "event from kvswapd larger than %zu bytes",
+			      k->bufsize);
 		return conn_kill(k, -EPROTO);
 	}
-	ev = kvswap__v1__event__unpack(NULL, (size_t)n, k->rxbuf);
+	ev = kvswap__v1__event__unpack(NULL, n, k->rx_iov[i].iov_base);
 	if (!ev) {
-		set_error(k, "undecodable event from kvswapd (%zd bytes)", n);
+		kvs_set_error(k, "undecodable event from kvswapd (%zu bytes)", n);
 		return conn_kill(k, -EPROTO);
 	}
 	*ret_ev = ev;
@@ -378,15 +443,16 @@ static int recv_event(struct kvswap *k, Kvswap__V1__Event **ret_ev)
 
 static bool is_final(const Kvswap__V1__Event *ev)
 {
-	if (ev->body_case == KVSWAP__V1__EVENT__BODY_SEGMENT)
+	if (ev->body_case == KVSWAP__V1__EVENT__BODY_SEGMENT ||
+	    ev->body_case == KVSWAP__V1__EVENT__BODY_GROUP)
 		return false;
 	if (ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR &&
-	    ev->error->has_segment)
+	    (ev->error->has_segment || ev->error->has_entry))
 		return false;
 	return true;
 }
 
-static void req_segment(struct kvswap_req *req, uint32_t idx, int status)
+void kvs_req_segment(struct kvswap_req *req, uint32_t idx, int status)
 {
 	/* Out of range or repeated: the daemon misbehaves; ignore it. */
 	if (idx >= req->nseg || req->seg_status[idx] != SEG_PENDING)
@@ -395,52 +461,69 @@ static void req_segment(struct kvswap_req *req, uint32_t idx, int status)
 	req->fifo[req->nreported++] = idx;
 }
 
-static void dispatch_req(struct kvswap *k, struct kvswap_req *req,
-			 const Kvswap__V1__Event *ev)
+/* An event of a v1 swap. */
+static void dispatch_v1(struct kvswap *k, struct kvswap_req *req,
+			const Kvswap__V1__Event *ev)
 {
 	const Kvswap__V1__SwapInReply *in;
 
-	if (req->orphan) {
-		if (is_final(ev))
-			req_finish(k, req, 0);
-		return;
-	}
 	switch (ev->body_case) {
 	case KVSWAP__V1__EVENT__BODY_SEGMENT:
 		if (ev->segment->has_index)
-			req_segment(req, ev->segment->index, 0);
+			kvs_req_segment(req, ev->segment->index, 0);
 		return;
 	case KVSWAP__V1__EVENT__BODY_ERROR:
-		set_daemon_error(k, ev->error);
+		kvs_set_daemon_error(k, ev->error);
 		if (ev->error->has_segment)
-			req_segment(req, ev->error->segment,
-				    -event_code(ev->error));
+			kvs_req_segment(req, ev->error->segment,
+					-kvs_event_code(ev->error));
 		else
-			req_finish(k, req, -event_code(ev->error));
+			kvs_req_finish(k, req, -kvs_event_code(ev->error));
 		return;
 	default:
 		break;
 	}
 	if (ev->body_case != req->reply) {
-		set_error(k, "kvswapd answered request %llu with event %d",
-			  (unsigned long long)req->id, (int)ev->body_case);
-		req_finish(k, req, -EPROTO);
+		kvs_set_error(k, "kvswapd answered request %llu with event %d",
+			      (unsigned long long)req->part0.id,
+			      (int)ev->body_case);
+		kvs_req_finish(k, req, -EPROTO);
 		return;
 	}
 	if (ev->body_case == KVSWAP__V1__EVENT__BODY_SWAP_IN) {
 		in = ev->swap_in;
 		if (in->has_metadata && in->metadata.len) {
-			req->metadata = memdup(in->metadata.data,
-					       in->metadata.len);
+			req->metadata = kvs_memdup(in->metadata.data,
+						   in->metadata.len);
 			if (!req->metadata) {
-				set_error(k, "out of memory for metadata");
-				req_finish(k, req, -ENOMEM);
+				kvs_set_error(k, "out of memory for metadata");
+				kvs_req_finish(k, req, -ENOMEM);
 				return;
 			}
 			req->metadata_len = in->metadata.len;
 		}
 	}
-	req_finish(k, req, 0);
+	kvs_req_finish(k, req, 0);
+}
+
+static void dispatch_part(struct kvswap *k, struct part *p,
+			  const Kvswap__V1__Event *ev)
+{
+	struct kvswap_req *req = p->req;
+
+	if (req->orphan) {
+		if (!is_final(ev))
+			return;
+		if (req->b)
+			kvs_part_end(k, p);
+		else
+			kvs_req_finish(k, req, 0);
+		return;
+	}
+	if (req->b)
+		kvs_batch_event(k, p, ev);
+	else
+		dispatch_v1(k, req, ev);
 }
 
 /*
@@ -450,7 +533,7 @@ static void dispatch_req(struct kvswap *k, struct kvswap_req *req,
 static void dispatch(struct kvswap *k, Kvswap__V1__Event *ev)
 {
 	uint64_t id = ev->has_id ? ev->id : 0;
-	struct kvswap_req *req;
+	struct part *p;
 
 	if (id == 0) {
 		/*
@@ -459,10 +542,10 @@ static void dispatch(struct kvswap *k, Kvswap__V1__Event *ev)
 		 * next, and the end of file finishes the async requests.
 		 */
 		if (ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR) {
-			set_daemon_error(k, ev->error);
+			kvs_set_daemon_error(k, ev->error);
 			k->closing = true;
 			if (k->sync_id && !k->sync_ev && !k->sync_err)
-				k->sync_err = -event_code(ev->error);
+				k->sync_err = -kvs_event_code(ev->error);
 		}
 		goto out_free;
 	}
@@ -472,10 +555,13 @@ static void dispatch(struct kvswap *k, Kvswap__V1__Event *ev)
 		k->sync_ev = ev;
 		return;
 	}
-	/* Unknown ids are those of abandoned calls, or bogus: dropped. */
-	req = table_find(k, id);
-	if (req)
-		dispatch_req(k, req, ev);
+	/*
+	 * Unknown ids are those of abandoned calls and of internal requests
+	 * (Cancel, Delete), or bogus: dropped.
+	 */
+	p = table_find(k, id);
+	if (p)
+		dispatch_part(k, p, ev);
 out_free:
 	kvswap__v1__event__free_unpacked(ev, NULL);
 }
@@ -513,10 +599,54 @@ static int wait_readable(struct kvswap *k, int64_t deadline)
 }
 
 /*
- * Receives and dispatches one event, waiting until `deadline` for it.
- * Returns 1 when one was handled, 0 on timeout, or a negative errno.
+ * Reads more packets, waiting until `deadline` (DEADLINE_NOW: only if the
+ * last read did not drain the socket). Returns > 0 when packets came, 0 on
+ * timeout, or a negative errno.
  */
-static int pump(struct kvswap *k, int64_t deadline)
+static int rx_more(struct kvswap *k, int64_t deadline)
+{
+	bool tried = false;
+	int r;
+
+	if (!k->rx_empty) {
+		r = rx_read(k, false);
+		if (r != -EAGAIN)
+			return r;
+		tried = true;
+	}
+	if (deadline == DEADLINE_NOW)
+		return 0;
+	/*
+	 * About to wait: requests still queued go first, or this could wait
+	 * for the answer to a request never sent. Sending may dispatch
+	 * events (wait_writable), so the caller looks at the slots again.
+	 */
+	if (k->txq_n && !k->flushing) {
+		r = kvs_flush(k);
+		if (r < 0)
+			return r;
+		if (k->rx_next < k->rx_n)
+			return 1;
+	}
+	if (deadline == DEADLINE_NEVER) {
+		/* One call per wakeup: recvmmsg() itself waits. */
+		r = rx_read(k, true);
+		if (r != -EAGAIN)
+			return r;
+	} else if ((int64_t)now_ns() >= deadline) {
+		if (tried)
+			return 0;
+		r = rx_read(k, false);
+		return r == -EAGAIN ? 0 : r;
+	}
+	r = wait_readable(k, deadline);
+	if (r <= 0)
+		return r;
+	r = rx_read(k, false);
+	return r == -EAGAIN ? 1 : r;
+}
+
+int kvs_pump(struct kvswap *k, int64_t deadline)
 {
 	Kvswap__V1__Event *ev = NULL;
 	int r;
@@ -524,24 +654,35 @@ static int pump(struct kvswap *k, int64_t deadline)
 	for (;;) {
 		if (k->dead)
 			return -ENOTCONN;
-		r = recv_event(k, &ev);
+		r = rx_take(k, &ev);
 		if (r == 0) {
 			dispatch(k, ev);
 			return 1;
 		}
 		if (r != -EAGAIN)
 			return r;
-		r = wait_readable(k, deadline);
+		r = rx_more(k, deadline);
 		if (r <= 0)
 			return r;
 	}
 }
 
-/* Dispatches whatever is already queued, e.g. before giving up on a peer. */
+/*
+ * Dispatches whatever is already queued, e.g. before giving up on a peer:
+ * reads the socket even if the last read drained it.
+ */
 static void drain(struct kvswap *k)
 {
-	while (pump(k, DEADLINE_NOW) > 0)
+	k->rx_empty = false;
+	while (kvs_pump(k, DEADLINE_NOW) > 0)
 		;
+}
+
+/* Internal requests queued while dispatching go out, unless corked. */
+void kvs_settle(struct kvswap *k)
+{
+	if (k && !k->dead && !k->corked && k->txq_n)
+		kvs_flush(k);
 }
 
 /* --- sending -------------------------------------------------------------- */
@@ -563,8 +704,8 @@ static int wait_writable(struct kvswap *k)
 			if (errno == EINTR)
 				continue;
 			r = -errno;
-			set_error(k, "poll: %s",
-				  errstr(-r, ebuf, sizeof(ebuf)));
+			kvs_set_error(k, "poll: %s",
+				      errstr(-r, ebuf, sizeof(ebuf)));
 			return r;
 		}
 		if (pfd.revents & POLLIN) {
@@ -578,9 +719,138 @@ static int wait_writable(struct kvswap *k)
 	}
 }
 
+/* A send failed with err (positive): the connection may be over. */
+static int send_failed(struct kvswap *k, int err)
+{
+	char ebuf[128];
+
+	if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+		/* Events queued before the close still count. */
+		drain(k);
+		if (!k->dead) {
+			kvs_set_error(k, "kvswapd closed the connection");
+			conn_kill(k, -ECONNRESET);
+		}
+		return -ECONNRESET;
+	}
+	kvs_set_error(k, "send to kvswapd: %s", errstr(err, ebuf, sizeof(ebuf)));
+	return -err;
+}
+
+int kvs_queue(struct kvswap *k, Kvswap__V1__Request *rq, struct part *p)
+{
+	struct txpkt *t;
+	size_t len;
+
+	rq->has_id = true;
+	rq->id = k->next_id;
+	len = kvswap__v1__request__get_packed_size(rq);
+	if (len > k->max_send) {
+		kvs_set_error(k, "request of %zu bytes exceeds the maximum message size %zu",
+			      len, k->max_send);
+		return -EMSGSIZE;
+	}
+	t = malloc(sizeof(*t) + len);
+	if (!t) {
+		kvs_set_error(k, "out of memory");
+		return -ENOMEM;
+	}
+	kvswap__v1__request__pack(rq, t->data);
+	t->len = len;
+	t->part = p;
+	t->next = NULL;
+	if (k->txq_tail)
+		k->txq_tail->next = t;
+	else
+		k->txq_head = t;
+	k->txq_tail = t;
+	k->txq_n++;
+	k->next_id++;
+	if (p) {
+		assert(p->state == PART_NEW);
+		p->id = rq->id;
+		p->state = PART_QUEUED;
+		table_add(k, p);
+	}
+	return 0;
+}
+
+void kvs_unqueue(struct kvswap *k, struct part *p)
+{
+	struct txpkt **tp, *t, *prev = NULL;
+
+	for (tp = &k->txq_head; (t = *tp); prev = t, tp = &t->next) {
+		if (t->part != p)
+			continue;
+		*tp = t->next;
+		if (k->txq_tail == t)
+			k->txq_tail = prev;
+		k->txq_n--;
+		free(t);
+		return;
+	}
+}
+
+/*
+ * SEQPACKET sends whole packets or nothing, so a retry is safe. The
+ * daemon may stop reading while its events to us are stuck (kvswapd
+ * does), so waiting for room without reading them would deadlock:
+ * wait_writable() dispatches them meanwhile (and those may queue more).
+ */
+int kvs_flush(struct kvswap *k)
+{
+	struct mmsghdr mm[TX_BATCH];
+	struct iovec iov[TX_BATCH];
+	struct txpkt *t;
+	int n, sent, i, r = 0;
+
+	if (k->flushing)
+		return 0;	/* the running flush sends it all */
+	k->flushing = true;
+	while (k->txq_head && !k->dead) {
+		for (n = 0, t = k->txq_head; t && n < TX_BATCH; t = t->next, n++) {
+			iov[n] = (struct iovec){ t->data, t->len };
+			memset(&mm[n], 0, sizeof(mm[n]));
+			mm[n].msg_hdr.msg_iov = &iov[n];
+			mm[n].msg_hdr.msg_iovlen = 1;
+		}
+		sent = sendmmsg(k->fd, mm, (unsigned)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (sent < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				r = wait_writable(k);
+				if (r < 0)
+					break;
+				continue;
+			}
+			/* The stream of requests is broken: so is the connection. */
+			r = send_failed(k, errno);
+			if (!k->dead)
+				conn_kill(k, r);
+			break;
+		}
+		for (i = 0; i < sent; i++) {
+			t = k->txq_head;
+			k->txq_head = t->next;
+			if (!k->txq_head)
+				k->txq_tail = NULL;
+			k->txq_n--;
+			if (t->part && t->part->state == PART_QUEUED)
+				t->part->state = PART_SENT;
+			free(t);
+		}
+	}
+	k->flushing = false;
+	if (!r && k->dead)
+		r = -ENOTCONN;
+	return r;
+}
+
 /*
  * Packs and sends `rq` under a fresh id, with `fd` in SCM_RIGHTS when
- * fd >= 0. Returns 0 with *ret_id set, or a negative errno.
+ * fd >= 0, after whatever is queued. Returns 0 with *ret_id set, or a
+ * negative errno.
  */
 static int send_request(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 			uint64_t *ret_id)
@@ -592,17 +862,22 @@ static int send_request(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 	struct iovec iov;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
-	char ebuf[128];
 	size_t len;
 	ssize_t n;
 	int err;
 
+	/* Requests go out in the order they were made. */
+	if (k->txq_n) {
+		err = kvs_flush(k);
+		if (err < 0)
+			return err;
+	}
 	rq->has_id = true;
 	rq->id = k->next_id;
 	len = kvswap__v1__request__get_packed_size(rq);
 	if (len > k->max_send) {
-		set_error(k, "request of %zu bytes exceeds the maximum message size %zu",
-			  len, k->max_send);
+		kvs_set_error(k, "request of %zu bytes exceeds the maximum message size %zu",
+			      len, k->max_send);
 		return -EMSGSIZE;
 	}
 	kvswap__v1__request__pack(rq, k->txbuf);
@@ -618,12 +893,7 @@ static int send_request(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
-	/*
-	 * SEQPACKET sends whole packets or nothing, so a retry is safe. The
-	 * daemon may stop reading while its events to us are stuck (kvswapd
-	 * does), so waiting for room without reading them would deadlock:
-	 * wait_writable() dispatches them meanwhile.
-	 */
+	/* As in kvs_flush(): whole packets, events read while waiting. */
 	for (;;) {
 		n = sendmsg(k->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n >= 0 || (errno != EINTR && errno != EAGAIN &&
@@ -635,24 +905,11 @@ static int send_request(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 				return err;
 		}
 	}
-	if (n < 0) {
-		err = errno;
-		if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
-			/* Events queued before the close still count. */
-			drain(k);
-			if (!k->dead) {
-				set_error(k, "kvswapd closed the connection");
-				conn_kill(k, -ECONNRESET);
-			}
-			return -ECONNRESET;
-		}
-		set_error(k, "send to kvswapd: %s",
-			  errstr(err, ebuf, sizeof(ebuf)));
-		return -err;
-	}
+	if (n < 0)
+		return send_failed(k, errno);
 	if ((size_t)n != len) {
-		set_error(k, "short send to kvswapd (%zd of %zu bytes)",
-			  n, len);
+		kvs_set_error(k, "short send to kvswapd (%zd of %zu bytes)",
+			      n, len);
 		return -EIO;
 	}
 	*ret_id = k->next_id++;
@@ -673,7 +930,7 @@ static int call(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 	uint64_t id;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
 	r = send_request(k, rq, fd, &id);
@@ -683,7 +940,7 @@ static int call(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 	k->sync_ev = NULL;
 	k->sync_err = 0;
 	while (!k->sync_ev && !k->sync_err) {
-		r = pump(k, DEADLINE_NEVER);
+		r = kvs_pump(k, DEADLINE_NEVER);
 		if (r < 0) {
 			if (!k->sync_err)
 				k->sync_err = r;
@@ -695,16 +952,17 @@ static int call(struct kvswap *k, Kvswap__V1__Request *rq, int fd,
 	k->sync_id = 0;
 	k->sync_ev = NULL;
 	k->sync_err = 0;
+	kvs_settle(k);
 	if (!ev)
 		return r;
 	if (ev->body_case == KVSWAP__V1__EVENT__BODY_ERROR) {
-		set_daemon_error(k, ev->error);
-		r = -event_code(ev->error);
+		kvs_set_daemon_error(k, ev->error);
+		r = -kvs_event_code(ev->error);
 		goto out_free;
 	}
 	if (ev->body_case != expect) {
-		set_error(k, "kvswapd answered with event %d, expected %d",
-			  (int)ev->body_case, (int)expect);
+		kvs_set_error(k, "kvswapd answered with event %d, expected %d",
+			      (int)ev->body_case, (int)expect);
 		r = -EPROTO;
 		goto out_free;
 	}
@@ -717,11 +975,17 @@ out_free:
 
 /* --- connection ----------------------------------------------------------- */
 
+/*
+ * RX_SLOTS receive buffers of `size` bytes, for one recvmmsg(): a packet
+ * may be as large as the daemon's maximum. Pages never written stay
+ * unbacked, so small events cost the memory they use.
+ */
 static int alloc_buffers(struct kvswap *k, size_t size)
 {
 	uint8_t *rx, *tx;
 
-	rx = malloc(size);
+	assert(k->rx_next == k->rx_n);
+	rx = malloc(size * RX_SLOTS);
 	if (!rx)
 		return -ENOMEM;
 	tx = malloc(size);
@@ -774,7 +1038,7 @@ static int hello(struct kvswap *k)
 		return r;
 	hr = ev->hello;
 	if (!hr->has_version || hr->version != KVS_PROTOCOL_VERSION) {
-		set_error(k, "kvswapd speaks protocol version %u, libkvswap %u",
+		kvs_set_error(k, "kvswapd speaks protocol version %u, libkvswap %u",
 			  hr->version, KVS_PROTOCOL_VERSION);
 		r = -EPROTONOSUPPORT;
 		goto out_free;
@@ -794,6 +1058,15 @@ static int hello(struct kvswap *k)
 	l->capacity = hr->capacity;
 	if (hr->daemon)
 		snprintf(l->daemon, sizeof(l->daemon), "%s", hr->daemon);
+	/* Daemons without batches leave these out: all 0. */
+	memset(&k->blimits, 0, sizeof(k->blimits));
+	if (hr->has_max_batch_entries && hr->has_max_batch_segments &&
+	    hr->has_max_groups && hr->max_batch_entries &&
+	    hr->max_batch_segments && hr->max_groups) {
+		k->blimits.max_entries = hr->max_batch_entries;
+		k->blimits.max_segments = hr->max_batch_segments;
+		k->blimits.max_groups = hr->max_groups;
+	}
 
 	/* The daemon may receive and send packets up to its maximum. */
 	size = l->max_message_size;
@@ -804,7 +1077,7 @@ static int hello(struct kvswap *k)
 	if (size > k->bufsize) {
 		r = alloc_buffers(k, size);
 		if (r < 0) {
-			set_error(k, "out of memory for buffers");
+			kvs_set_error(k, "out of memory for buffers");
 			goto out_free;
 		}
 	}
@@ -821,6 +1094,7 @@ static void conn_free(struct kvswap *k)
 	struct kvswap_region *r;
 
 	fail_all(k, -ECANCELED);
+	txq_clear(k);
 	while ((r = k->regions)) {
 		k->regions = r->next;
 		if (r->created && r->addr)
@@ -875,13 +1149,13 @@ KVSWAP_EXPORT int kvswap_connect(const char *path, struct kvswap **ret)
 	k->max_send = KVS_MAX_MESSAGE;
 	r = alloc_buffers(k, KVS_MAX_MESSAGE);
 	if (r < 0) {
-		set_error(k, "out of memory");
+		kvs_set_error(k, "out of memory");
 		goto out_free;
 	}
 	k->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (k->fd < 0) {
 		r = -errno;
-		set_error(k, "socket: %s", errstr(-r, ebuf, sizeof(ebuf)));
+		kvs_set_error(k, "socket: %s", errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_free;
 	}
 	/* AF_UNIX connect is not left half-done by a signal: retry. */
@@ -889,7 +1163,7 @@ KVSWAP_EXPORT int kvswap_connect(const char *path, struct kvswap **ret)
 		if (errno == EINTR)
 			continue;
 		r = -errno;
-		set_error(k, "connect %s: %s", path,
+		kvs_set_error(k, "connect %s: %s", path,
 			  errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_free;
 	}
@@ -940,16 +1214,59 @@ KVSWAP_EXPORT int kvswap_process(struct kvswap *k, int timeout_ms)
 {
 	int n = 0, r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
-	r = pump(k, deadline_after(timeout_ms));
-	if (r <= 0)
+	r = kvs_pump(k, kvs_deadline_after(timeout_ms));
+	if (r <= 0) {
+		kvs_settle(k);
 		return r;
+	}
+	/*
+	 * The rest of what one recvmmsg() took, and more reads only while
+	 * they come back full: a short read drained the socket, and a packet
+	 * arriving later makes it readable again, so an edge-triggered
+	 * caller still misses nothing.
+	 */
 	n = 1;
-	while (n < INT_MAX && pump(k, DEADLINE_NOW) > 0)
+	while (n < INT_MAX && kvs_pump(k, DEADLINE_NOW) > 0)
 		n++;
+	kvs_settle(k);
 	return n;
+}
+
+KVSWAP_EXPORT void kvswap_cork(struct kvswap *k)
+{
+	if (k)
+		k->corked = true;
+}
+
+KVSWAP_EXPORT int kvswap_flush(struct kvswap *k)
+{
+	int r = kvs_check_conn(k);
+
+	if (r < 0)
+		return r;
+	return k->txq_n ? kvs_flush(k) : 0;
+}
+
+KVSWAP_EXPORT int kvswap_uncork(struct kvswap *k)
+{
+	if (!k)
+		return -EINVAL;
+	k->corked = false;
+	return kvswap_flush(k);
+}
+
+KVSWAP_EXPORT int kvswap_batch_limits(const struct kvswap *k,
+				      struct kvswap_batch_limits *ret)
+{
+	if (!k || !ret)
+		return -EINVAL;
+	if (!k->blimits.max_entries)
+		return -EOPNOTSUPP;
+	*ret = k->blimits;
+	return 0;
 }
 
 /* kvswap_last_error(NULL): why this thread's last kvswap_connect() failed. */
@@ -978,7 +1295,7 @@ static int register_region(struct kvswap *k, int fd, size_t size,
 		return r;
 	if (!ev->region->has_region ||
 	    (ev->region->has_size && ev->region->size != size)) {
-		set_error(k, "kvswapd registered a region of %llu bytes, not %zu",
+		kvs_set_error(k, "kvswapd registered a region of %llu bytes, not %zu",
 			  (unsigned long long)ev->region->size, size);
 		r = -EPROTO;
 		goto out_free;
@@ -1012,25 +1329,25 @@ KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
 	long page;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
 	if (!ret || size == 0) {
-		set_error(k, "region_create: size must be at least 1");
+		kvs_set_error(k, "region_create: size must be at least 1");
 		return -EINVAL;
 	}
 	page = sysconf(_SC_PAGESIZE);
 	if (page <= 0)
 		page = 4096;
 	if (size > (size_t)INT64_MAX - (size_t)page) {
-		set_error(k, "region_create: size %zu too large", size);
+		kvs_set_error(k, "region_create: size %zu too large", size);
 		return -EINVAL;
 	}
 	size = (size + (size_t)page - 1) & ~((size_t)page - 1);
 
 	reg = calloc(1, sizeof(*reg));
 	if (!reg) {
-		set_error(k, "out of memory");
+		kvs_set_error(k, "out of memory");
 		return -ENOMEM;
 	}
 	reg->created = true;
@@ -1039,27 +1356,27 @@ KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
 			       MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (reg->fd < 0) {
 		r = -errno;
-		set_error(k, "memfd_create: %s",
+		kvs_set_error(k, "memfd_create: %s",
 			  errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_free;
 	}
 	if (ftruncate(reg->fd, (off_t)size) < 0) {
 		r = -errno;
-		set_error(k, "ftruncate memfd to %zu bytes: %s", size,
+		kvs_set_error(k, "ftruncate memfd to %zu bytes: %s", size,
 			  errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_close;
 	}
 	if (fcntl(reg->fd, F_ADD_SEALS,
 		  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		r = -errno;
-		set_error(k, "seal memfd: %s", errstr(-r, ebuf, sizeof(ebuf)));
+		kvs_set_error(k, "seal memfd: %s", errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_close;
 	}
 	reg->addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
 			 reg->fd, 0);
 	if (reg->addr == MAP_FAILED) {
 		r = -errno;
-		set_error(k, "mmap %zu bytes: %s", size,
+		kvs_set_error(k, "mmap %zu bytes: %s", size,
 			  errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_close;
 	}
@@ -1084,16 +1401,16 @@ KVSWAP_EXPORT int kvswap_region_import(struct kvswap *k, int fd, void *addr,
 	char ebuf[128];
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
 	if (!ret || fd < 0 || size == 0) {
-		set_error(k, "region_import: needs an fd and a size of at least 1");
+		kvs_set_error(k, "region_import: needs an fd and a size of at least 1");
 		return -EINVAL;
 	}
 	reg = calloc(1, sizeof(*reg));
 	if (!reg) {
-		set_error(k, "out of memory");
+		kvs_set_error(k, "out of memory");
 		return -ENOMEM;
 	}
 	reg->addr = addr;
@@ -1101,7 +1418,7 @@ KVSWAP_EXPORT int kvswap_region_import(struct kvswap *k, int fd, void *addr,
 	reg->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (reg->fd < 0) {
 		r = -errno;
-		set_error(k, "duplicate fd %d: %s", fd,
+		kvs_set_error(k, "duplicate fd %d: %s", fd,
 			  errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_free;
 	}
@@ -1135,7 +1452,7 @@ KVSWAP_EXPORT int kvswap_region_release(struct kvswap *k,
 	/* Freeing another connection's region would corrupt its list. */
 	if (!k || reg->k != k)
 		return -EINVAL;
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r == 0) {
 		ur.has_region = true;
 		ur.region = reg->id;
@@ -1175,26 +1492,6 @@ KVSWAP_EXPORT uint32_t kvswap_region_id(const struct kvswap_region *r)
 
 /* --- asynchronous swaps --------------------------------------------------- */
 
-static struct kvswap_req *req_new(uint32_t nseg,
-				  Kvswap__V1__Event__BodyCase reply)
-{
-	struct kvswap_req *req;
-	uint32_t i;
-
-	req = calloc(1, sizeof(*req) +
-		     (size_t)nseg * (sizeof(int32_t) + sizeof(uint32_t)));
-	if (!req)
-		return NULL;
-	req->seg_status = (int32_t *)(req + 1);
-	req->fifo = (uint32_t *)(req->seg_status + nseg);
-	req->nseg = nseg;
-	req->reply = reply;
-	req->status = -EINPROGRESS;
-	for (i = 0; i < nseg; i++)
-		req->seg_status[i] = SEG_PENDING;
-	return req;
-}
-
 /* Checks shared by swap-out and swap-in before anything is built. */
 static int swap_check(struct kvswap *k, const void *key, size_t key_len,
 		      struct kvswap_region *reg, const void *segs,
@@ -1202,15 +1499,15 @@ static int swap_check(struct kvswap *k, const void *key, size_t key_len,
 {
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
-	if (!ret || !bytes_ok(key, key_len) || (!segs && nseg)) {
-		set_error(k, "swap: NULL key, segments or request pointer");
+	if (!ret || !kvs_bytes_ok(key, key_len) || (!segs && nseg)) {
+		kvs_set_error(k, "swap: NULL key, segments or request pointer");
 		return -EINVAL;
 	}
 	if (!reg || reg->k != k) {
-		set_error(k, "swap: the region is not one of this connection");
+		kvs_set_error(k, "swap: the region is not one of this connection");
 		return -EINVAL;
 	}
 	/*
@@ -1218,29 +1515,48 @@ static int swap_check(struct kvswap *k, const void *key, size_t key_len,
 	 * count that could not fit one message from costing memory here.
 	 */
 	if (nseg > k->max_send) {
-		set_error(k, "swap: %u segments cannot fit one message", nseg);
+		kvs_set_error(k, "swap: %u segments cannot fit one message", nseg);
 		return -EMSGSIZE;
 	}
 	return 0;
 }
 
-/* Sends an async request and enters `req` in the table. Consumes req. */
+/*
+ * Sends an async request, or queues it while corked, and enters `req` in
+ * the table. Consumes req.
+ */
 static int swap_send(struct kvswap *k, Kvswap__V1__Request *rq,
 		     struct kvswap_req *req, struct kvswap_req **ret)
 {
+	struct part *p;
 	int r;
 
 	if (!req) {
-		set_error(k, "out of memory");
+		kvs_set_error(k, "out of memory");
 		return -ENOMEM;
 	}
-	r = send_request(k, rq, -1, &req->id);
+	p = &req->part0;
+	if (k->corked) {
+		r = kvs_queue(k, rq, p);
+		if (r < 0) {
+			req_destroy(req);
+			return r;
+		}
+		req->k = k;
+		*ret = req;
+		/* A failure to send shows in the request's status. */
+		if (k->txq_n >= TX_BATCH)
+			kvs_flush(k);
+		return 0;
+	}
+	r = send_request(k, rq, -1, &p->id);
 	if (r < 0) {
 		req_destroy(req);
 		return r;
 	}
 	req->k = k;
-	table_add(k, req);
+	p->state = PART_SENT;
+	table_add(k, p);
 	*ret = req;
 	return 0;
 }
@@ -1261,15 +1577,15 @@ KVSWAP_EXPORT int kvswap_swap_out(struct kvswap *k, const void *key,
 	err = swap_check(k, key, key_len, r, segs, nseg, ret);
 	if (err < 0)
 		return err;
-	if (!bytes_ok(metadata, metadata_len)) {
-		set_error(k, "swap_out: NULL metadata");
+	if (!kvs_bytes_ok(metadata, metadata_len)) {
+		kvs_set_error(k, "swap_out: NULL metadata");
 		return -EINVAL;
 	}
 	if (nseg) {
 		msgs = calloc(nseg, sizeof(*msgs));
 		ptrs = calloc(nseg, sizeof(*ptrs));
 		if (!msgs || !ptrs) {
-			set_error(k, "out of memory");
+			kvs_set_error(k, "out of memory");
 			err = -ENOMEM;
 			goto out_free;
 		}
@@ -1324,7 +1640,7 @@ KVSWAP_EXPORT int kvswap_swap_in(struct kvswap *k, const void *key,
 		msgs = calloc(nseg, sizeof(*msgs));
 		ptrs = calloc(nseg, sizeof(*ptrs));
 		if (!msgs || !ptrs) {
-			set_error(k, "out of memory");
+			kvs_set_error(k, "out of memory");
 			err = -ENOMEM;
 			goto out_free;
 		}
@@ -1369,7 +1685,7 @@ KVSWAP_EXPORT int kvswap_wait_segment(struct kvswap *k, struct kvswap_req *req,
 
 	if (!req || !ret_index)
 		return -EINVAL;
-	deadline = deadline_after(timeout_ms);
+	deadline = kvs_deadline_after(timeout_ms);
 	for (;;) {
 		if (req->nconsumed < req->nreported) {
 			idx = req->fifo[req->nconsumed++];
@@ -1380,7 +1696,8 @@ KVSWAP_EXPORT int kvswap_wait_segment(struct kvswap *k, struct kvswap_req *req,
 			return -ENODATA;
 		if (!k || req->k != k)
 			return -EINVAL;
-		r = pump(k, deadline);
+		r = kvs_pump(k, deadline);
+		kvs_settle(k);
 		if (r == 0)
 			return -ETIMEDOUT;
 		if (r < 0 && !req->done)
@@ -1396,15 +1713,17 @@ KVSWAP_EXPORT int kvswap_wait(struct kvswap *k, struct kvswap_req *req,
 
 	if (!req)
 		return -EINVAL;
-	deadline = deadline_after(timeout_ms);
+	deadline = kvs_deadline_after(timeout_ms);
 	while (!req->done) {
 		if (!k || req->k != k)
 			return -EINVAL;
-		r = pump(k, deadline);
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (r < 0 && !req->done)
-			return r;
+		r = kvs_pump(k, deadline);
+		if (r == 0 || (r < 0 && !req->done)) {
+			kvs_settle(k);
+			return r == 0 ? -ETIMEDOUT : r;
+		}
+		if (req->done)
+			kvs_settle(k);
 	}
 	return req->status;
 }
@@ -1511,28 +1830,28 @@ KVSWAP_EXPORT int kvswap_lookup_lease(struct kvswap *k, const void *const *keys,
 	uint32_t i, prefix;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
 	if (n && (!keys || !key_lens)) {
-		set_error(k, "lookup: NULL keys");
+		kvs_set_error(k, "lookup: NULL keys");
 		return -EINVAL;
 	}
 	if (n > k->limits.max_lookup_keys) {
-		set_error(k, "lookup: %u keys exceed max_lookup_keys %u", n,
+		kvs_set_error(k, "lookup: %u keys exceed max_lookup_keys %u", n,
 			  k->limits.max_lookup_keys);
 		return -E2BIG;
 	}
 	if (n) {
 		bins = calloc(n, sizeof(*bins));
 		if (!bins) {
-			set_error(k, "out of memory");
+			kvs_set_error(k, "out of memory");
 			return -ENOMEM;
 		}
 	}
 	for (i = 0; i < n; i++) {
-		if (!bytes_ok(keys[i], key_lens[i])) {
-			set_error(k, "lookup: keys[%u] is NULL", i);
+		if (!kvs_bytes_ok(keys[i], key_lens[i])) {
+			kvs_set_error(k, "lookup: keys[%u] is NULL", i);
 			r = -EINVAL;
 			goto out_bins;
 		}
@@ -1551,7 +1870,7 @@ KVSWAP_EXPORT int kvswap_lookup_lease(struct kvswap *k, const void *const *keys,
 	lr = ev->lookup;
 	prefix = lr->has_prefix ? lr->prefix : 0;
 	if (lr->n_present != n || prefix > n) {
-		set_error(k, "kvswapd answered a lookup of %u keys with %zu flags, prefix %u",
+		kvs_set_error(k, "kvswapd answered a lookup of %u keys with %zu flags, prefix %u",
 			  n, lr->n_present, prefix);
 		r = -EPROTO;
 		goto out_ev;
@@ -1574,7 +1893,7 @@ static int entry_fill(struct kvswap_entry *e, const Kvswap__V1__EntryInfo *info,
 		      bool with_layout)
 {
 	memset(e, 0, sizeof(*e));
-	e->key = memdup(info->key.data, info->key.len);
+	e->key = kvs_memdup(info->key.data, info->key.len);
 	if (!e->key)
 		return -ENOMEM;
 	e->key_len = info->key.len;
@@ -1584,13 +1903,13 @@ static int entry_fill(struct kvswap_entry *e, const Kvswap__V1__EntryInfo *info,
 	if (!with_layout)
 		return 0;
 	if (info->n_lengths) {
-		e->lengths = memdup(info->lengths,
+		e->lengths = kvs_memdup(info->lengths,
 				    info->n_lengths * sizeof(uint64_t));
 		if (!e->lengths)
 			goto out_clear;
 	}
 	if (info->has_metadata && info->metadata.len) {
-		e->metadata = memdup(info->metadata.data, info->metadata.len);
+		e->metadata = kvs_memdup(info->metadata.data, info->metadata.len);
 		if (!e->metadata)
 			goto out_clear;
 		e->metadata_len = info->metadata.len;
@@ -1612,11 +1931,11 @@ KVSWAP_EXPORT int kvswap_describe(struct kvswap *k, const void *key,
 	struct kvswap_entry e;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
-	if (!ret || !bytes_ok(key, key_len)) {
-		set_error(k, "describe: NULL key or entry");
+	if (!ret || !kvs_bytes_ok(key, key_len)) {
+		kvs_set_error(k, "describe: NULL key or entry");
 		return -EINVAL;
 	}
 	d.has_key = true;
@@ -1637,7 +1956,7 @@ KVSWAP_EXPORT int kvswap_describe(struct kvswap *k, const void *key,
 		ev->describe->key.data = NULL;
 	kvswap__v1__event__free_unpacked(ev, NULL);
 	if (r < 0) {
-		set_error(k, "out of memory");
+		kvs_set_error(k, "out of memory");
 		return r;
 	}
 	*ret = e;
@@ -1662,11 +1981,11 @@ KVSWAP_EXPORT int kvswap_delete(struct kvswap *k, const void *key,
 	Kvswap__V1__Event *ev;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
-	if (!bytes_ok(key, key_len)) {
-		set_error(k, "delete: NULL key");
+	if (!kvs_bytes_ok(key, key_len)) {
+		kvs_set_error(k, "delete: NULL key");
 		return -EINVAL;
 	}
 	d.has_key = true;
@@ -1679,6 +1998,71 @@ KVSWAP_EXPORT int kvswap_delete(struct kvswap *k, const void *key,
 		return r;
 	kvswap__v1__event__free_unpacked(ev, NULL);
 	return 0;
+}
+
+KVSWAP_EXPORT int kvswap_delete_keys(struct kvswap *k, const void *const *keys,
+				     const size_t *key_lens, uint32_t n,
+				     bool *deleted)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Delete d = KVSWAP__V1__DELETE__INIT;
+	ProtobufCBinaryData *bins;
+	Kvswap__V1__DeleteReply *dr;
+	Kvswap__V1__Event *ev;
+	uint32_t i;
+	int r, count = 0;
+
+	r = kvs_check_conn(k);
+	if (r < 0)
+		return r;
+	if (!n || !keys || !key_lens) {
+		kvs_set_error(k, "delete_keys: no keys");
+		return -EINVAL;
+	}
+	if (n > k->limits.max_lookup_keys) {
+		kvs_set_error(k, "delete_keys: %u keys exceed max_lookup_keys %u",
+			      n, k->limits.max_lookup_keys);
+		return -E2BIG;
+	}
+	bins = calloc(n, sizeof(*bins));
+	if (!bins) {
+		kvs_set_error(k, "out of memory");
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		if (!kvs_bytes_ok(keys[i], key_lens[i])) {
+			kvs_set_error(k, "delete_keys: keys[%u] is NULL", i);
+			r = -EINVAL;
+			goto out_bins;
+		}
+		bins[i].data = (uint8_t *)keys[i];
+		bins[i].len = key_lens[i];
+	}
+	d.n_keys = n;
+	d.keys = bins;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_DELETE;
+	rq.delete_ = &d;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_DELETE, &ev);
+	if (r < 0)
+		goto out_bins;
+	dr = ev->delete_;
+	if (dr->n_deleted != n) {
+		kvs_set_error(k, "kvswapd answered a delete of %u keys with %zu flags",
+			      n, dr->n_deleted);
+		r = -EPROTO;
+		goto out_ev;
+	}
+	for (i = 0; i < n; i++) {
+		count += dr->deleted[i] != 0;
+		if (deleted)
+			deleted[i] = dr->deleted[i];
+	}
+	r = count;
+out_ev:
+	kvswap__v1__event__free_unpacked(ev, NULL);
+out_bins:
+	free(bins);
+	return r;
 }
 
 /* A page with no entries gives *ret_entries NULL and *ret_n 0. */
@@ -1695,11 +2079,11 @@ KVSWAP_EXPORT int kvswap_list(struct kvswap *k, uint64_t *cursor,
 	uint32_t i, n;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
 	if (!cursor || !ret_entries || !ret_n) {
-		set_error(k, "list: NULL cursor or result pointer");
+		kvs_set_error(k, "list: NULL cursor or result pointer");
 		return -EINVAL;
 	}
 	l.has_cursor = true;
@@ -1716,7 +2100,7 @@ KVSWAP_EXPORT int kvswap_list(struct kvswap *k, uint64_t *cursor,
 		return r;
 	lr = ev->list;
 	if (lr->n_entries > UINT32_MAX) {
-		set_error(k, "kvswapd listed %zu entries", lr->n_entries);
+		kvs_set_error(k, "kvswapd listed %zu entries", lr->n_entries);
 		r = -EPROTO;
 		goto out_ev;
 	}
@@ -1741,7 +2125,7 @@ KVSWAP_EXPORT int kvswap_list(struct kvswap *k, uint64_t *cursor,
 	r = 0;
 	goto out_ev;
 out_nomem:
-	set_error(k, "out of memory");
+	kvs_set_error(k, "out of memory");
 out_ev:
 	kvswap__v1__event__free_unpacked(ev, NULL);
 	return r;
@@ -1786,11 +2170,11 @@ KVSWAP_EXPORT int stat_v1(struct kvswap *k, struct kvswap_stat *ret)
 	Kvswap__V1__Event *ev;
 	int r;
 
-	r = check_conn(k);
+	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
 	if (!ret) {
-		set_error(k, "stat: NULL result pointer");
+		kvs_set_error(k, "stat: NULL result pointer");
 		return -EINVAL;
 	}
 	rq.body_case = KVSWAP__V1__REQUEST__BODY_STAT;

@@ -96,10 +96,46 @@ struct kvswap_stat {
 	uint64_t metadata_refusals;	/* swap-outs refused: log full */
 };
 
-/* Flags of kvswap_swap_out(). */
+/* Flags of kvswap_swap_out() and kvswap_swap_out_batch(). */
 #define KVSWAP_DURABLE	0x1	/* final event once on stable storage */
 #define KVSWAP_CACHE	0x2	/* final event once the data is written */
 #define KVSWAP_PINNED	0x4	/* never evicted */
+/* Flags of the batch calls only. */
+#define KVSWAP_IF_ABSENT	0x8	/* swap-out: skip keys stored or being written */
+#define KVSWAP_SEGMENT_EVENTS	0x100	/* also an event per segment (wait_segment) */
+#define KVSWAP_NO_VERIFY	0x200	/* no client CRC32C (see kvswap_swap_in_batch) */
+
+/* kvswap_req_entry_status() of an entry that IF_ABSENT skipped. */
+#define KVSWAP_SKIPPED	1
+
+/* What the daemon announced about batches; all 0 if it takes none. */
+struct kvswap_batch_limits {
+	uint32_t max_entries;	/* per wire request */
+	uint32_t max_segments;	/* per wire request, all entries */
+	uint32_t max_groups;	/* completion groups are 0 .. max_groups - 1 */
+};
+
+/*
+ * One entry of a batch: its key and where each of its nseg segments is in
+ * the region. The arrays are read during the call only.
+ */
+struct kvswap_batch_entry {
+	const void *key;
+	size_t key_len;
+	uint32_t nseg;
+	const uint64_t *offsets;	/* [nseg], multiples of the alignment */
+	/*
+	 * [nseg] segment lengths, or NULL: `length` for every segment.
+	 * Swap-out: what to store. Swap-in: the stored lengths, which the
+	 * CRC32C check needs (unused with KVSWAP_NO_VERIFY).
+	 */
+	const uint64_t *lengths;
+	uint64_t length;
+	const uint32_t *indexes;	/* swap-in: stored segment per offset; NULL: 0.. */
+	const uint32_t *groups;		/* [nseg] completion groups; NULL: segment i in group i */
+	const void *metadata;		/* swap-out only */
+	size_t metadata_len;
+};
 
 /* Layout of a stored entry. Arrays are owned by the library: see each call. */
 struct kvswap_entry {
@@ -141,7 +177,8 @@ int kvswap_fd(const struct kvswap *k);
 /*
  * Receives and dispatches events to their requests, waiting at most
  * timeout_ms for the first one (0: do not wait, -1: forever). Returns the
- * number of events handled (0 on timeout).
+ * number of events handled (0 on timeout). One recvmmsg() takes every
+ * event queued (up to 16); requests queued while corked go out first.
  */
 int kvswap_process(struct kvswap *k, int timeout_ms);
 
@@ -210,8 +247,9 @@ int kvswap_swap_in(struct kvswap *k, const void *key, size_t key_len,
 /*
  * Waits at most timeout_ms (-1: forever) for the next segment of `req` to
  * land, in the order the daemon reported them, and stores the index of the
- * request's segment (its position in the segs array of the call) in
- * *ret_index. Returns 0 when a segment landed successfully, a negative
+ * request's segment (its position in the segs array of the call; for a
+ * batch, counted entry by entry, every segment with KVSWAP_SEGMENT_EVENTS,
+ * else only the failed ones) in *ret_index. Returns 0 when a segment landed successfully, a negative
  * errno for a segment that failed (*ret_index is still written),
  * -ETIMEDOUT on timeout, and -ENODATA once the request has finished and
  * every reported segment has been returned (kvswap_wait() then gives the
@@ -248,6 +286,138 @@ const void *kvswap_req_metadata(const struct kvswap_req *req, size_t *len);
  * daemon; its later events are discarded. Accepts NULL.
  */
 void kvswap_req_free(struct kvswap_req *req);
+
+/* --- batches ------------------------------------------------------------- */
+
+/*
+ * Starts storing the n entries (each under its own key) from region r.
+ * flags: KVSWAP_DURABLE, KVSWAP_CACHE, KVSWAP_PINNED as kvswap_swap_out();
+ * KVSWAP_IF_ABSENT skips (kvswap_req_entry_status() KVSWAP_SKIPPED) every
+ * key already stored or being written by anyone; KVSWAP_SEGMENT_EVENTS
+ * adds an event per segment (kvswap_wait_segment(), indexes counted
+ * entry by entry); KVSWAP_NO_VERIFY sends no checksums, the daemon then
+ * computes them. Otherwise the library computes the CRC32C of every
+ * segment in the calling thread and the daemon stores it: the region
+ * must have an address (kvswap_region_addr()).
+ *
+ * Each entry is stored, replaced or skipped on its own; a failed entry
+ * fails alone. Completion groups (kvswap_wait_group()) tell when the
+ * daemon has read a group's bytes from the region: they may be
+ * overwritten from then on. Entries become visible with the final event.
+ *
+ * A batch larger than one packet (max_message_size, or the daemon's
+ * max_entries / max_segments) is split into several wire requests
+ * transparently: they run side by side, a group is done once it is done
+ * in every one of them, and the request ends when all have. Keys must be
+ * distinct. -E2BIG only if one entry alone cannot fit a packet.
+ *
+ * *ret is the handle, freed with kvswap_req_free(). Returns -EOPNOTSUPP
+ * if the daemon takes no batches.
+ */
+int kvswap_swap_out_batch(struct kvswap *k, struct kvswap_region *r,
+			  const struct kvswap_batch_entry *entries, uint32_t n,
+			  uint32_t flags, struct kvswap_req **ret);
+
+/*
+ * Starts reading the n entries into region r; each entry's segments are
+ * stored segment indexes[i] (or i) to offsets[i]. flags:
+ * KVSWAP_SEGMENT_EVENTS, KVSWAP_NO_VERIFY. A missing or damaged entry
+ * fails alone.
+ *
+ * End-to-end checks (unless KVSWAP_NO_VERIFY): the library computes the
+ * CRC32C of each segment, in the thread that receives the events, when
+ * its group lands (so that the caller may change landed bytes), and
+ * compares it with the stored CRC32C that the final event carries. A
+ * group's bytes are thus *landed* at kvswap_wait_group() and *verified*
+ * once the request is done: an entry whose bytes differ gets
+ * -EBADMSG, its groups too, kvswap_wait() fails, and the library asks
+ * the daemon to delete the key (a damaged entry is dropped, never served;
+ * the cost of a false alarm is one cache miss). Checking needs each
+ * segment's stored length (lengths or length) and the region's address.
+ * With KVSWAP_NO_VERIFY the daemon's own --verify setting applies.
+ */
+int kvswap_swap_in_batch(struct kvswap *k, struct kvswap_region *r,
+			 const struct kvswap_batch_entry *entries, uint32_t n,
+			 uint32_t flags, struct kvswap_req **ret);
+
+/*
+ * Waits at most timeout_ms (-1: forever) until every segment of
+ * completion group `group` of a batch is over. Returns 0 if all landed
+ * (swap-in: not yet verified, see above; after the request is done:
+ * verified), the first error of one of its segments otherwise (e.g.
+ * -ENOENT for a missing entry, -ECANCELED, -EBADMSG), -ETIMEDOUT, or
+ * -EINVAL for a group without segments in the request.
+ */
+int kvswap_wait_group(struct kvswap *k, struct kvswap_req *req,
+		      uint32_t group, int timeout_ms);
+
+/* True once every segment of the group has landed well (see above). */
+bool kvswap_group_done(const struct kvswap_req *req, uint32_t group);
+
+/*
+ * Cancels a batch: its wire requests still in the send queue are dropped,
+ * and the daemon is asked (at once) to drop the segments it has not
+ * started; those in flight finish. The request still ends with its final
+ * event: kvswap_req_entry_status() then says which entries were stored or
+ * read, kvswap_group_done() which groups landed whole.
+ *
+ * The region memory that the request names stays the daemon's until the
+ * request is done (kvswap_wait() returned, kvswap_req_done() true): do not
+ * reuse it, free it or release the region before, or I/O still in flight
+ * lands in memory that has a new owner. Returns 0 (also if the request
+ * was already done), or -EINVAL for a v1 request.
+ */
+int kvswap_cancel(struct kvswap *k, struct kvswap_req *req);
+
+/* The number of entries of a batch (0 for a v1 request). */
+uint32_t kvswap_req_entries(const struct kvswap_req *req);
+
+/*
+ * The outcome of one entry of a batch: 0 stored (swap-out) or read and
+ * verified (swap-in), KVSWAP_SKIPPED, a negative errno (the daemon's
+ * message is kvswap_req_entry_error()), or -EINPROGRESS while unknown.
+ */
+int kvswap_req_entry_status(const struct kvswap_req *req, uint32_t entry);
+
+/* The message of a failed entry, owned by the request; "" if none. */
+const char *kvswap_req_entry_error(const struct kvswap_req *req,
+				   uint32_t entry);
+
+/*
+ * The metadata of an entry read by a finished swap-in batch, owned by the
+ * request: valid until kvswap_req_free(). NULL with *len 0 if none.
+ */
+const void *kvswap_req_entry_metadata(const struct kvswap_req *req,
+				      uint32_t entry, size_t *len);
+
+/* True if the daemon stopped the request early (kvswap_cancel()). */
+bool kvswap_req_cancelled(const struct kvswap_req *req);
+
+/*
+ * The daemon's batch limits. Returns 0, or -EOPNOTSUPP if it takes no
+ * batches.
+ */
+int kvswap_batch_limits(const struct kvswap *k,
+			struct kvswap_batch_limits *ret);
+
+/* --- submitting many requests with one system call ------------------------ */
+
+/*
+ * While corked, the asynchronous calls (kvswap_swap_out/in(), the batch
+ * calls) pack their requests into a queue instead of sending them; the
+ * queue goes out with one sendmmsg() at kvswap_flush() or
+ * kvswap_uncork(), whenever the library is about to wait for events,
+ * before a blocking call, and when TX_BATCH (64) requests are queued.
+ * The calls' return values are then those of the queueing: a failure
+ * to send shows in the requests' status.
+ */
+void kvswap_cork(struct kvswap *k);
+
+/* Sends what is queued; returns 0 or a negative errno. */
+int kvswap_flush(struct kvswap *k);
+
+/* kvswap_flush(), and requests are sent at once again. */
+int kvswap_uncork(struct kvswap *k);
 
 /* --- blocking calls ------------------------------------------------------- */
 
@@ -289,6 +459,14 @@ void kvswap_entry_clear(struct kvswap_entry *e);
 
 /* Deletes an entry; -ENOENT if the key is not stored. */
 int kvswap_delete(struct kvswap *k, const void *key, size_t key_len);
+
+/*
+ * Deletes n keys (at most max_lookup_keys) in one request; a missing key
+ * is no error. Writes deleted[i] (whether key i was stored) if `deleted`
+ * is not NULL. Returns the number deleted.
+ */
+int kvswap_delete_keys(struct kvswap *k, const void *const *keys,
+		       const size_t *key_lens, uint32_t n, bool *deleted);
 
 /*
  * One page of the listing. Start with *cursor 0; on return *cursor is the
