@@ -287,23 +287,21 @@ static void backlog_arm(struct conn *c)
 	c->ops++;
 }
 
+static void mark_dirty(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->dnext = c->tab->dirty;
+	c->tab->dirty = c;
+}
+
 int conn_send_bytes(struct conn *c, const void *buf, size_t len)
 {
 	struct out *o;
-	ssize_t n;
 
 	if (conn_closing(c))
 		return -ENOTCONN;
-	if (!c->backlog) {
-		n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n == (ssize_t)len)
-			return 0;
-		if (n >= 0 || (errno != EAGAIN && errno != ENOBUFS)) {
-			conn_abort(c, n >= 0 || errno == EPIPE ||
-				   errno == ECONNRESET ? NULL : strerror(errno));
-			return -ENOTCONN;
-		}
-	}
 	/* Owner: the connection's backlog; freed once sent or on close. */
 	o = aligned_alloc(16, (sizeof(*o) + len + 15) & ~(size_t)15);
 	if (!o) {
@@ -321,8 +319,74 @@ int conn_send_bytes(struct conn *c, const void *buf, size_t len)
 		c->backlog = o;
 	c->backlog_tail = o;
 	c->backlog_bytes += len;
-	backlog_arm(c);
+	/* A SEND waiting for room in flight: the rest follows it. */
+	if (!c->backlog_armed)
+		mark_dirty(c);
 	return 0;
+}
+
+#define FLUSH_BATCH 64
+
+/*
+ * Sends c's queued events with sendmmsg, as many as its socket takes;
+ * the rest waits for room (backlog_arm).
+ */
+static void flush_one(struct conn *c)
+{
+	struct mmsghdr msgs[FLUSH_BATCH];
+	struct iovec iov[FLUSH_BATCH];
+
+	while (c->backlog && !c->backlog_armed && !conn_closing(c)) {
+		struct out *o = c->backlog;
+		int n = 0, sent;
+
+		for (; o && n < FLUSH_BATCH; o = o->next, n++) {
+			iov[n] = (struct iovec){ o->buf, o->len };
+			msgs[n] = (struct mmsghdr){ .msg_hdr = {
+				.msg_iov = &iov[n], .msg_iovlen = 1 } };
+		}
+		sent = sendmmsg(c->fd, msgs, (unsigned)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (sent < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+			backlog_arm(c);
+			return;
+		}
+		if (sent < 0) {
+			conn_abort(c, errno == EPIPE || errno == ECONNRESET ? NULL
+				   : strerror(errno));
+			return;
+		}
+		for (int i = 0; i < sent; i++) {
+			o = c->backlog;
+			/* SEQPACKET: a packet goes whole or not at all. */
+			assert(msgs[i].msg_len == o->len);
+			c->backlog = o->next;
+			c->backlog_bytes -= o->len;
+			free(o);
+		}
+		if (!c->backlog)
+			c->backlog_tail = NULL;
+		if (sent < n) {
+			backlog_arm(c);
+			return;
+		}
+	}
+	if (c->state == CONN_FLUSHING && !c->backlog) {
+		conn_abort(c, c->close_why);
+		return;
+	}
+	recv_arm(c);
+}
+
+void conns_flush(struct conns *t)
+{
+	struct conn *c, *next;
+
+	for (c = t->dirty, t->dirty = NULL; c; c = next) {
+		next = c->dnext;
+		c->dnext = NULL;
+		c->dirty = false;
+		flush_one(c);
+	}
 }
 
 int conn_send(struct conn *c, const Event *ev)
@@ -412,7 +476,9 @@ static void send_done(struct out *o, int res)
 		conn_abort(c, c->close_why);
 		return;
 	}
-	backlog_arm(c);
+	/* Room again: the rest goes with the next flush, together. */
+	if (c->backlog)
+		mark_dirty(c);
 	recv_arm(c);
 }
 

@@ -79,6 +79,8 @@ struct conn {
 	bool recv_cancelled;	/* ... and a cancel of it */
 	bool backlog_armed;	/* a SEND of the backlog's head in flight */
 	bool drained_called;
+	bool dirty;		/* events queued since the last flush */
+	struct conn *dnext;	/* in the table's dirty list */
 	uint32_t ops;		/* recv and sends in flight */
 	uint32_t xfers;		/* requests in flight (swaps, durable deletes) */
 	uint32_t holds;		/* other references: regions */
@@ -119,6 +121,7 @@ struct conns {
 	bool quit;		/* shutting down: accept and read no more */
 	struct conn *list;
 	struct conn *dead;
+	struct conn *dirty;	/* connections with events to flush */
 	uint32_t count;
 	uint32_t serial;
 };
@@ -146,15 +149,23 @@ void conns_start(struct conns *t, int fd);
  */
 void conns_drain(struct conns *t, bool force);
 
+/*
+ * Sends the events queued during the last batch of completions: one
+ * sendmmsg per connection; what its socket has no room for waits for it
+ * in the backlog. Call before conns_reap().
+ */
+void conns_flush(struct conns *t);
+
 /* Frees the connections that died during the last batch of completions. */
 void conns_reap(struct conns *t);
 
 /*
- * Sends ev to the client: at once with a non-blocking send when its socket
- * has room and nothing is waiting before it, else after the backlog, in
- * order. Never blocks the loop, never stalls other clients. Returns 0, or
- * -ENOTCONN if the connection is closing or broke (the event is dropped;
- * the connection is then being closed).
+ * Queues ev for the client, in order: the events of a batch of
+ * completions go out together at its end (conns_flush), several per
+ * system call, and what the socket has no room for waits in the backlog.
+ * Never blocks the loop, never stalls other clients. Returns 0, or
+ * -ENOTCONN if the connection is closing (the event is dropped; a send
+ * that fails later closes the connection).
  */
 int conn_send(struct conn *c, const Event *ev);
 

@@ -185,6 +185,7 @@ static void after_batch(void *ctx)
 	journal_kick(&srv->jr);
 	if (srv->quit)
 		conns_drain(&srv->conns, now_ms() > srv->drain_deadline_ms);
+	conns_flush(&srv->conns);
 	conns_reap(&srv->conns);
 }
 
