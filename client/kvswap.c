@@ -1321,9 +1321,33 @@ static int region_add(struct kvswap *k, struct kvswap_region *reg)
 	return 0;
 }
 
+/* The system's default huge page size (/proc/meminfo), or 0. */
+static size_t huge_page_size(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	size_t kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %zu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
 KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
 				       struct kvswap_region **ret)
 {
+	return kvswap_region_create_flags(k, size, 0, ret);
+}
+
+KVSWAP_EXPORT int kvswap_region_create_flags(struct kvswap *k, size_t size,
+					     unsigned flags,
+					     struct kvswap_region **ret)
+{
+	bool huge = flags & KVSWAP_REGION_HUGEPAGES;
 	struct kvswap_region *reg;
 	char ebuf[128];
 	long page;
@@ -1332,11 +1356,16 @@ KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
 	r = kvs_check_conn(k);
 	if (r < 0)
 		return r;
-	if (!ret || size == 0) {
-		kvs_set_error(k, "region_create: size must be at least 1");
+	if (!ret || size == 0 || (flags & ~KVSWAP_REGION_HUGEPAGES)) {
+		kvs_set_error(k, "region_create: size must be at least 1, flags "
+			      "KVSWAP_REGION_HUGEPAGES or 0");
 		return -EINVAL;
 	}
-	page = sysconf(_SC_PAGESIZE);
+	page = huge ? (long)huge_page_size() : sysconf(_SC_PAGESIZE);
+	if (huge && page <= 0) {
+		kvs_set_error(k, "region_create: this system has no huge pages");
+		return -EOPNOTSUPP;
+	}
 	if (page <= 0)
 		page = 4096;
 	if (size > (size_t)INT64_MAX - (size_t)page) {
@@ -1352,8 +1381,8 @@ KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
 	}
 	reg->created = true;
 	reg->size = size;
-	reg->fd = memfd_create("kvswap-region",
-			       MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	reg->fd = memfd_create("kvswap-region", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+			       (huge ? MFD_HUGETLB : 0));
 	if (reg->fd < 0) {
 		r = -errno;
 		kvs_set_error(k, "memfd_create: %s",
@@ -1372,12 +1401,17 @@ KVSWAP_EXPORT int kvswap_region_create(struct kvswap *k, size_t size,
 		kvs_set_error(k, "seal memfd: %s", errstr(-r, ebuf, sizeof(ebuf)));
 		goto out_close;
 	}
-	reg->addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			 reg->fd, 0);
+	/* Huge pages are taken (and counted) at fault time: populate now,
+	 * so that a shortage is this call's ENOMEM, not a later SIGBUS. */
+	reg->addr = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | (huge ? MAP_POPULATE : 0), reg->fd, 0);
 	if (reg->addr == MAP_FAILED) {
 		r = -errno;
-		kvs_set_error(k, "mmap %zu bytes: %s", size,
-			  errstr(-r, ebuf, sizeof(ebuf)));
+		kvs_set_error(k, "mmap %zu bytes%s: %s%s", size,
+			      huge ? " of huge pages" : "",
+			      errstr(-r, ebuf, sizeof(ebuf)),
+			      huge && r == -ENOMEM ? " (too few reserved: "
+			      "sysctl vm.nr_hugepages)" : "");
 		goto out_close;
 	}
 	r = region_add(k, reg);

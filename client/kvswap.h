@@ -201,6 +201,18 @@ int kvswap_region_create(struct kvswap *k, size_t size,
 			 struct kvswap_region **ret);
 
 /*
+ * kvswap_region_create() with flags: KVSWAP_REGION_HUGEPAGES backs the
+ * region with the system's default huge pages (memfd MFD_HUGETLB; the
+ * size is rounded up to a whole huge page, and the pages are taken at
+ * once). -ENOMEM when too few are reserved (vm.nr_hugepages),
+ * -EOPNOTSUPP when the system has none; never a silent fallback to
+ * ordinary pages.
+ */
+#define KVSWAP_REGION_HUGEPAGES	0x1
+int kvswap_region_create_flags(struct kvswap *k, size_t size, unsigned flags,
+			       struct kvswap_region **ret);
+
+/*
  * Registers an existing memfd the caller created and sealed (F_SEAL_SHRINK
  * and F_SEAL_GROW) and mapped at `addr` (may be NULL if the caller does not
  * need kvswap_region_addr()). The library duplicates `fd`; the caller keeps

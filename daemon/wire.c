@@ -200,16 +200,16 @@ static int check_entry(const char *op, size_t i, const Kvswap__V1__BatchEntry *e
 		       char *err, size_t len)
 {
 	char what[64];
-	int r;
 
-	snprintf(what, sizeof(what), "%s.entries[%zu].key", op, i);
-	r = check_key(what, &e->key, e->has_key, err, len);
-	if (r < 0)
-		return r;
-	snprintf(what, sizeof(what), "%s.entries[%zu].offsets", op, i);
-	r = check_count(what, e->n_offsets, KVS_MAX_SEGMENTS, err, len);
-	if (r < 0)
-		return r;
+	/* Field names are formatted only for an error: this runs per entry. */
+	if (!e->has_key || !e->key.len || e->key.len > KVS_MAX_KEY) {
+		snprintf(what, sizeof(what), "%s.entries[%zu].key", op, i);
+		return check_key(what, &e->key, e->has_key, err, len);
+	}
+	if (!e->n_offsets || e->n_offsets > KVS_MAX_SEGMENTS) {
+		snprintf(what, sizeof(what), "%s.entries[%zu].offsets", op, i);
+		return check_count(what, e->n_offsets, KVS_MAX_SEGMENTS, err, len);
+	}
 	for (size_t k = 0; k < e->n_offsets; k++)
 		if (e->offsets[k] % KVS_ALIGN)
 			return bad(err, len, -EINVAL, "%s.entries[%zu].offsets[%zu] "
