@@ -16,7 +16,22 @@
 #include "log.h"
 #include "store.h"
 
-static void retry_waiters(void *arg);
+static void space_back(void *arg);
+static void entry_freed(void *arg, const struct entry *e);
+
+/*
+ * A lease: in its owner's list (doubly linked, to end it in O(1)) and in
+ * its entry's (singly: an entry has few holders). Owner: catalog.c; it
+ * holds no reference on the entry: when the entry goes, so do its leases.
+ */
+struct lease {
+	struct lease *onext;
+	struct lease *oprev;
+	struct lease *enext;
+	struct entry *e;
+	struct lease_owner *o;
+	uint64_t until;
+};
 
 int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 		 struct stats *st)
@@ -37,7 +52,9 @@ int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
 			      sizeof(*cat->scratch));
 	if (!cat->scratch)
 		return -ENOMEM;
-	journal_on_progress(jr, retry_waiters, cat);
+	journal_on_progress(jr, space_back, cat);
+	s->on_entry_free = entry_freed;
+	s->on_entry_free_arg = cat;
 	return 0;
 }
 
@@ -55,15 +72,138 @@ struct entry *catalog_get(struct catalog *cat, const void *key, size_t len)
 	return index_get(&cat->index, key, len);
 }
 
-void catalog_lease(struct catalog *cat, struct entry *e, uint64_t until)
+static uint64_t entry_blocks(const struct entry *e);
+
+/* e is protected until the latest of its leases. */
+static void lease_recompute(struct entry *e)
 {
-	if (until > e->lease_until)
-		e->lease_until = until;
+	uint64_t until = 0;
+
+	for (const struct lease *l = e->leases; l; l = l->enext)
+		if (l->until > until)
+			until = l->until;
+	e->lease_until = until;
 }
 
-void catalog_read_begin(struct catalog *cat, struct entry *e)
+/* Unlinks and frees l, counting how it ended. */
+static void lease_free(struct catalog *cat, struct lease *l, uint64_t *outcome)
 {
+	struct lease **pp;
+
+	for (pp = &l->e->leases; *pp != l; pp = &(*pp)->enext)
+		assert(*pp);
+	*pp = l->enext;
+	if (l->oprev)
+		l->oprev->onext = l->onext;
+	else
+		l->o->head = l->onext;
+	if (l->onext)
+		l->onext->oprev = l->oprev;
+	assert(l->o->count > 0);
+	l->o->count--;
+	/* A lease used or released after it ran out counts as expired. */
+	if (outcome != &cat->st->leases_dropped && l->until <= now_ms())
+		outcome = &cat->st->leases_expired;
+	(*outcome)++;
+	free(l);
+}
+
+static struct lease *lease_find(struct entry *e, const struct lease_owner *o)
+{
+	for (struct lease *l = e->leases; l; l = l->enext)
+		if (l->o == o)
+			return l;
+	return NULL;
+}
+
+/* Frees o's expired leases: a client that never swaps in stays bounded. */
+static void lease_prune(struct catalog *cat, struct lease_owner *o)
+{
+	uint64_t now = now_ms();
+	struct lease *l, *next;
+
+	for (l = o->head; l; l = next) {
+		struct entry *e = l->e;
+
+		next = l->onext;
+		if (l->until <= now) {
+			lease_free(cat, l, &cat->st->leases_expired);
+			lease_recompute(e);
+		}
+	}
+}
+
+int catalog_lease(struct catalog *cat, struct entry *e, struct lease_owner *o,
+		  uint64_t until)
+{
+	struct lease *l = lease_find(e, o);
+
+	if (!l) {
+		if (o->count >= CATALOG_MAX_LEASES)
+			lease_prune(cat, o);
+		if (o->count >= CATALOG_MAX_LEASES)
+			return -ENOSPC;
+		l = calloc(1, sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		l->e = e;
+		l->o = o;
+		l->enext = e->leases;
+		e->leases = l;
+		l->onext = o->head;
+		if (o->head)
+			o->head->oprev = l;
+		o->head = l;
+		o->count++;
+	}
+	l->until = until;
+	lease_recompute(e);
+	cat->st->leases_granted++;
+	return 0;
+}
+
+void catalog_unlease(struct catalog *cat, struct entry *e,
+		     struct lease_owner *o)
+{
+	struct lease *l = lease_find(e, o);
+
+	if (!l)
+		return;
+	lease_free(cat, l, &cat->st->leases_released);
+	lease_recompute(e);
+}
+
+void catalog_unlease_all(struct catalog *cat, struct lease_owner *o)
+{
+	while (o->head) {
+		struct entry *e = o->head->e;
+
+		lease_free(cat, o->head, &cat->st->leases_dropped);
+		lease_recompute(e);
+	}
+}
+
+/* The entry leaves the index: its leases end with it. */
+static void leases_end(struct catalog *cat, struct entry *e)
+{
+	if (!e)
+		return;
+	while (e->leases)
+		lease_free(cat, e->leases, &cat->st->leases_dropped);
+	e->lease_until = 0;
+}
+
+void catalog_read_begin(struct catalog *cat, struct entry *e,
+			struct lease_owner *o)
+{
+	struct lease *l = lease_find(e, o);
+
 	assert(e->linked);
+	/* The swap-in a lease protected the entry for: the lease is used. */
+	if (l) {
+		lease_free(cat, l, &cat->st->leases_consumed);
+		lease_recompute(e);
+	}
 	/* The entry stays allocated until this read is done with it. */
 	e->refs++;
 	index_touch(&cat->index, e);
@@ -124,6 +264,7 @@ static bool unlink_entry(struct catalog *cat, struct entry *e,
 {
 	assert(e->linked);
 	index_del(&cat->index, e->key, e->key_len);
+	leases_end(cat, e);
 	supersede(cat, e->key, e->key_len);
 	if (journal_del(cat->jr, e, done, arg) < 0) {
 		store_entry_put(cat->store, e);
@@ -163,6 +304,9 @@ static uint64_t evict(struct catalog *cat, uint64_t need)
 		if (e->lease_until > now)
 			continue;
 		got += entry_blocks(e) * cat->store->block;
+		/* Its blocks come back when its last reference goes. */
+		e->evicted = true;
+		cat->evicting += entry_blocks(e) * cat->store->block;
 		unlink_entry(cat, e, NULL, NULL);
 		cat->st->evictions++;
 	}
@@ -225,8 +369,14 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 	return 0;
 
 out_full:
-	/* Room comes back when earlier evictions' records are durable. */
-	if (evict(cat, blocks * s->block - avail) || !journal_idle(cat->jr))
+	/*
+	 * Room comes back when earlier evictions' records are durable and
+	 * their readers are done: evict only what that will not cover.
+	 */
+	if (blocks * s->block <= avail + cat->evicting)
+		return -EAGAIN;
+	if (evict(cat, blocks * s->block - avail - cat->evicting) ||
+	    !journal_idle(cat->jr))
 		return -EAGAIN;
 	snprintf(err, len, "swap_out: the store is full: the entry needs %llu "
 		 "bytes, %llu of %llu are free, %llu pinned, the rest leased "
@@ -256,6 +406,8 @@ static void writing_remove(struct catalog *cat, struct entry *e)
 
 void catalog_wait(struct catalog *cat, struct catalog_waiter *w)
 {
+	/* Evicted space comes back with the records: no deferring them. */
+	journal_urgent(cat->jr);
 	w->next = NULL;
 	if (cat->wait_tail)
 		cat->wait_tail->next = w;
@@ -264,12 +416,38 @@ void catalog_wait(struct catalog *cat, struct catalog_waiter *w)
 	cat->wait_tail = w;
 }
 
-/* Journal progress: space may have come back; every waiter tries again. */
-static void retry_waiters(void *arg)
+/*
+ * Journal progress, or an evicted entry's blocks back: the waiters try
+ * again after this batch of completions (catalog_kick), never from inside
+ * the journal's or the store's own bookkeeping.
+ */
+static void space_back(void *arg)
 {
 	struct catalog *cat = arg;
-	struct catalog_waiter *w = cat->wait_head, *next;
 
+	cat->space_returned = true;
+}
+
+static void entry_freed(void *arg, const struct entry *e)
+{
+	struct catalog *cat = arg;
+
+	assert(!e->leases);
+	if (!e->evicted)
+		return;
+	assert(cat->evicting >= entry_blocks(e) * cat->store->block);
+	cat->evicting -= entry_blocks(e) * cat->store->block;
+	cat->space_returned = true;
+}
+
+void catalog_kick(struct catalog *cat)
+{
+	struct catalog_waiter *w, *next;
+
+	if (!cat->space_returned)
+		return;
+	cat->space_returned = false;
+	w = cat->wait_head;
 	cat->wait_head = cat->wait_tail = NULL;
 	for (; w; w = next) {
 		next = w->next;
@@ -295,6 +473,7 @@ void catalog_link(struct catalog *cat, struct entry *e)
 	/* Visible now; the record follows in a later commit, and the
 	 * replaced entry's blocks wait for it. */
 	old = index_put(&cat->index, e);
+	leases_end(cat, old);
 	if (journal_put(cat->jr, e, old, NULL, NULL) < 0)
 		store_entry_put(cat->store, old);
 }
@@ -321,8 +500,12 @@ static void put_landed(void *arg, int err)
 			log_err("out of memory holding a superseded entry: its "
 				"blocks stay allocated");
 	} else {
+		struct entry *old;
+
 		pending_remove(cat, e);
-		store_entry_put(cat->store, index_put(&cat->index, e));
+		old = index_put(&cat->index, e);
+		leases_end(cat, old);
+		store_entry_put(cat->store, old);
 	}
 	op->done(op->arg, err);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "index.h"
+#include "lease.h"
 #include "stats.h"
 
 struct store;
@@ -59,6 +60,10 @@ struct catalog {
 	struct entry *pending;
 	struct catalog_waiter *wait_head;
 	struct catalog_waiter *wait_tail;
+	/* Bytes of evicted entries whose blocks have not come back yet. */
+	uint64_t evicting;
+	/* Space came back since the waiters last tried (catalog_kick). */
+	bool space_returned;
 	uint32_t rr_file;	/* file the next segment prefers */
 	struct sext *scratch;	/* extents of a reservation being made */
 };
@@ -75,15 +80,30 @@ void catalog_fini(struct catalog *cat);
 /* The linked entry under key, or NULL. Touches nothing. */
 struct entry *catalog_get(struct catalog *cat, const void *key, size_t len);
 
-/* Keeps e from eviction until `until` (ms); a shorter lease changes nothing. */
-void catalog_lease(struct catalog *cat, struct entry *e, uint64_t until);
+/*
+ * Leases: o's lease keeps e from eviction until `until` (ms). A renewal
+ * sets the new time, shorter or longer; e is protected until the latest
+ * of its holders' leases. Returns 0, or -ENOSPC if o holds
+ * CATALOG_MAX_LEASES unexpired leases already.
+ */
+#define CATALOG_MAX_LEASES 65536
+int catalog_lease(struct catalog *cat, struct entry *e, struct lease_owner *o,
+		  uint64_t until);
+
+/* Ends o's lease on e, if any (Lookup.release). */
+void catalog_unlease(struct catalog *cat, struct entry *e,
+		     struct lease_owner *o);
+
+/* Ends every lease of o (its connection closed). */
+void catalog_unlease_all(struct catalog *cat, struct lease_owner *o);
 
 /*
- * A swap-in starts reading e (from catalog_get): takes a reference and
- * makes it the most recently used. catalog_read_end() drops the
- * reference.
+ * A swap-in by o starts reading e (from catalog_get): takes a reference,
+ * makes it the most recently used, and consumes o's lease on it.
+ * catalog_read_end() drops the reference.
  */
-void catalog_read_begin(struct catalog *cat, struct entry *e);
+void catalog_read_begin(struct catalog *cat, struct entry *e,
+			struct lease_owner *o);
 void catalog_read_end(struct catalog *cat, struct entry *e);
 
 /*
@@ -103,6 +123,12 @@ bool catalog_writing(struct catalog *cat, const void *key, size_t len);
 
 /* Queues w until space comes back. */
 void catalog_wait(struct catalog *cat, struct catalog_waiter *w);
+
+/*
+ * After each batch of completions: if space came back (a record landed,
+ * an evicted entry's last reader finished), every waiter tries again.
+ */
+void catalog_kick(struct catalog *cat);
 
 /* A reserved entry that will never be linked: its blocks go back. */
 void catalog_abandon(struct catalog *cat, struct entry *e);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "defs.h"
+#include "lease.h"
 #include "loop.h"
 #include "stats.h"
 #include "wire.h"
@@ -81,6 +82,8 @@ struct conn {
 	uint32_t ops;		/* recv and sends in flight */
 	uint32_t xfers;		/* requests in flight (swaps, durable deletes) */
 	uint32_t holds;		/* other references: regions */
+	/* The connection's leases, kept by catalog.c. */
+	struct lease_owner leases;
 	/* The connection's regions, kept by region.c. */
 	struct region *regions;
 	uint32_t nregions;

@@ -118,27 +118,41 @@ static void unregister_region(struct conn *c, Request *req)
 	region_release(r);
 }
 
+/*
+ * Lookup: which keys are present and how many lead. With lease_ms, the
+ * hit prefix (and only it: the client reads no further) is leased to this
+ * connection until its SwapIn reads each entry; with release, this
+ * connection's leases on the keys end instead.
+ */
 static void lookup(struct server *srv, struct conn *c, Request *req)
 {
 	const Kvswap__V1__Lookup *m = req->lookup;
 	Kvswap__V1__LookupReply lr = KVSWAP__V1__LOOKUP_REPLY__INIT;
 	protobuf_c_boolean present[KVS_MAX_LOOKUP];
-	bool prefix = true;
+	uint64_t until = m->lease_ms ? now_ms() + m->lease_ms : 0;
+	bool prefix = true, release = m->has_release && m->release;
 	EV_INIT(ev, req);
 
-	uint64_t lease = m->lease_ms ? now_ms() + m->lease_ms : 0;
-
 	lr.has_prefix = 1;
+	lr.has_leased = until && !release;
 	for (size_t i = 0; i < m->n_keys; i++) {
 		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
 					      m->keys[i].len);
 
 		present[i] = e != NULL;
-		/* A lease keeps the prefix for the SwapIn that follows. */
-		if (e && lease)
-			catalog_lease(&srv->cat, e, lease);
 		prefix = prefix && present[i];
 		lr.prefix += prefix;
+		if (e) {
+			srv->st.lookup_hits++;
+			srv->st.lookup_hit_bytes += e->size;
+		} else {
+			srv->st.lookup_misses++;
+		}
+		if (e && release)
+			catalog_unlease(&srv->cat, e, &c->leases);
+		else if (e && prefix && until &&
+			 catalog_lease(&srv->cat, e, &c->leases, until) == 0)
+			lr.leased++;
 	}
 	lr.n_present = m->n_keys;
 	lr.present = present;
@@ -464,6 +478,24 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.checkpoints = srv->jr.checkpoints;
 	s.checksum_errors = srv->st.checksum_errors;
 	s.io_errors = srv->st.io_errors;
+	s.has_lookup_hits = s.has_lookup_misses = s.has_lookup_hit_bytes = 1;
+	s.has_batches = s.has_batch_entries = s.has_batch_segments = 1;
+	s.has_group_events = s.has_leases_granted = s.has_leases_consumed = 1;
+	s.has_leases_released = s.has_leases_expired = s.has_leases_dropped = 1;
+	s.has_evicting = 1;
+	s.lookup_hits = srv->st.lookup_hits;
+	s.lookup_misses = srv->st.lookup_misses;
+	s.lookup_hit_bytes = srv->st.lookup_hit_bytes;
+	s.batches = srv->st.batches;
+	s.batch_entries = srv->st.batch_entries;
+	s.batch_segments = srv->st.batch_segments;
+	s.group_events = srv->st.group_events;
+	s.leases_granted = srv->st.leases_granted;
+	s.leases_consumed = srv->st.leases_consumed;
+	s.leases_released = srv->st.leases_released;
+	s.leases_expired = srv->st.leases_expired;
+	s.leases_dropped = srv->st.leases_dropped;
+	s.evicting = srv->cat.evicting;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
 	conn_send(c, &ev);
@@ -527,6 +559,7 @@ void control_conn_closing(void *ctx, struct conn *c)
 {
 	struct server *srv = ctx;
 
+	catalog_unlease_all(&srv->cat, &c->leases);
 	swap_conn_abort(&srv->xfers, c);
 }
 

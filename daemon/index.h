@@ -36,12 +36,14 @@ struct entry {
 	struct entry *lru_next;
 	uint64_t hash;
 	uint64_t size;
-	uint64_t lease_until;	/* ms: not evicted before (Lookup lease) */
+	uint64_t lease_until;	/* ms: not evicted before (its leases' latest) */
+	struct lease *leases;	/* catalog.c: the leases held on it */
 	uint32_t refs;
 	uint16_t flags;		/* ENTRY_* */
 	bool linked;
 	bool pending;		/* durable PUT not yet on stable storage */
 	bool superseded;	/* a later record for its key was queued */
+	bool evicted;		/* its blocks count in catalog's `evicting` */
 	uint32_t nseg;
 	uint32_t next;
 	uint32_t key_len;

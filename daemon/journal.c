@@ -100,6 +100,7 @@ void journal_init(struct journal *j, struct store *s, struct index *ix,
 	j->index = ix;
 	j->loop = lp;
 	loop_on(lp, UD_JOURNAL, on_cqe, j);
+	loop_on(lp, UD_JTIMER, on_cqe, j);
 }
 
 void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg)
@@ -148,12 +149,44 @@ static int queue(struct journal *j, uint8_t type, struct entry *e,
 	it->old = old;
 	it->done = done;
 	it->arg = arg;
-	if (j->tail)
+	if (j->tail) {
 		j->tail->next = it;
-	else
+	} else {
 		j->head = it;
+		j->head_ms = now_ms();
+	}
 	j->tail = it;
+	if (done)
+		j->urgent = true;
 	return 0;
+}
+
+void journal_urgent(struct journal *j)
+{
+	j->urgent = true;
+}
+
+/*
+ * Defers a group of records nobody waits for until JOURNAL_DELAY_MS after
+ * the first: returns true (and arms the timer) if the kick should wait.
+ */
+static bool defer(struct journal *j)
+{
+	uint64_t age = now_ms() - j->head_ms, left;
+	struct io_uring_sqe *sqe;
+
+	if (j->urgent || j->want_checkpoint || age >= JOURNAL_DELAY_MS)
+		return false;
+	if (j->timer_armed)
+		return true;
+	left = JOURNAL_DELAY_MS - age;
+	j->timer_ts.tv_sec = 0;
+	j->timer_ts.tv_nsec = (long long)left * 1000000;
+	sqe = loop_sqe(j->loop);
+	io_uring_prep_timeout(sqe, &j->timer_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(j, UD_JTIMER));
+	j->timer_armed = true;
+	return true;
 }
 
 int journal_put(struct journal *j, struct entry *e, struct entry *old,
@@ -366,8 +399,11 @@ void journal_kick(struct journal *j)
 	/* After a failed write, try again at most once a second. */
 	if (j->failed_ms && now_ms() - j->failed_ms < 1000)
 		return;
+	if (j->head && defer(j))
+		return;
 	j->group = j->head;
 	j->head = j->tail = NULL;
+	j->urgent = false;
 	for (struct jitem *it = j->group; it; it = it->next) {
 		puts |= it->type == JF_PUT;
 		bytes += rec_size(it->type, it->e);
@@ -415,6 +451,12 @@ static void on_cqe(void *ctx, enum ud_type type, void *ptr,
 	int res = cqe->res;
 	bool ck;
 
+	if (type == UD_JTIMER) {
+		/* A deferred group is due (after_batch kicks it too). */
+		j->timer_armed = false;
+		journal_kick(j);
+		return;
+	}
 	assert(type == UD_JOURNAL && j->ops > 0);
 	if (res < 0 && !j->err)
 		j->err = res;

@@ -2,6 +2,7 @@
 #ifndef KVSWAP_JOURNAL_H
 #define KVSWAP_JOURNAL_H
 
+#include <linux/time_types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,8 @@ enum journal_phase {
 	JOURNAL_CK_SB,		/* the superblock flip */
 };
 
+#define JOURNAL_DELAY_MS 10
+
 struct journal {
 	/* Not owned: set by journal_init(), outlive the journal. */
 	struct store *store;
@@ -65,6 +68,17 @@ struct journal {
 	size_t nblocks;		/* staged */
 	uint64_t next;		/* next block in the live half */
 	bool want_checkpoint;
+	/*
+	 * Cache-mode records (nobody waits for them) are committed in groups
+	 * at most JOURNAL_DELAY_MS after the first is queued, not one commit
+	 * per batch of completions: each commit costs an fdatasync of every
+	 * store file. A record with a done callback, or journal_urgent(),
+	 * commits at once, as before.
+	 */
+	uint64_t head_ms;	/* when the oldest queued record was queued */
+	bool urgent;
+	bool timer_armed;
+	struct __kernel_timespec timer_ts;
 	uint64_t ck_nonce;
 	uint32_t ck_half;
 	uint8_t sb[4096] __attribute__((aligned(4096)));
@@ -89,6 +103,9 @@ void journal_init(struct journal *j, struct store *s, struct index *ix,
  * journal that was never set up.
  */
 void journal_fini(struct journal *j);
+
+/* Someone waits for the queued records (space, say): commit them now. */
+void journal_urgent(struct journal *j);
 
 /* fn(arg) runs each time a group's references have been released. */
 void journal_on_progress(struct journal *j, journal_progress_fn *fn, void *arg);

@@ -28,6 +28,7 @@ enum ud_type {
 	UD_BUFTAG,		/* region.c: struct region: a slot was released */
 	UD_TICK,		/* server.c: the watchdog and status timer */
 	UD_JOURNAL,		/* journal.c: a log write or fdatasync */
+	UD_JTIMER,		/* journal.c: a deferred cache-mode commit is due */
 	UD_MAX
 };
 #define UD_TYPE_MASK 0xfull

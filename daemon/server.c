@@ -154,6 +154,7 @@ static void after_batch(void *ctx)
 {
 	struct server *srv = ctx;
 
+	catalog_kick(&srv->cat);
 	xfers_pump(&srv->xfers);
 	journal_kick(&srv->jr);
 	if (srv->quit)

@@ -566,6 +566,8 @@ void store_entry_put(struct store *s, struct entry *e)
 {
 	if (!e || --e->refs)
 		return;
+	if (s->on_entry_free)
+		s->on_entry_free(s->on_entry_free_arg, e);
 	store_free(s, e->ext, e->next);
 	free(e);
 }

@@ -49,6 +49,10 @@ struct store {
 	uint64_t sb_gen;
 	uint64_t sb_nonce;
 	uint32_t sb_active;
+	/* Called as an entry's last reference goes, before its blocks
+	 * return (catalog.c counts evicted space coming back). */
+	void (*on_entry_free)(void *arg, const struct entry *e);
+	void *on_entry_free_arg;
 };
 
 /*

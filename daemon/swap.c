@@ -342,7 +342,7 @@ void swap_in(struct xfers *xf, struct conn *c, const Request *req)
 	x->ent[0].e = e;
 	x->ent[0].nseg = nseg;
 	x->ent[0].state = XENT_LIVE;
-	catalog_read_begin(xf->cat, e);
+	catalog_read_begin(xf->cat, e, &c->leases);
 	for (uint32_t i = 0; i < nseg; i++) {
 		x->seg[i].off = m->segments[i]->offset;
 		x->seg[i].stored = m->segments[i]->index;
@@ -425,6 +425,9 @@ void swap_out_batch(struct xfers *xf, struct conn *c, const Request *req)
 		return;
 	}
 	batch_size(m->entries, m->n_entries, true, &nseg, &ngroups, &nextra);
+	xf->st->batches++;
+	xf->st->batch_entries += m->n_entries;
+	xf->st->batch_segments += nseg;
 	x = xfer_new(xf, c, r, req->id, true, true,
 		     m->events & KVS_EVENTS_SEGMENTS, (uint32_t)m->n_entries, nseg,
 		     ngroups, nextra, &extra);
@@ -495,6 +498,9 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 		return;
 	}
 	batch_size(m->entries, m->n_entries, false, &nseg, &ngroups, &nextra);
+	xf->st->batches++;
+	xf->st->batch_entries += m->n_entries;
+	xf->st->batch_segments += nseg;
 	x = xfer_new(xf, c, r, req->id, false, true,
 		     m->events & KVS_EVENTS_SEGMENTS, (uint32_t)m->n_entries, nseg,
 		     ngroups, 0, &extra);
@@ -549,7 +555,7 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 		}
 		xe->e = e;
 		xe->state = XENT_LIVE;
-		catalog_read_begin(xf->cat, e);
+		catalog_read_begin(xf->cat, e, &c->leases);
 	}
 	xfer_enqueue(x);
 	swap_try_finish(x);

@@ -219,6 +219,7 @@ static void send_group_done(struct xfer *x, uint32_t g)
 	ev.id = x->id;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_GROUP;
 	ev.group = &gd;
+	x->xf->st->group_events++;
 	conn_send(x->c, &ev);
 }
 

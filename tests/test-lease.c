@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Leases that fit a prefix cache, and eviction that takes exactly what is
+ * needed, against the real daemon:
+ * - a Lookup leases only the hit prefix; the holder's SwapIn consumes it;
+ *   Lookup.release ends it; a shorter renewal shortens it; closing the
+ *   connection ends it (Stat counts each outcome, and eviction sees it);
+ * - swap-outs pipelined into a full store evict exactly the entries their
+ *   space needs, not one per retry;
+ * - Stat counts lookup hits, misses and hit bytes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "kvswap-protocol.h"
+#include "tap.h"
+
+#define ENTRY		(1 * MiB)
+#define REGION		(64 * MiB)
+
+struct ctx {
+	struct harness *d;
+	struct kvswap *k;
+	struct kvswap_region *r;
+	int fd;				/* a raw connection of our own */
+	uint32_t raw_region;
+	uint64_t cap;
+	uint64_t id;
+};
+
+static void key_of(unsigned i, char *buf, size_t size)
+{
+	snprintf(buf, size, "lease-%u", i);
+}
+
+static struct kvswap_stat st(struct ctx *c)
+{
+	struct kvswap_stat s;
+
+	if (kvswap_stat(c->k, &s) < 0)
+		bail_out("stat: %s", kvswap_last_error(c->k));
+	return s;
+}
+
+/* Stat on the raw connection: the new counters libkvswap does not show. */
+static Kvswap__V1__StatReply *raw_stat(struct ctx *c, Kvswap__V1__Event **ev)
+{
+	struct raw_result rr;
+
+	raw_send_stat(c->fd, ++c->id);
+	if (raw_collect(c->fd, c->id, 10000, &rr) < 0 || rr.code || !rr.final)
+		bail_out("raw stat failed");
+	*ev = rr.final;
+	rr.final = NULL;
+	raw_result_clear(&rr);
+	return (*ev)->stat;
+}
+
+static int put(struct ctx *c, unsigned i, uint64_t size)
+{
+	struct kvswap_seg_out seg = { 0, size };
+	struct kvswap_req *q;
+	char key[32];
+	int r;
+
+	key_of(i, key, sizeof(key));
+	r = kvswap_swap_out(c->k, key, strlen(key), c->r, &seg, 1, NULL, 0,
+			    KVSWAP_CACHE, &q);
+	if (r == 0) {
+		r = kvswap_wait(c->k, q, -1);
+		kvswap_req_free(q);
+	}
+	return r;
+}
+
+static bool present(struct ctx *c, unsigned i)
+{
+	struct kvswap_entry e;
+	char key[32];
+	int r;
+
+	key_of(i, key, sizeof(key));
+	r = kvswap_describe(c->k, key, strlen(key), &e);
+	if (r == 0)
+		kvswap_entry_clear(&e);
+	return r == 0;
+}
+
+/* Lookup (lease_ms, or release) on the raw connection fd. */
+static Kvswap__V1__LookupReply *lookup(int fd, uint64_t id, const unsigned *keys,
+				       size_t n, uint32_t lease_ms, bool release,
+				       Kvswap__V1__Event **ret_ev)
+{
+	Kvswap__V1__Request req = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Lookup m = KVSWAP__V1__LOOKUP__INIT;
+	ProtobufCBinaryData k[8];
+	char names[8][32];
+	struct raw_result rr;
+
+	for (size_t i = 0; i < n; i++) {
+		key_of(keys[i], names[i], sizeof(names[i]));
+		k[i] = (ProtobufCBinaryData){ strlen(names[i]), (uint8_t *)names[i] };
+	}
+	m.n_keys = n;
+	m.keys = k;
+	m.has_lease_ms = lease_ms > 0;
+	m.lease_ms = lease_ms;
+	m.has_release = release;
+	m.release = release;
+	req.has_id = 1;
+	req.id = id;
+	req.body_case = KVSWAP__V1__REQUEST__BODY_LOOKUP;
+	req.lookup = &m;
+	if (raw_send(fd, &req, -1) < 0 || raw_collect(fd, id, 10000, &rr) < 0 ||
+	    rr.code || !rr.final)
+		bail_out("raw lookup failed");
+	*ret_ev = rr.final;
+	rr.final = NULL;
+	raw_result_clear(&rr);
+	return (*ret_ev)->lookup;
+}
+
+/* Puts one entry that needs exactly one ENTRY of eviction. */
+static int squeeze(struct ctx *c, unsigned i)
+{
+	struct kvswap_stat s = st(c);
+	uint64_t need = round_up(s.capacity - s.used + ENTRY / 2, 4096);
+
+	return put(c, i, need);
+}
+
+static void ctx_open(struct ctx *c, uint64_t store)
+{
+	memset(c, 0, sizeof(*c));
+	if (harness_start(&(struct harness_opts){ .store_size = store }, &c->d) < 0 ||
+	    harness_connect(c->d, &c->k) < 0)
+		bail_out("cannot start kvswapd");
+	c->cap = kvswap_limits(c->k)->capacity;
+	if (kvswap_region_create(c->k, REGION, &c->r) < 0)
+		bail_out("region: %s", kvswap_last_error(c->k));
+	fill_seeded(kvswap_region_addr(c->r), REGION, harness_seed());
+	if (raw_open(c->d->socket, &c->fd) < 0)
+		bail_out("raw connection");
+}
+
+static void ctx_close(struct ctx *c, const char *what)
+{
+	close(c->fd);
+	kvswap_region_release(c->k, c->r);
+	kvswap_close(c->k);
+	is_int(harness_stop(c->d), 0, "%s: kvswapd exits 0 on SIGTERM", what);
+	harness_free(c->d);
+}
+
+static void test_leases(void)
+{
+	Kvswap__V1__Event *ev, *sev;
+	Kvswap__V1__LookupReply *lr;
+	Kvswap__V1__StatReply *s0, *s1;
+	struct ctx c;
+	unsigned n, keys[3], next;
+	int other;
+
+	ctx_open(&c, 32 * MiB);
+	n = (unsigned)(c.cap / ENTRY);
+	for (unsigned i = 0; i < n; i++)
+		if (put(&c, i, ENTRY) < 0)
+			bail_out("fill: %s", kvswap_last_error(c.k));
+	next = n;
+	diag("%u entries of 1 MiB fill the store", n);
+
+	/* Only the hit prefix is leased. */
+	s0 = raw_stat(&c, &sev);
+	keys[0] = 0;
+	keys[1] = 99999;	/* missing */
+	keys[2] = 2;
+	lr = lookup(c.fd, ++c.id, keys, 3, 60000, false, &ev);
+	is_int(lr->prefix, 1, "prefix 1: key 0, then a miss");
+	ok(lr->has_leased && lr->leased == 1, "only the prefix is leased (%u)",
+	   lr->leased);
+	raw_event_free(ev);
+	s1 = raw_stat(&c, &ev);
+	is_uint(s1->leases_granted - s0->leases_granted, 1, "Stat: 1 lease granted");
+	is_uint(s1->lookup_hits - s0->lookup_hits, 2, "Stat: 2 lookup hits");
+	is_uint(s1->lookup_misses - s0->lookup_misses, 1, "Stat: 1 lookup miss");
+	is_uint(s1->lookup_hit_bytes - s0->lookup_hit_bytes, 2 * ENTRY,
+		"Stat: hit bytes are the entries' sizes");
+	raw_event_free(sev);
+	raw_event_free(ev);
+	/* Key 0 (oldest) is leased, key 2 is not: key 1 then key 2 go. */
+	is_int(squeeze(&c, next++), 0, "a put that needs one eviction");
+	ok(present(&c, 0) && !present(&c, 1), "leased key 0 survived, key 1 went");
+
+	/* Release: key 0 is the oldest again and goes next. */
+	keys[0] = 0;
+	s0 = raw_stat(&c, &sev);
+	lr = lookup(c.fd, ++c.id, keys, 1, 0, true, &ev);
+	raw_event_free(ev);
+	s1 = raw_stat(&c, &ev);
+	is_uint(s1->leases_released - s0->leases_released, 1, "Stat: 1 released");
+	raw_event_free(sev);
+	raw_event_free(ev);
+	is_int(squeeze(&c, next++), 0, "a put that needs one eviction");
+	ok(!present(&c, 0), "released key 0 was evicted");
+
+	/* A shorter renewal shortens: 60 s, then 100 ms. */
+	keys[0] = 2;
+	lr = lookup(c.fd, ++c.id, keys, 1, 60000, false, &ev);
+	raw_event_free(ev);
+	lr = lookup(c.fd, ++c.id, keys, 1, 100, false, &ev);
+	raw_event_free(ev);
+	usleep(250 * 1000);
+	is_int(squeeze(&c, next++), 0, "a put that needs one eviction");
+	ok(!present(&c, 2), "key 2, renewed to 100 ms, was evicted after it");
+
+	/* A lease ends with its connection. */
+	if (raw_open(c.d->socket, &other) < 0)
+		bail_out("second raw connection");
+	keys[0] = 3;
+	lr = lookup(other, 7, keys, 1, 60000, false, &ev);
+	ok(lr->leased == 1, "another connection leases key 3");
+	raw_event_free(ev);
+	s0 = raw_stat(&c, &sev);
+	close(other);
+	usleep(100 * 1000);
+	s1 = raw_stat(&c, &ev);
+	is_uint(s1->leases_dropped - s0->leases_dropped, 1,
+		"Stat: its lease dropped when it closed");
+	raw_event_free(sev);
+	raw_event_free(ev);
+	is_int(squeeze(&c, next++), 0, "a put that needs one eviction");
+	ok(!present(&c, 3), "key 3 was evicted once its leaseholder left");
+
+	/* The holder's SwapIn consumes its lease. */
+	keys[0] = 4;
+	lr = lookup(c.fd, ++c.id, keys, 1, 60000, false, &ev);
+	raw_event_free(ev);
+	s0 = raw_stat(&c, &sev);
+	{
+		struct kvswap_seg_in seg = { 0, 0 };
+		struct raw_result rr;
+		char key[32];
+
+		key_of(4, key, sizeof(key));
+		if (c.raw_region == 0) {
+			int memfd;
+			void *addr;
+
+			if (memfd_make(ENTRY, F_SEAL_SHRINK | F_SEAL_GROW, &memfd,
+				       &addr) < 0)
+				bail_out("memfd");
+			raw_send_register(c.fd, ++c.id, ENTRY, memfd);
+			if (raw_collect(c.fd, c.id, 10000, &rr) < 0 || rr.code)
+				bail_out("register");
+			c.raw_region = rr.final->region->region;
+			raw_result_clear(&rr);
+		}
+		raw_send_swap_in(c.fd, ++c.id, key, strlen(key), c.raw_region,
+				 &seg, 1);
+		ok(raw_collect(c.fd, c.id, 10000, &rr) == 0 && !rr.code,
+		   "the lease holder swaps key 4 in");
+		raw_result_clear(&rr);
+	}
+	s1 = raw_stat(&c, &ev);
+	is_uint(s1->leases_consumed - s0->leases_consumed, 1,
+		"Stat: its lease was consumed");
+	raw_event_free(sev);
+	raw_event_free(ev);
+	ctx_close(&c, "leases");
+}
+
+/*
+ * 50 one-block swap-outs, pipelined, into a store full of 64 KiB entries:
+ * the evictions are exactly those their space needs.
+ */
+static void test_evict_exact(void)
+{
+	const unsigned N = 50;
+	struct kvswap_req *q[50];
+	struct kvswap_stat s0, s1;
+	uint64_t need, free0, expect;
+	struct ctx c;
+	unsigned n, ok_puts = 0;
+
+	ctx_open(&c, 16 * MiB);
+	n = (unsigned)(c.cap / (64 * KiB));
+	for (unsigned i = 0; i < n; i++)
+		if (put(&c, i, 64 * KiB) < 0)
+			bail_out("fill: %s", kvswap_last_error(c.k));
+	s0 = st(&c);
+	free0 = s0.capacity - s0.used;
+	need = N * 4096 > free0 ? N * 4096 - free0 : 0;
+	expect = (need + 64 * KiB - 1) / (64 * KiB);
+	for (unsigned i = 0; i < N; i++) {
+		struct kvswap_seg_out seg = { 0, 4096 };
+		char key[32];
+
+		key_of(100000 + i, key, sizeof(key));
+		if (kvswap_swap_out(c.k, key, strlen(key), c.r, &seg, 1, NULL, 0,
+				    KVSWAP_CACHE, &q[i]) < 0)
+			bail_out("swap_out: %s", kvswap_last_error(c.k));
+	}
+	for (unsigned i = 0; i < N; i++) {
+		ok_puts += kvswap_wait(c.k, q[i], -1) == 0;
+		kvswap_req_free(q[i]);
+	}
+	s1 = st(&c);
+	is_int(ok_puts, N, "%u one-block swap-outs in flight at once succeed", N);
+	is_uint(s1.evictions - s0.evictions, expect,
+		"evictions: exactly the %" PRIu64 " entries of 64 KiB their %u "
+		"blocks need (%" PRIu64 " bytes were free)", expect, N, free0);
+	ctx_close(&c, "evict-exact");
+}
+
+int main(void)
+{
+	harness_init("test-lease");
+	test_evict_exact();
+	test_leases();
+	done_testing();
+}
