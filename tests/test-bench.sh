@@ -72,10 +72,19 @@ daemon() {
 	done
 }
 
+# Stops kvswapd: it must exit 0 (a sanitizer's report would not).
 daemon_stop() {
 	kill -TERM "$dpid" 2>/dev/null
-	wait "$dpid" 2>/dev/null
+	wait "$dpid"
+	st=$?
 	dpid=
+	if [ "$st" = 0 ]; then
+		pass "kvswapd exits 0 after $1"
+	else
+		fail "kvswapd exits 0 after $1"
+		echo "#   exit status $st; its log:"
+		diag "$tmp/kvswapd.log"
+	fi
 }
 
 # The value of "NAME": in the JSON of $out.
@@ -135,7 +144,7 @@ bench "prefill through a batch per layer" \
 	"api=batch per_layer_window=2 io_ms>0" \
 	--prefill 4,100 --entries-per-request 5 --segment-size 16K --runs 1 \
 	--per-layer 2
-daemon_stop
+daemon_stop "the throughput and prefill runs"
 
 # A trace: 60 requests on 5 shared prefix chains, each with a tail of its
 # own; 2,650 distinct blocks of 8 KiB, more than a 16M store holds.
@@ -159,7 +168,7 @@ for api in batch v1; do
 	bench "trace replay ($api): every block checked, evictions, no error" \
 		"api=$api mode=trace requests=60 mismatches=0 crc_errors=0 enoent=0 enospc=0 other_errors=0 blocks_in>0 evictions>0 hit_ratio>0" \
 		--trace "$tmp/trace.jsonl" --layers 2 --segment-size 4K --clients 2 $opt
-	daemon_stop
+	daemon_stop "the $api replay"
 done
 
 echo "1..$n"
