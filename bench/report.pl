@@ -428,25 +428,26 @@ for my $size (qw(1M 16M)) {
 
 my $nreps = @rows && $rows[0]{kvswap} ? scalar(@{$rows[0]{kvswap}{runs}}) : 0;
 # Run-to-run spread: max / min of the turns of each case.
-my (@sp_fio, @sp_kv);
+my (@sp_fio, @sp_kv, @sp_kvb);
 for my $r (@rows) {
-	next if $r->{note};
-	for my $x (['fio', $r->{fio}, 'bw_bytes_per_s', \@sp_fio],
-		   ['kv', $r->{kvswap}, 'throughput_bytes_per_s', \@sp_kv]) {
+	next if $r->{note} && !$r->{batch};
+	for my $x ($r->{batch} ? () : ['fio', $r->{fio}, 'bw_bytes_per_s', \@sp_fio],
+		   ['kv', $r->{kvswap}, 'throughput_bytes_per_s',
+		    $r->{batch} ? \@sp_kvb : \@sp_kv]) {
 		my ($tag, $m, $key, $list) = @$x;
 		next unless $m && @{$m->{runs}} > 1;
 		my @v = sort { $a <=> $b } grep { $_ } map { $_->{$key} } @{$m->{runs}};
 		push @$list, [$v[-1] / $v[0], "$r->{op} $r->{size} x$r->{clients}"] if @v > 1;
 	}
 }
-my $spread = '';
-for my $x (['fio', \@sp_fio], ['kvswap', \@sp_kv]) {
+my @spread;
+for my $x (['fio', \@sp_fio], ['kvswap', \@sp_kv], ['kvswap batch API', \@sp_kvb]) {
 	my @s = sort { $a->[0] <=> $b->[0] } @{$x->[1]};
 	next unless @s;
-	$spread .= sprintf("%s: median %.2f, largest %.2f (%s)", $x->[0],
-			   median(map { $_->[0] } @s), $s[-1][0], $s[-1][1]);
-	$spread .= '; ' if $x->[0] eq 'fio';
+	push @spread, sprintf("%s: median %.2f, largest %.2f (%s)", $x->[0],
+			      median(map { $_->[0] } @s), $s[-1][0], $s[-1][1]);
 }
+my $spread = join('; ', @spread);
 my $crc = slurp("$raw/crc32c.txt") // '';
 chomp $crc;
 
