@@ -231,7 +231,9 @@ uninstall:
 		$(foreach m,$(MAN),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 	@[ -n "$(DESTDIR)" ] || ldconfig
 
-# fio against kvswapd on one store, every case; minutes, not part of test.
+# fio against kvswapd on one store, every case (v1 requests and batches,
+# the vLLM shape, prefill overlap, the Mooncake trace replay from
+# ../shared/traces or $$BENCH_TRACE); minutes, not part of test.
 # docs/PERFORMANCE.md describes it. Results under $(BUILD)/bench.
 bench: deps
 	@tools/deps.sh --bench

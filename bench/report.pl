@@ -114,7 +114,11 @@ sub kv_median {
 	}
 	for my $k (qw(p50 p99 p999 mean max)) {
 		$m{latency_us}{$k} = median(map { $_->{latency_us}{$k} } @s);
+		$m{request_latency_us}{$k} = median(map { $_->{request_latency_us}{$k} }
+						    grep { $_->{request_latency_us} } @s);
 	}
+	$m{api} = $s[0]{api} // 'v1';
+	$m{entries_per_request} = $s[0]{entries_per_request} // 1;
 	$m{errors} = 0;
 	$m{errors} += $_->{errors} // 0 for @s;
 	$m{depth} = $s[0]{depth};
@@ -140,11 +144,14 @@ for my $cs (@cases) {
 	push @rows, { %$cs, name => $name, fio => $fio, fioseq => $seq,
 		      psync => $psync, kvswap => $kv };
 	for my $extra (['noverify', 'daemon --verify off'],
-		       ['durable', '--mode durable']) {
+		       ['durable', '--mode durable'], ['batch', 'batch API']) {
 		my $kx = kv_median(reps("kv-$name-$extra->[0]")) or next;
+		my $note = $extra->[1];
+		$note .= ", $kx->{entries_per_request} entries per request"
+			if $extra->[0] eq 'batch';
 		push @rows, { %$cs, name => "$name-$extra->[0]", fio => $fio,
 			      fioseq => $seq, psync => undef, kvswap => $kx,
-			      note => $extra->[1] };
+			      note => $note, batch => $extra->[0] eq 'batch' };
 	}
 }
 
@@ -278,27 +285,169 @@ for my $x (@pf) {
 		$p->{overlap_ratio} <= 1.1 ? 'met' : 'NOT met');
 }
 
+# The vLLM shape: one SwapInBatch of 250 x 32 x 64K against fio.
+my $vfio = fio_median(reps('fio-vllm'));
+my $vkv = kv_median(reps('kv-vllm'));
+my $vratio = $vfio && $vkv && $vfio->{bw_bytes_per_s} ?
+	$vkv->{throughput_bytes_per_s} / $vfio->{bw_bytes_per_s} : undef;
+my ($vqd) = $machine =~ /^kvswapd queue depth: (\d+)/m;
+my @vllm;
+if ($vfio || $vkv) {
+	push @vllm, '| vLLM-shaped swap-in | fio 64K randread | kvswap | kvswap / fio | group p50 / p99 ms | request p50 / p99 ms | fio CPU ms/GiB | daemon CPU ms/GiB | bench CPU ms/GiB | errors |';
+	push @vllm, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+	push @vllm, sprintf('| 250 blocks x 32 layers x 64 KiB, 1 request in flight; fio at depth %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+		$vqd // '?', rate($vfio), rate($vkv), num($vratio, '%.2f'),
+		$vkv ? sprintf('%.1f / %.1f', $vkv->{latency_us}{p50} / 1e3, $vkv->{latency_us}{p99} / 1e3) : '-',
+		$vkv && defined $vkv->{request_latency_us}{p50} ?
+		sprintf('%.1f / %.1f', $vkv->{request_latency_us}{p50} / 1e3,
+			$vkv->{request_latency_us}{p99} / 1e3) : '-',
+		num($vfio && $vfio->{cpu_ms_per_gib}), num($vkv && $vkv->{daemon_cpu_ms_per_gib}),
+		num($vkv && $vkv->{client_cpu_ms_per_gib}), $vkv ? $vkv->{errors} : '-');
+}
+
+# The vLLM shape's prefill overlap, through the batch API.
+my @vpf = grep { $_->[2] } map { [$_->[0], $_->[1], load("prefill-$_->[0]")] }
+	(['vllm-io', 'one batch, group = layer'],
+	 ['vllm-balanced', 'one batch, group = layer'],
+	 ['vllm-layers', 'a batch per layer, 4 in flight'],
+	 ['vllm-layers-nocrc', 'a batch per layer, 4 in flight, no client CRC32C']);
+my @vprefill;
+if (@vpf) {
+	push @vprefill, '| 250 blocks x 32 layers x 64 KiB | compute / layer | I/O alone | compute alone | TTFT load, then compute | TTFT overlap | overlap waited for data | TTFT overlap / max(I/O, compute) |';
+	push @vprefill, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+	for my $x (@vpf) {
+		my $p = $x->[2];
+		push @vprefill, sprintf('| %s | %d us | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f |',
+			$x->[1], $p->{compute_us}, $p->{io_ms}, $p->{compute_ms},
+			$p->{ttft_serial_ms}, $p->{ttft_overlap_ms}, $p->{stall_ms},
+			$p->{overlap_ratio});
+	}
+}
+
+# The trace replay, batch and v1.
+my %tr;
+for my $api (qw(batch v1 batch-big v1-big)) {
+	my $t = load("trace-$api") or next;
+	my ($s0, $s1) = (load("trace-$api-stat0"), load("trace-$api-stat1"));
+	$t->{journal_commits} = $s0 && $s1 ? $s1->{journal_commits} - $s0->{journal_commits} : undef;
+	$tr{$api} = $t;
+}
+my $trace_missing = slurp("$raw/trace-missing.txt");
+my @trace;
+my $tratio = $tr{batch} && $tr{v1} && $tr{v1}{blocks_per_s} ?
+	$tr{batch}{blocks_per_s} / $tr{v1}{blocks_per_s} : undef;
+my $tratio_big = $tr{'batch-big'} && $tr{'v1-big'} && $tr{'v1-big'}{blocks_per_s} ?
+	$tr{'batch-big'}{blocks_per_s} / $tr{'v1-big'}{blocks_per_s} : undef;
+if (%tr) {
+	my $any = $tr{batch} // $tr{v1};
+	push @trace, sprintf('Trace: %s, %d requests, %d block references (%d distinct), blocks of %d x %d KiB, %d client threads, capacity %d blocks (%.0f MiB), lease %d ms, swap-outs %s.',
+		$any->{trace}, $any->{trace_requests}, $any->{trace_blocks},
+		$any->{distinct_blocks}, $any->{layers}, $any->{segment_size} / 1024,
+		$any->{clients}, $any->{capacity_blocks}, $any->{capacity_bytes} / 1048576,
+		$any->{lease_ms}, $any->{swap_out_mode});
+	push @trace, '';
+	push @trace, '| replay | hit ratio | ideal LRU | of ideal | blocks/s (in + out) | MB/s | requests/s | lookup p50 / p99 us | swap-in p50 / p99 us | swap-out p50 / p99 us | mismatches | CRC errors | ENOENT | ENOSPC | skipped (IF_ABSENT) | evictions | journal commits | daemon CPU s |';
+	push @trace, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+	for my $api (qw(batch v1 batch-big v1-big)) {
+		my $t = $tr{$api} or next;
+		my $store = $api =~ /-big$/ ? sprintf(', %.0f MiB store: every block fits',
+			$t->{capacity_bytes} / 1048576) : '';
+		push @trace, sprintf('| %s | %.4f | %.4f | %.4f | %.0f (%.0f + %.0f) | %.0f | %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %d | %d | %d | %d | %d | %d | %s | %.1f |',
+			($api =~ /^batch/ ? 'batch API (Lookup, SwapInBatch, SwapOutBatch IF_ABSENT)' :
+			 'v1 (Lookup, one SwapIn / SwapOut per block)') . $store,
+			$t->{hit_ratio}, $t->{ideal_hit_ratio}, $t->{hit_ratio_of_ideal},
+			$t->{blocks_per_s}, $t->{blocks_in_per_s}, $t->{blocks_out_per_s},
+			$t->{bytes_per_s} / 1e6, $t->{requests_per_s},
+			$t->{lookup_us}{p50}, $t->{lookup_us}{p99},
+			$t->{swap_in_us}{p50}, $t->{swap_in_us}{p99},
+			$t->{swap_out_us}{p50}, $t->{swap_out_us}{p99},
+			$t->{mismatches}, $t->{crc_errors}, $t->{enoent}, $t->{enospc},
+			$t->{skipped}, $t->{evictions}, $t->{journal_commits} // '-',
+			$t->{daemon_cpu_ms} / 1e3);
+	}
+	push @trace, '', sprintf('Batch / v1 blocks per second: %s with eviction%s.',
+		num($tratio, '%.2f'), defined $tratio_big ?
+		sprintf(', %.2f on the store that holds every block', $tratio_big) : '')
+		if defined $tratio;
+} elsif ($trace_missing) {
+	chomp $trace_missing;
+	push @trace, "Trace replay SKIPPED: $trace_missing is missing (set BENCH_TRACE).";
+}
+
+# The targets of issue 9, checked against this run.
+my @targets9;
+sub verdict { $_[0] ? 'met' : 'NOT met' }
+for my $size (qw(64K 4K)) {
+	my $want = $size eq '4K' ? 0.8 : 0.95;
+	for my $op (qw(in out)) {
+		for my $r (grep { $_->{size} eq $size && $_->{op} eq $op && !$_->{note} } @rows) {
+			my ($b) = grep { $_->{batch} && $_->{size} eq $size && $_->{op} eq $op &&
+					 $_->{clients} == $r->{clients} } @rows;
+			my $rb = $b ? $b->{ratio} : undef;
+			next unless defined $rb || defined $r->{ratio};
+			push @targets9, sprintf('- %s %s x%d: kvswap / fio %s with the batch API, %s with v1 requests (target >= %.2f): %s',
+				$op, $size, $r->{clients}, num($rb, '%.2f'), num($r->{ratio}, '%.2f'),
+				$want, defined $rb ? verdict($rb >= $want) : 'not measured');
+		}
+	}
+}
+push @targets9, sprintf('- vLLM-shaped swap-in: kvswap / fio %s (target >= 0.90): %s',
+	num($vratio, '%.2f'), defined $vratio ? verdict($vratio >= 0.9) : 'not measured');
+for my $x (@vpf) {
+	next unless $x->[2]{compute_us} && $x->[0] ne 'vllm-io';
+	push @targets9, sprintf('- vLLM-shaped prefill (%s): TTFT overlap / max(I/O, compute) %.2f (target <= 1.10): %s',
+		$x->[1], $x->[2]{overlap_ratio}, verdict($x->[2]{overlap_ratio} <= 1.1));
+}
+if ($tr{batch} && $tr{v1}) {
+	my ($tb, $tv) = ($tr{batch}, $tr{v1});
+	push @targets9, sprintf('- trace replay: batch / v1 blocks per second %.2f (target >= 5): %s%s',
+		$tratio, verdict($tratio >= 5), defined $tratio_big ?
+		sprintf('; %.2f on a store that holds every block', $tratio_big) : '');
+	push @targets9, sprintf('- trace replay: hit ratio %.4f against the ideal LRU\'s %.4f, %.2f%% off (target within 0.5%%): %s',
+		$tb->{hit_ratio}, $tb->{ideal_hit_ratio}, 100 * abs(1 - $tb->{hit_ratio_of_ideal}),
+		verdict(abs(1 - $tb->{hit_ratio_of_ideal}) <= 0.005));
+	push @targets9, sprintf('- trace replay: %d mismatches and %d CRC errors (batch), %d and %d (v1) (target 0): %s',
+		$tb->{mismatches}, $tb->{crc_errors}, $tv->{mismatches}, $tv->{crc_errors},
+		verdict(!$tb->{mismatches} && !$tb->{crc_errors} && !$tv->{mismatches} && !$tv->{crc_errors}));
+	push @targets9, sprintf('- trace replay: %d ENOSPC (batch), %d (v1) (target 0): %s',
+		$tb->{enospc}, $tv->{enospc}, verdict(!$tb->{enospc} && !$tv->{enospc}));
+} elsif (@trace) {
+	push @targets9, '- trace replay: not measured (' . $trace[0] . ')';
+}
+for my $size (qw(1M 16M)) {
+	for my $op (qw(in out)) {
+		my ($b) = grep { $_->{batch} && $_->{size} eq $size && $_->{op} eq $op &&
+				 $_->{clients} == 1 } @rows;
+		next unless $b && $b->{kvswap} && $b->{fio};
+		my ($d, $f) = ($b->{kvswap}{daemon_cpu_ms_per_gib}, $b->{fio}{cpu_ms_per_gib});
+		next unless defined $d && $f;
+		push @targets9, sprintf('- daemon CPU, %s %s x1, batch API (client CRC32C): %.1f ms/GiB, fio\'s own %.1f ms/GiB, %.2fx (target <= 1.25x): %s',
+			$op, $size, $d, $f, $d / $f, verdict($d / $f <= 1.25));
+	}
+}
+
 my $nreps = @rows && $rows[0]{kvswap} ? scalar(@{$rows[0]{kvswap}{runs}}) : 0;
 # Run-to-run spread: max / min of the turns of each case.
-my (@sp_fio, @sp_kv);
+my (@sp_fio, @sp_kv, @sp_kvb);
 for my $r (@rows) {
-	next if $r->{note};
-	for my $x (['fio', $r->{fio}, 'bw_bytes_per_s', \@sp_fio],
-		   ['kv', $r->{kvswap}, 'throughput_bytes_per_s', \@sp_kv]) {
+	next if $r->{note} && !$r->{batch};
+	for my $x ($r->{batch} ? () : ['fio', $r->{fio}, 'bw_bytes_per_s', \@sp_fio],
+		   ['kv', $r->{kvswap}, 'throughput_bytes_per_s',
+		    $r->{batch} ? \@sp_kvb : \@sp_kv]) {
 		my ($tag, $m, $key, $list) = @$x;
 		next unless $m && @{$m->{runs}} > 1;
 		my @v = sort { $a <=> $b } grep { $_ } map { $_->{$key} } @{$m->{runs}};
 		push @$list, [$v[-1] / $v[0], "$r->{op} $r->{size} x$r->{clients}"] if @v > 1;
 	}
 }
-my $spread = '';
-for my $x (['fio', \@sp_fio], ['kvswap', \@sp_kv]) {
+my @spread;
+for my $x (['fio', \@sp_fio], ['kvswap', \@sp_kv], ['kvswap batch API', \@sp_kvb]) {
 	my @s = sort { $a->[0] <=> $b->[0] } @{$x->[1]};
 	next unless @s;
-	$spread .= sprintf("%s: median %.2f, largest %.2f (%s)", $x->[0],
-			   median(map { $_->[0] } @s), $s[-1][0], $s[-1][1]);
-	$spread .= '; ' if $x->[0] eq 'fio';
+	push @spread, sprintf("%s: median %.2f, largest %.2f (%s)", $x->[0],
+			      median(map { $_->[0] } @s), $s[-1][0], $s[-1][1]);
 }
+my $spread = join('; ', @spread);
 my $crc = slurp("$raw/crc32c.txt") // '';
 chomp $crc;
 
@@ -314,7 +463,11 @@ my $out = join("\n", @md) . "\n\n" .
 	($crc ? "CRC32C on this machine (bench/crc32c-speed): $crc\n" : '');
 $out .= "\n" . join("\n", @fair) . "\n" if @fair;
 $out .= "\n" . join("\n", @prefill) . "\n" if @prefill;
-$out .= "\nTargets (issue 5):\n" . join("\n", @targets) . "\n" if @targets;
+$out .= "\n" . join("\n", @vllm) . "\n" if @vllm;
+$out .= "\n" . join("\n", @vprefill) . "\n" if @vprefill;
+$out .= "\n" . join("\n", @trace) . "\n" if @trace;
+$out .= "\nTargets (issue 9):\n" . join("\n", @targets9) . "\n" if @targets9;
+$out .= "\nTargets (issue 5, v1 rows):\n" . join("\n", @targets) . "\n" if @targets;
 print $out;
 open(my $mdf, '>', "$dir/report.md") or die "report: $dir/report.md: $!\n";
 print $mdf $out;
@@ -332,7 +485,12 @@ my %results = (
 	} } @rows ],
 	fairness => { alone => $fa, loaded => $fl, load => $fo },
 	prefill => { map { $_->[0] => $_->[1] } @pf },
+	vllm => { fio => $vfio, kvswap => $vkv, ratio => $vratio, fio_depth => $vqd },
+	vllm_prefill => { map { $_->[0] => $_->[2] } @vpf },
+	trace => { %tr, ratio => $tratio, ratio_big => $tratio_big,
+		   missing => $trace_missing },
 	targets => \@targets,
+	targets_issue9 => \@targets9,
 	crc32c => $crc,
 );
 open(my $rf, '>', "$dir/results.json") or die "report: $dir/results.json: $!\n";

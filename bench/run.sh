@@ -12,16 +12,31 @@
 # then once: fio sequential write (swap-out cases: the pattern kvswapd's
 # allocator produces) and fio psync, buffered, one job per client: the
 # naive baseline.
+# and, in the same turns, the same case through the batch API (DEPTH
+# entries per request, one request in flight per client: the same total
+# depth) for 4K and 64K, and for 1M and 16M with one client (the daemon's
+# CPU per GiB with the library doing the CRC32C).
 # Then a few extra cases (daemon --verify off, durable swap-out, a small
-# swap-in beside a large swap-out) and the prefill-overlap figures.
+# swap-in beside a large swap-out), the vLLM-shaped swap-in (one batch of
+# 250 blocks x 32 layers x 64 KiB against fio 64K random reads at the
+# daemon's queue depth), the prefill-overlap figures (v1, and the vLLM
+# shape through the batch API), and the replay of the Mooncake trace
+# through the batch API and with one v1 request per block (skipped, and
+# said so, if the trace is missing).
 # bench/report.pl turns the raw JSON under $DIR/raw into results.json, the
 # table (stdout and report.md) and the plot throughput.png.
 #
 # Environment: BUILD (build), BENCH_DURATION seconds per run (3),
 # BENCH_REPS turns of fio and kvswap per case (3), BENCH_PREFILL_RUNS (9),
-# BENCH_DEPTH requests in flight per client (8), BENCH_SIZES ("4K 64K 1M
-# 16M"), BENCH_CLIENTS ("1 8"), BENCH_STORE_SIZE (6G), BENCH_DIR
-# ($BUILD/bench).
+# BENCH_VLLM_RUNS prefill runs of the vLLM shape (5), BENCH_DEPTH requests
+# in flight per client (8), BENCH_SIZES ("4K 64K 1M 16M"), BENCH_CLIENTS
+# ("1 8"), BENCH_BATCH (1: the batch API rows; 0: none), BENCH_STORE_SIZE
+# (6G), BENCH_TRACE (../shared/traces/mooncake/synthetic_trace.jsonl from
+# the repository, or from the main checkout of a git worktree),
+# BENCH_TRACE_STORE_SIZE (256M: the replay's store, so that it evicts),
+# BENCH_TRACE_BIG_STORE_SIZE (2G: the replay once more on a store that
+# holds every block, nothing evicted; empty: not run),
+# BENCH_DIR ($BUILD/bench).
 # shellcheck disable=SC3043 # `local`: dash, bash and busybox sh have it
 set -eu
 
@@ -34,12 +49,17 @@ SIZES=${BENCH_SIZES:-"4K 64K 1M 16M"}
 CLIENTS=${BENCH_CLIENTS:-"1 8"}
 STORE_SIZE=${BENCH_STORE_SIZE:-6G}
 PREFILL_RUNS=${BENCH_PREFILL_RUNS:-9}
+VLLM_RUNS=${BENCH_VLLM_RUNS:-5}
+BATCH=${BENCH_BATCH:-1}
+TRACE_STORE_SIZE=${BENCH_TRACE_STORE_SIZE:-256M}
+TRACE_BIG_STORE_SIZE=${BENCH_TRACE_BIG_STORE_SIZE:-2G}
 WS_MAX=$((1 << 30))
 WS_KEYS=16384
 
 KVSWAPD=$BUILD/kvswapd
 KVSWAPCTL=$BUILD/kvswapctl
 STORE=$DIR/store0.kvs
+TSTORE=$DIR/trace0.kvs
 SOCK=$DIR/kvswapd.sock
 RAW=$DIR/raw
 CMDS=$DIR/commands.txt
@@ -81,11 +101,13 @@ run() {
 
 DPID=
 DWRAP=	# e.g. "taskset -c 1": how kvswapd is started
+DSTORE=$STORE	# the store and its size kvswapd is started with
+DSIZE=$STORE_SIZE
 daemon_start() {
 	local i=0
-	echo "${DWRAP:+$DWRAP }$KVSWAPD --socket $SOCK --store $STORE --store-size $STORE_SIZE $*" >>"$CMDS"
+	echo "${DWRAP:+$DWRAP }$KVSWAPD --socket $SOCK --store $DSTORE --store-size $DSIZE $*" >>"$CMDS"
 	# shellcheck disable=SC2086
-	$DWRAP "$KVSWAPD" --socket "$SOCK" --store "$STORE" --store-size "$STORE_SIZE" \
+	$DWRAP "$KVSWAPD" --socket "$SOCK" --store "$DSTORE" --store-size "$DSIZE" \
 		--log-level notice "$@" >>"$DLOG" 2>&1 &
 	DPID=$!
 	until "$KVSWAPCTL" --socket "$SOCK" stat >/dev/null 2>&1; do
@@ -152,11 +174,16 @@ cat "$DIR/machine.txt" >&2
 echo "bench: creating the store $STORE ($STORE_SIZE)" >&2
 rm -f "$STORE"
 daemon_start
+# The segment I/Os kvswapd keeps in flight: fio's depth for the vLLM case.
+QD=$("$KVSWAPCTL" --socket "$SOCK" stat --json |
+	sed -n 's/^ *"queue_depth": \([0-9]*\),$/\1/p')
+[ -n "$QD" ] || die "no queue_depth in kvswapctl stat --json"
 daemon_stop
 magic=$(dd if="$STORE" bs=8 count=1 status=none)
 [ "$magic" = KVSWAPST ] || die "$STORE: no kvswap superblock"
 DATA_START=$(od -An -t u8 -j 48 -N 8 "$STORE" | tr -d ' ')
 echo "data_start: $DATA_START" >>"$DIR/machine.txt"
+echo "kvswapd queue depth: $QD" >>"$DIR/machine.txt"
 
 # --- one case ------------------------------------------------------------
 # The functions' variables are `local` (dash, bash and busybox sh have
@@ -192,6 +219,15 @@ ws_of() {
 	echo $w
 }
 
+# True if case SIZE x CLIENTS also runs through the batch API.
+batch_case() {
+	[ "$BATCH" = 1 ] || return 1
+	case $1 in
+	4K | 64K) return 0 ;;
+	*) [ "$2" = 1 ] ;;
+	esac
+}
+
 ncases=0
 for size in $SIZES; do
 	for c in $CLIENTS; do
@@ -225,6 +261,16 @@ for size in $SIZES; do
 				# shellcheck disable=SC2086
 				kv_run "kv-$case-r$r" $op "$size" "$c" $mode
 				daemon_stop
+				if batch_case "$size" "$c"; then
+					# The same total depth: DEPTH entries
+					# per request, one request per client.
+					daemon_start
+					# shellcheck disable=SC2086
+					kv_run "kv-$case-batch-r$r" $op "$size" "$c" \
+						$mode --entries-per-request "$DEPTH" \
+						--depth 1
+					daemon_stop
+				fi
 			done
 			if [ $op = out ]; then
 				# kvswapd's allocator writes a rotating key set
@@ -277,6 +323,29 @@ run "$KVSWAPCTL" --socket "$SOCK" bench --op in --segment-size 4K --clients 1 \
 wait "$BGPID" || true
 BGPID=
 
+# --- the vLLM shape ---------------------------------------------------------
+# vLLM's paged KV cache for an 8B model: 16-token blocks of 64 KiB per
+# layer; a 4,000-token prefix is 250 blocks x 32 layers. One SwapInBatch
+# of 250 entries of 32 segments (group = layer) per request, one request
+# in flight; kvswapd keeps up to its queue depth of segment I/Os in
+# flight, and fio reads 64 KiB at random at that depth, in turns.
+echo "bench: vLLM shape: 250 blocks x 32 layers x 64K, fio at depth $QD" >&2
+daemon_stop
+VWS=$((1 << 30))
+r=0
+while [ $r -lt "$REPS" ]; do
+	r=$((r + 1))
+	fio_run "fio-vllm-r$r" randread 64K "$QD" 1 io_uring 1 "$VWS" \
+		--fixedbufs --registerfiles
+	daemon_start
+	run "$KVSWAPCTL" --socket "$SOCK" bench --op in --segment-size 64K \
+		--entries-per-request 250 --layers 32 --clients 1 --depth 1 \
+		--duration "$DURATION" --working-set "$VWS" --json \
+		>"$RAW/kv-vllm-r$r.json" ||
+		echo "bench: kv-vllm-r$r reported errors" >&2
+	daemon_stop
+done
+
 # --- prefill overlap -------------------------------------------------------
 # First the I/O time alone (compute 0), then a compute time per layer
 # equal to the measured I/O time per layer (the balanced case, where
@@ -307,6 +376,27 @@ run $CWRAP "$KVSWAPCTL" --socket "$SOCK" bench --prefill "32,$us" \
 run $CWRAP "$KVSWAPCTL" --socket "$SOCK" bench --prefill "32,$((us * 2))" \
 	--segment-size 4M --runs "$PREFILL_RUNS" --json \
 	>"$RAW/prefill-compute.json"
+# The vLLM shape through the batch API: 250 entries x 32 layers x 64K,
+# layer i computed once group i has landed; then the same bytes as one
+# batch per layer, 4 in flight (layer-ordered I/O), with the library's
+# CRC32C and without it (the daemon's).
+VP="--prefill 32,0 --entries-per-request 250 --segment-size 64K --runs $VLLM_RUNS"
+# shellcheck disable=SC2086
+run $CWRAP "$KVSWAPCTL" --socket "$SOCK" bench $VP --json \
+	>"$RAW/prefill-vllm-io.json"
+io_ms=$(sed -n 's/^ *"io_ms": \([0-9.]*\),$/\1/p' "$RAW/prefill-vllm-io.json")
+vus=$(awk -v ms="$io_ms" 'BEGIN { printf "%d", ms * 1000 / 32 + 0.5 }')
+[ "$vus" -gt 0 ] || vus=1
+VP="--prefill 32,$vus --entries-per-request 250 --segment-size 64K --runs $VLLM_RUNS"
+# shellcheck disable=SC2086
+run $CWRAP "$KVSWAPCTL" --socket "$SOCK" bench $VP --json \
+	>"$RAW/prefill-vllm-balanced.json"
+# shellcheck disable=SC2086
+run $CWRAP "$KVSWAPCTL" --socket "$SOCK" bench $VP --per-layer 4 --json \
+	>"$RAW/prefill-vllm-layers.json"
+# shellcheck disable=SC2086
+run $CWRAP "$KVSWAPCTL" --socket "$SOCK" bench $VP --per-layer 4 \
+	--no-client-crc --json >"$RAW/prefill-vllm-layers-nocrc.json"
 daemon_stop
 if [ -n "$CWRAP" ]; then
 	DWRAP=
@@ -315,6 +405,51 @@ if [ -n "$CWRAP" ]; then
 		--segment-size 4M --runs "$PREFILL_RUNS" --json \
 		>"$RAW/prefill-balanced-unpinned.json"
 	daemon_stop
+fi
+
+# --- the Mooncake trace ----------------------------------------------------
+# 3,993 requests of prefix-chained 512-token blocks, each block 8 layers x
+# 4K, 4 client threads: through the batch API, then one v1 request per
+# block; each on a fresh store of TRACE_STORE_SIZE, small enough that
+# blocks are evicted; then both on a store of TRACE_BIG_STORE_SIZE that
+# holds every block (the replay without eviction). The trace is read
+# where it lies, never copied.
+TRACE=${BENCH_TRACE:-}
+if [ -z "$TRACE" ]; then
+	TRACE=../shared/traces/mooncake/synthetic_trace.jsonl
+	common=$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null) || common=
+	if [ ! -r "$TRACE" ] && [ -n "$common" ]; then
+		# A worktree: ../shared beside the main checkout.
+		alt=$(dirname "$(dirname "$common")")/shared/traces/mooncake/synthetic_trace.jsonl
+		[ -r "$alt" ] && TRACE=$alt
+	fi
+fi
+if [ -r "$TRACE" ]; then
+	echo "bench: trace replay: $TRACE" >&2
+	DSTORE=$TSTORE
+	for run in batch v1 ${TRACE_BIG_STORE_SIZE:+batch-big v1-big}; do
+		case $run in
+		*-big) DSIZE=$TRACE_BIG_STORE_SIZE ;;
+		*) DSIZE=$TRACE_STORE_SIZE ;;
+		esac
+		opt=
+		case $run in v1*) opt=--v1 ;; esac
+		rm -f "$TSTORE"
+		daemon_start
+		"$KVSWAPCTL" --socket "$SOCK" stat --json >"$RAW/trace-$run-stat0.json"
+		# shellcheck disable=SC2086
+		run "$KVSWAPCTL" --socket "$SOCK" bench --trace "$TRACE" $opt \
+			--json >"$RAW/trace-$run.json" ||
+			echo "bench: trace-$run reported errors (see $RAW/trace-$run.json)" >&2
+		"$KVSWAPCTL" --socket "$SOCK" stat --json >"$RAW/trace-$run-stat1.json"
+		daemon_stop
+	done
+	rm -f "$TSTORE"
+	DSTORE=$STORE
+	DSIZE=$STORE_SIZE
+else
+	echo "bench: trace replay SKIPPED: $TRACE is missing (set BENCH_TRACE)" >&2
+	echo "$TRACE" >"$RAW/trace-missing.txt"
 fi
 
 # The daemon checksums every byte it moves: the speed of CRC32C here.

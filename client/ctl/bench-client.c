@@ -34,8 +34,7 @@ static uint64_t rng_next(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dULL;
 }
 
-__attribute__((format(printf, 3, 4)))
-static int client_note(struct client *c, int err, const char *fmt, ...)
+int bench_client_note(struct client *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -47,24 +46,24 @@ static int client_note(struct client *c, int err, const char *fmt, ...)
 	return err;
 }
 
-static void key_in(const struct bench *b, uint64_t k, char buf[static KEY_LEN])
+void bench_key_in(const struct bench *b, uint64_t k, char buf[static KEY_LEN])
 {
 	snprintf(buf, KEY_LEN, KEY_PREFIX "/%ld/in/%" PRIu64, b->pid, k);
 }
 
-static void key_out(const struct bench *b, uint32_t client, uint64_t k,
-		    char buf[static KEY_LEN])
+void bench_key_out(const struct bench *b, uint32_t client, uint64_t k,
+		   char buf[static KEY_LEN])
 {
 	snprintf(buf, KEY_LEN, KEY_PREFIX "/%ld/out/%" PRIu32 "/%" PRIu64,
 		 b->pid, client, k);
 }
 
-static uint8_t *slot_addr(const struct client *c, uint32_t s)
+uint8_t *bench_slot_addr(const struct client *c, uint32_t s)
 {
-	return c->base + (uint64_t)s * c->b->o.nseg * c->b->stride;
+	return c->base + (uint64_t)s * c->b->req_segs * c->b->stride;
 }
 
-static const char *daemon_error(const struct client *c)
+const char *bench_daemon_error(const struct client *c)
 {
 	const char *m = kvswap_last_error(c->k);
 
@@ -82,6 +81,10 @@ static void slot_reap(struct client *c, struct slot *s, uint64_t now)
 	uint32_t idx;
 	int r;
 
+	if (o->entries) {
+		bench_batch_reap(c, s, now);
+		return;
+	}
 	while (s->consumed < kvswap_req_segments_done(s->req)) {
 		r = kvswap_wait_segment(c->k, s->req, 0, &idx);
 		if (r == -ETIMEDOUT || r == -ENODATA)
@@ -89,25 +92,25 @@ static void slot_reap(struct client *c, struct slot *s, uint64_t now)
 		s->consumed++;
 		if (r < 0) {
 			c->failed_segments++;
-			client_note(c, r, "segment %" PRIu32 " of key %" PRIu64
-				    ": %s", idx, s->key, daemon_error(c) ?
-				    daemon_error(c) : strerror(-r));
+			bench_client_note(c, r, "segment %" PRIu32 " of key %" PRIu64
+				          ": %s", idx, s->key, bench_daemon_error(c) ?
+				          bench_daemon_error(c) : strerror(-r));
 			continue;
 		}
 		hist_add(&c->hist[s->out], now - s->submit_ns);
 		c->segments++;
 		__atomic_fetch_add(&c->bytes, o->seg_size, __ATOMIC_RELAXED);
 		if (o->verify && !s->out && idx < o->nseg) {
-			const uint8_t *p = slot_addr(c, (uint32_t)(s - c->slots)) +
+			const uint8_t *p = bench_slot_addr(c, (uint32_t)(s - c->slots)) +
 					   idx * c->b->stride;
 			uint64_t bad = bench_pattern_check(p, o->seg_size,
 							   s->key, idx);
 
 			if (bad < o->seg_size) {
 				c->verify_errors++;
-				client_note(c, -EBADMSG, "verify: key %" PRIu64
-					    " segment %" PRIu32 ": byte %" PRIu64
-					    " differs", s->key, idx, bad);
+				bench_client_note(c, -EBADMSG, "verify: key %" PRIu64
+					          " segment %" PRIu32 ": byte %" PRIu64
+					          " differs", s->key, idx, bad);
 			}
 		}
 	}
@@ -117,9 +120,9 @@ static void slot_reap(struct client *c, struct slot *s, uint64_t now)
 	r = kvswap_req_status(s->req);
 	if (r < 0) {
 		c->failed_requests++;
-		client_note(c, r, "%s of key %" PRIu64 ": %s",
-			    s->out ? "swap-out" : "swap-in", s->key,
-			    daemon_error(c) ? daemon_error(c) : strerror(-r));
+		bench_client_note(c, r, "%s of key %" PRIu64 ": %s",
+			          s->out ? "swap-out" : "swap-in", s->key,
+			          bench_daemon_error(c) ? bench_daemon_error(c) : strerror(-r));
 	}
 	c->requests++;
 	kvswap_req_free(s->req);
@@ -138,9 +141,14 @@ static bool client_has_events(const struct client *c, bool segments)
 
 	for (i = 0; i < c->b->o.depth; i++) {
 		s = &c->slots[i];
-		if (s->req && (kvswap_req_done(s->req) ||
-			       (segments && s->consumed <
-				kvswap_req_segments_done(s->req))))
+		if (!s->req)
+			continue;
+		if (kvswap_req_done(s->req))
+			return true;
+		if (!segments)
+			continue;
+		if (c->b->o.entries ? bench_batch_has_events(c, s) :
+		    s->consumed < kvswap_req_segments_done(s->req))
 			return true;
 	}
 	return false;
@@ -160,9 +168,9 @@ static int client_poll(struct client *c, uint64_t *ret_now)
 	if (!client_has_events(c, true)) {
 		r = kvswap_process(c->k, PROCESS_TIMEOUT_MS);
 		if (r < 0)
-			return client_note(c, r, "receive events: %s",
-					   daemon_error(c) ? daemon_error(c) :
-					   strerror(-r));
+			return bench_client_note(c, r, "receive events: %s",
+					         bench_daemon_error(c) ? bench_daemon_error(c) :
+					         strerror(-r));
 	}
 	now = now_ns();
 	for (s = 0; s < c->b->o.depth; s++)
@@ -182,7 +190,10 @@ static struct slot *free_slot(struct client *c)
 	return NULL;
 }
 
-/* Swaps out shared key k from slot s (populating, not measured). */
+/*
+ * Swaps out shared key k (batch: keys k .. k + entries - 1) from slot s
+ * (populating, not measured).
+ */
 static int populate_one(struct client *c, struct slot *s, uint64_t k)
 {
 	struct bench *b = c->b;
@@ -190,18 +201,28 @@ static int populate_one(struct client *c, struct slot *s, uint64_t k)
 	char key[KEY_LEN];
 	int r;
 
+	if (b->o.entries) {
+		uint64_t n = b->in_keys - k;
+
+		r = bench_batch_submit(c, s, k, n < b->req_keys ? (uint32_t)n :
+				       b->req_keys, BATCH_POPULATE);
+		if (r < 0)
+			return r;
+		c->busy++;
+		return 0;
+	}
 	if (b->o.verify)
 		for (i = 0; i < b->o.nseg; i++)
-			bench_pattern_fill(slot_addr(c, si) + i * b->stride,
+			bench_pattern_fill(bench_slot_addr(c, si) + i * b->stride,
 				     b->o.seg_size, k, i);
-	key_in(b, k, key);
+	bench_key_in(b, k, key);
 	r = kvswap_swap_out(c->k, key, strlen(key), c->region,
 			    c->segs_out + (uint64_t)si * b->o.nseg, b->o.nseg,
 			    NULL, 0, KVSWAP_CACHE, &s->req);
 	if (r < 0)
-		return client_note(c, r, "populate %s: %s", key,
-				   daemon_error(c) ? daemon_error(c) :
-				   strerror(-r));
+		return bench_client_note(c, r, "populate %s: %s", key,
+				         bench_daemon_error(c) ? bench_daemon_error(c) :
+				         strerror(-r));
 	s->key = k;
 	s->out = true;
 	s->consumed = 0;
@@ -216,11 +237,12 @@ static int populate_one(struct client *c, struct slot *s, uint64_t k)
 static int client_populate(struct client *c)
 {
 	struct bench *b = c->b;
-	uint64_t k = c->id;
+	uint64_t k;
 	struct slot *s;
 	uint32_t i;
 	int r;
 
+	k = (uint64_t)c->id * b->req_keys;
 	while (k < b->in_keys || c->busy) {
 		if (__atomic_load_n(&b->stop, __ATOMIC_RELAXED))
 			k = b->in_keys;
@@ -228,13 +250,13 @@ static int client_populate(struct client *c)
 			r = populate_one(c, s, k);
 			if (r < 0)
 				return r;
-			k += b->o.clients;
+			k += (uint64_t)b->o.clients * b->req_keys;
 		}
 		r = client_has_events(c, false) ? 0 :
 		    kvswap_process(c->k, PROCESS_TIMEOUT_MS);
 		if (r < 0)
-			return client_note(c, r, "populate: %s", daemon_error(c) ?
-					   daemon_error(c) : strerror(-r));
+			return bench_client_note(c, r, "populate: %s", bench_daemon_error(c) ?
+					         bench_daemon_error(c) : strerror(-r));
 		for (i = 0; i < b->o.depth; i++) {
 			s = &c->slots[i];
 			if (!s->req || !kvswap_req_done(s->req))
@@ -244,10 +266,11 @@ static int client_populate(struct client *c)
 			s->req = NULL;
 			c->busy--;
 			if (r < 0)
-				return client_note(c, r, "populate key %" PRIu64
-						   ": %s", s->key, daemon_error(c) ?
-						   daemon_error(c) : strerror(-r));
-			__atomic_fetch_add(&c->populated, 1, __ATOMIC_RELAXED);
+				return bench_client_note(c, r, "populate key %" PRIu64
+						         ": %s", s->key, bench_daemon_error(c) ?
+						         bench_daemon_error(c) : strerror(-r));
+			__atomic_fetch_add(&c->populated, b->o.entries ?
+					   s->nkeys : 1, __ATOMIC_RELAXED);
 		}
 	}
 	return 0;
@@ -272,19 +295,29 @@ static int client_submit(struct client *c, struct slot *s)
 		return 1;
 	}
 	if (out) {
-		k = c->out_next++ % b->out_keys;
-		key_out(b, c->id, k, key);
+		k = c->out_next % b->out_keys;
+		c->out_next += b->req_keys;
+		bench_key_out(b, c->id, k, key);
 	} else {
 		k = rng_next(&c->rng) % b->in_keys;
-		key_in(b, k, key);
+		bench_key_in(b, k, key);
 		if (o->verify) {
-			uint8_t *p = slot_addr(c, si);
-			uint64_t off, len = o->nseg * b->stride;
+			uint8_t *p = bench_slot_addr(c, si);
+			uint64_t off, len = (uint64_t)b->req_segs * b->stride;
 			uint64_t poison = POISON;
 
 			for (off = 0; off < len; off += POISON_STRIDE)
 				memcpy(p + off, &poison, sizeof(poison));
 		}
+	}
+	if (o->entries) {
+		r = bench_batch_submit(c, s, k, b->req_keys,
+				       out ? BATCH_OUT : BATCH_IN);
+		if (r < 0)
+			return r;
+		c->nreq++;
+		c->busy++;
+		return 0;
 	}
 	s->key = k;
 	s->out = out;
@@ -299,9 +332,9 @@ static int client_submit(struct client *c, struct slot *s)
 				   c->segs_in + (uint64_t)si * o->nseg, o->nseg,
 				   &s->req);
 	if (r < 0)
-		return client_note(c, r, "%s %s: %s", out ? "swap-out" : "swap-in",
-				   key, daemon_error(c) ? daemon_error(c) :
-				   strerror(-r));
+		return bench_client_note(c, r, "%s %s: %s", out ? "swap-out" : "swap-in",
+				         key, bench_daemon_error(c) ? bench_daemon_error(c) :
+				         strerror(-r));
 	c->nreq++;
 	c->busy++;
 	return 0;
@@ -350,14 +383,14 @@ static void client_cleanup_keys(struct client *c)
 	if (!c->k)
 		return;
 	for (k = c->id; k < b->in_keys && (b->o.op != OP_OUT); k += b->o.clients) {
-		key_in(b, k, key);
+		bench_key_in(b, k, key);
 		r = kvswap_delete(c->k, key, strlen(key));
 		if (r < 0 && r != -ENOENT)
 			break;
 	}
 	n = c->out_next < b->out_keys ? c->out_next : b->out_keys;
 	for (k = 0; k < n; k++) {
-		key_out(b, c->id, k, key);
+		bench_key_out(b, c->id, k, key);
 		r = kvswap_delete(c->k, key, strlen(key));
 		if (r < 0 && r != -ENOENT)
 			break;
@@ -368,7 +401,7 @@ static int client_setup(struct client *c)
 {
 	struct bench *b = c->b;
 	const struct opts *o = &b->o;
-	uint64_t size = (uint64_t)o->depth * o->nseg * b->stride, off;
+	uint64_t size = (uint64_t)o->depth * b->req_segs * b->stride, off;
 	char h[HUMAN_LEN];
 	uint32_t s, i;
 	int r;
@@ -376,15 +409,24 @@ static int client_setup(struct client *c)
 	r = kvswap_connect(o->socket, &c->k);
 	if (r < 0) {
 		c->k = NULL;
-		return client_note(c, r, "connect: %s", kvswap_last_error(NULL));
+		return bench_client_note(c, r, "connect: %s", kvswap_last_error(NULL));
 	}
 	r = kvswap_region_create(c->k, (size_t)size, &c->region);
 	if (r < 0)
-		return client_note(c, r, "create a region of %s: %s",
-				   human_size(size, h), daemon_error(c) ?
-				   daemon_error(c) : strerror(-r));
+		return bench_client_note(c, r, "create a region of %s: %s",
+				         human_size(size, h), bench_daemon_error(c) ?
+				         bench_daemon_error(c) : strerror(-r));
 	c->base = kvswap_region_addr(c->region);
-	for (s = 0; s < o->depth; s++) {
+	if (o->entries) {
+		r = bench_batch_setup(c);
+		if (r < 0)
+			return bench_client_note(c, r, "out of memory");
+		/* Swap-outs carry real bytes, not zero pages. */
+		for (off = 0; off < size; off += b->stride)
+			bench_pattern_fill(c->base + off, o->seg_size, c->id,
+					   (uint32_t)(off / b->stride));
+	}
+	for (s = 0; s < o->depth && !o->entries; s++) {
 		for (i = 0; i < o->nseg; i++) {
 			off = ((uint64_t)s * o->nseg + i) * b->stride;
 			c->segs_out[s * o->nseg + i] =
@@ -430,5 +472,6 @@ void *bench_client_main(void *arg)
 		kvswap_region_release(c->k, c->region);
 	kvswap_close(c->k);
 	c->k = NULL;
+	bench_batch_free(c);
 	return NULL;
 }

@@ -78,8 +78,10 @@ struct result {
 	uint64_t requests;
 	uint64_t failed_segments;
 	uint64_t failed_requests;
+	uint64_t failed_entries;
 	uint64_t verify_errors;
 	uint64_t errors;
+	struct hist req;		/* batch: per request */
 	double elapsed_s;
 	double daemon_cpu_ms;
 	double client_cpu_ms;
@@ -99,7 +101,13 @@ static void print_json(const struct bench *b, const struct result *res)
 	json_string(stdout, b->lim.daemon, strlen(b->lim.daemon));
 	printf(",\n  \"op\": \"%s\",\n", op_names[o->op]);
 	printf("  \"segment_size\": %" PRIu64 ",\n", o->seg_size);
-	printf("  \"segments\": %" PRIu32 ",\n", o->nseg);
+	printf("  \"segments\": %" PRIu32 ",\n", o->entries ? o->layers : o->nseg);
+	printf("  \"api\": \"%s\",\n", o->entries ? "batch" : "v1");
+	printf("  \"entries_per_request\": %" PRIu32 ",\n", b->req_keys);
+	printf("  \"layers\": %" PRIu32 ",\n", o->entries ? o->layers : 0);
+	printf("  \"client_crc\": %s,\n",
+	       o->entries && o->client_crc ? "true" : "false");
+	printf("  \"latency_unit\": \"%s\",\n", o->entries ? "group" : "segment");
 	printf("  \"clients\": %" PRIu32 ",\n", o->clients);
 	printf("  \"depth\": %" PRIu32 ",\n", o->depth);
 	if (o->total)
@@ -109,8 +117,8 @@ static void print_json(const struct bench *b, const struct result *res)
 		printf("  \"duration_s\": %.3f,\n  \"total_bytes\": null,\n",
 		       o->duration);
 	printf("  \"working_set_bytes\": %" PRIu64 ",\n",
-	       o->op == OP_OUT ? b->out_keys * o->clients * b->req_bytes :
-	       b->in_keys * b->req_bytes);
+	       o->op == OP_OUT ? b->out_keys * o->clients * b->key_bytes :
+	       b->in_keys * b->key_bytes);
 	printf("  \"keys\": %" PRIu64 ",\n", b->in_keys);
 	printf("  \"out_keys_per_client\": %" PRIu64 ",\n", b->out_keys);
 	printf("  \"populate_mode\": %s,\n", o->op == OP_OUT ? "null" : "\"cache\"");
@@ -135,6 +143,8 @@ static void print_json(const struct bench *b, const struct result *res)
 		json_latency("latency_in_us", &res->in);
 		json_latency("latency_out_us", &res->out);
 	}
+	if (o->entries)
+		json_latency("request_latency_us", &res->req);
 	printf("  \"daemon_cpu_ms\": %.1f,\n", res->daemon_cpu_ms);
 	printf("  \"daemon_cpu_ms_per_gib\": %.2f,\n",
 	       gib > 0 ? res->daemon_cpu_ms / gib : 0);
@@ -143,6 +153,7 @@ static void print_json(const struct bench *b, const struct result *res)
 	printf("  \"errors\": %" PRIu64 ",\n", res->errors);
 	printf("  \"failed_segments\": %" PRIu64 ",\n", res->failed_segments);
 	printf("  \"failed_requests\": %" PRIu64 ",\n", res->failed_requests);
+	printf("  \"failed_entries\": %" PRIu64 ",\n", res->failed_entries);
 	printf("  \"verify_errors\": %" PRIu64 ",\n", res->verify_errors);
 	printf("  \"first_error\": ");
 	if (res->first_error)
@@ -167,10 +178,18 @@ static void print_table(const struct bench *b, const struct result *res)
 	double secs = res->elapsed_s > 0 ? res->elapsed_s : 1;
 	char h1[HUMAN_LEN], h2[HUMAN_LEN];
 
-	printf("%-12s swap-%s, %" PRIu32 " x %s per request, %" PRIu32
-	       " client(s) x depth %" PRIu32 "%s\n", "bench", op_names[o->op],
-	       o->nseg, human_size(o->seg_size, h1), o->clients, o->depth,
-	       o->verify ? ", verified" : "");
+	if (o->entries)
+		printf("%-12s swap-%s batches, %" PRIu32 " entries x %" PRIu32
+		       " layers x %s per request, %" PRIu32 " client(s) x depth %"
+		       PRIu32 "%s%s\n", "bench", op_names[o->op], o->entries,
+		       o->layers, human_size(o->seg_size, h1), o->clients,
+		       o->depth, o->client_crc ? ", client CRC32C" : "",
+		       o->verify ? ", verified" : "");
+	else
+		printf("%-12s swap-%s, %" PRIu32 " x %s per request, %" PRIu32
+		       " client(s) x depth %" PRIu32 "%s\n", "bench",
+		       op_names[o->op], o->nseg, human_size(o->seg_size, h1),
+		       o->clients, o->depth, o->verify ? ", verified" : "");
 	printf("%-12s %s, checksums %s; swap-out mode %s\n", "daemon",
 	       res->before.durable ? "durable" : "cache",
 	       res->before.verify ? "on" : "off", mode_name(o->flags));
@@ -179,11 +198,13 @@ static void print_table(const struct bench *b, const struct result *res)
 	printf("%-12s %s/s, %.0f segments/s, %.0f requests/s\n", "throughput",
 	       human_size((uint64_t)((double)res->bytes / secs), h2),
 	       (double)res->segments / secs, (double)res->requests / secs);
-	print_latency("latency", &res->all);
+	print_latency(o->entries ? "group lat." : "latency", &res->all);
 	if (o->op == OP_MIXED) {
 		print_latency("  swap-in", &res->in);
 		print_latency("  swap-out", &res->out);
 	}
+	if (o->entries)
+		print_latency("request lat.", &res->req);
 	printf("%-12s daemon %.1f ms/GiB, bench %.1f ms/GiB\n", "cpu",
 	       gib > 0 ? res->daemon_cpu_ms / gib : 0,
 	       gib > 0 ? res->client_cpu_ms / gib : 0);
@@ -202,23 +223,24 @@ static int plan_keys(struct bench *b, const struct kvswap_stat *st)
 {
 	struct opts *o = &b->o;
 	uint64_t free_bytes = st->capacity > st->used ? st->capacity - st->used : 0;
-	uint64_t ws = o->working_set, keys, need;
+	uint64_t ws = o->working_set, keys, need, kb;
 	char h1[HUMAN_LEN], h2[HUMAN_LEN];
 
 	if (!ws) {
 		ws = DEFAULT_WS_BYTES;
 		if (ws > free_bytes / 4)
 			ws = free_bytes / 4;
-		if (ws > DEFAULT_WS_KEYS * b->req_bytes)
-			ws = DEFAULT_WS_KEYS * b->req_bytes;
+		if (ws > DEFAULT_WS_KEYS * b->key_bytes)
+			ws = DEFAULT_WS_KEYS * b->key_bytes;
 	}
-	keys = ws / b->req_bytes;
-	if (!keys)
-		keys = 1;
+	keys = ws / b->key_bytes;
+	/* A batch names distinct keys. */
+	if (keys < b->req_keys)
+		keys = b->req_keys;
 	if (keys > MAX_KEYS) {
 		fprintf(stderr, BENCH_PROG ": --working-set %s is %" PRIu64 " keys of %s; "
 			"at most %llu\n", human_size(ws, h1), keys,
-			human_size(b->req_bytes, h2), MAX_KEYS);
+			human_size(b->key_bytes, h2), MAX_KEYS);
 		return -E2BIG;
 	}
 	b->in_keys = o->op == OP_OUT ? 0 : keys;
@@ -227,11 +249,13 @@ static int plan_keys(struct bench *b, const struct kvswap_stat *st)
 		/* More keys than requests in flight: a key is rarely
 		 * replaced while its previous swap-out still runs. */
 		b->out_keys = keys / o->clients;
-		if (b->out_keys < o->depth + 1ULL)
-			b->out_keys = o->depth + 1ULL;
+		if (b->out_keys < (o->depth + 1ULL) * b->req_keys)
+			b->out_keys = (o->depth + 1ULL) * b->req_keys;
 	}
-	need = b->in_keys * round_up(b->req_bytes, 4096) +
-	       2 * b->out_keys * o->clients * round_up(b->req_bytes, 4096);
+	/* Each segment takes whole store blocks. */
+	kb = (o->entries ? o->layers : 1) *
+	     round_up(o->entries ? o->seg_size : b->key_bytes, 4096);
+	need = b->in_keys * kb + 2 * b->out_keys * o->clients * kb;
 	if (need > free_bytes) {
 		fprintf(stderr, BENCH_PROG ": the run needs %s of free store space "
 			"(swap-outs keep the old and new copy of a key), the "
@@ -369,7 +393,9 @@ int bench_run_throughput(struct bench *b, struct kvswap *k)
 		res->requests += c->requests;
 		res->failed_segments += c->failed_segments;
 		res->failed_requests += c->failed_requests;
+		res->failed_entries += c->failed_entries;
 		res->verify_errors += c->verify_errors;
+		hist_merge(&res->req, &c->req_hist);
 		if (c->end_ns > end)
 			end = c->end_ns;
 		if (c->err < 0)

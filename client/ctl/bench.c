@@ -50,6 +50,11 @@
 #define DEFAULT_RUNS		5
 #define MAX_CLIENTS		256
 #define MAX_LAYERS		1024
+#define MAX_ENTRIES		65536
+#define DEFAULT_TRACE_SEGMENT	4096
+#define DEFAULT_TRACE_LAYERS	8
+#define DEFAULT_TRACE_CLIENTS	4
+#define DEFAULT_LEASE_MS	10000
 
 /* --- interruption --------------------------------------------------------- */
 
@@ -161,20 +166,44 @@ static void help(FILE *f)
 		"  --mode durable|cache  durability of the measured swap-outs (default:\n"
 		"                        the daemon's)\n"
 		"  --verify              check every swapped-in byte\n"
+		"  --entries-per-request N  the batch API: each request names N\n"
+		"                        keys (entries) of --layers segments\n"
+		"  --layers L            segments per entry, segment i of each in\n"
+		"                        completion group i (default 1; alone, it\n"
+		"                        means --entries-per-request 1)\n"
+		"  --no-client-crc       batch: no CRC32C in the library\n"
+		"                        (KVSWAP_NO_VERIFY): the daemon's own\n"
 		"  --prefill L,COMPUTE_US  prefill overlap: one entry of L segments, a\n"
 		"                        layer each, computed (busy loop) as they\n"
-		"                        arrive, against load all then compute\n"
+		"                        arrive, against load all then compute; with\n"
+		"                        --entries-per-request N, one batch of N\n"
+		"                        entries, layer i computed once group i landed\n"
+		"  --per-layer W         prefill with a batch: one request per layer\n"
+		"                        instead, W in flight (layer-ordered I/O)\n"
 		"  --runs N              prefill: measured runs, each both ways;\n"
 		"                        medians (default %d)\n"
+		"  --trace FILE          replay a prefix-cache trace (JSON lines with\n"
+		"                        hash_ids): per request a Lookup with a lease,\n"
+		"                        a swap-in batch of the hit prefix and a\n"
+		"                        swap-out batch (IF_ABSENT) of the rest; each\n"
+		"                        block --layers (8) segments of --segment-size\n"
+		"                        (4K), --clients (4) threads, --mode cache\n"
+		"  --v1                  trace: one v1 request per block instead\n"
+		"  --capacity SIZE       trace: the ideal LRU's size (default: the\n"
+		"                        store's free space)\n"
+		"  --requests N          trace: the first N requests only\n"
+		"  --lease MS            trace: the Lookup's lease (default %d; 0: none)\n"
 		"  --json                one JSON object on stdout\n"
 		"  --socket PATH         the daemon's socket\n"
 		"\n"
 		"Latency is per segment, from the request's submission to the\n"
-		"segment's event. Daemon CPU comes from Stat before and after.\n"
+		"segment's event (batch: per completion group, and per request).\n"
+		"Daemon CPU comes from Stat before and after.\n"
 		"Keys are named " KEY_PREFIX "/PID/... and deleted at the end, also\n"
 		"after SIGINT or SIGTERM (which end the measurement early).\n"
 		"Exit status: 0, 1 on a failure or any transfer error, 2 on a usage\n"
-		"error.\n", DEFAULT_DEPTH, DEFAULT_DURATION_S, DEFAULT_RUNS);
+		"error.\n", DEFAULT_DEPTH, DEFAULT_DURATION_S, DEFAULT_RUNS,
+		DEFAULT_LEASE_MS);
 }
 
 __attribute__((format(printf, 1, 2)))
@@ -208,7 +237,8 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 enum {
 	O_SOCKET, O_OP, O_SEGMENT_SIZE, O_SEGMENTS, O_CLIENTS, O_DEPTH,
 	O_DURATION, O_TOTAL, O_WORKING_SET, O_MODE, O_VERIFY, O_PREFILL,
-	O_RUNS, O_JSON, O_HELP,
+	O_RUNS, O_JSON, O_HELP, O_ENTRIES, O_LAYERS, O_NO_CLIENT_CRC,
+	O_TRACE, O_V1, O_CAPACITY, O_REQUESTS, O_LEASE, O_PER_LAYER,
 };
 
 static const struct {
@@ -231,6 +261,15 @@ static const struct {
 	{ "runs", O_RUNS, true },
 	{ "json", O_JSON, false },
 	{ "help", O_HELP, false },
+	{ "entries-per-request", O_ENTRIES, true },
+	{ "layers", O_LAYERS, true },
+	{ "no-client-crc", O_NO_CLIENT_CRC, false },
+	{ "trace", O_TRACE, true },
+	{ "v1", O_V1, false },
+	{ "capacity", O_CAPACITY, true },
+	{ "requests", O_REQUESTS, true },
+	{ "lease", O_LEASE, true },
+	{ "per-layer", O_PER_LAYER, true },
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -259,6 +298,7 @@ static int set_option(struct opts *o, int id, const char *v)
 		    o->seg_size > (1ULL << 32))
 			return bench_usage_error("invalid --segment-size '%s': a size from 1 "
 					   "to 4G, with an optional K, M or G suffix", v);
+		o->seg_size_set = true;
 		break;
 	case O_SEGMENTS:
 		if (parse_u32(v, 1, 65536, &o->nseg) < 0)
@@ -268,6 +308,7 @@ static int set_option(struct opts *o, int id, const char *v)
 		if (parse_u32(v, 1, MAX_CLIENTS, &o->clients) < 0)
 			return bench_usage_error("invalid --clients '%s': 1 to %d", v,
 					   MAX_CLIENTS);
+		o->clients_set = true;
 		break;
 	case O_DEPTH:
 		if (parse_u32(v, 1, 4096, &o->depth) < 0)
@@ -313,11 +354,62 @@ static int set_option(struct opts *o, int id, const char *v)
 		if (errno || *end || us > 60000000ULL)
 			return bench_usage_error("invalid --prefill compute time '%s': "
 					   "microseconds", v);
+		if (o->layers_set && o->layers != l)
+			return bench_usage_error("--prefill %llu layers and --layers %"
+						 PRIu32 " differ", l, o->layers);
 		o->prefill = true;
 		o->layers = (uint32_t)l;
+		o->layers_set = true;
 		o->compute_us = us;
 		break;
 	}
+	case O_ENTRIES:
+		if (parse_u32(v, 1, MAX_ENTRIES, &o->entries) < 0)
+			return bench_usage_error("invalid --entries-per-request '%s': 1 "
+						 "to %d", v, MAX_ENTRIES);
+		break;
+	case O_LAYERS: {
+		uint32_t l;
+
+		if (parse_u32(v, 1, MAX_LAYERS, &l) < 0)
+			return bench_usage_error("invalid --layers '%s': 1 to %d", v,
+						 MAX_LAYERS);
+		if (o->layers_set && o->layers != l)
+			return bench_usage_error("--layers %" PRIu32 " and --prefill "
+						 "%" PRIu32 " layers differ", l,
+						 o->layers);
+		o->layers = l;
+		o->layers_set = true;
+		break;
+	}
+	case O_NO_CLIENT_CRC:
+		o->client_crc = false;
+		break;
+	case O_TRACE:
+		if (!*v)
+			return bench_usage_error("--trace needs a file");
+		o->trace = v;
+		break;
+	case O_V1:
+		o->v1 = true;
+		break;
+	case O_CAPACITY:
+		if (ctl_parse_size(v, &o->capacity) < 0 || !o->capacity)
+			return bench_usage_error("invalid --capacity '%s'", v);
+		break;
+	case O_REQUESTS:
+		if (parse_u32(v, 1, UINT32_MAX, &o->requests) < 0)
+			return bench_usage_error("invalid --requests '%s'", v);
+		break;
+	case O_PER_LAYER:
+		if (parse_u32(v, 1, MAX_LAYERS, &o->layer_window) < 0)
+			return bench_usage_error("invalid --per-layer '%s': 1 to %d "
+						 "requests in flight", v, MAX_LAYERS);
+		break;
+	case O_LEASE:
+		if (parse_u32(v, 0, 60000, &o->lease_ms) < 0)
+			return bench_usage_error("invalid --lease '%s': 0 to 60000 ms", v);
+		break;
 	case O_RUNS:
 		if (parse_u32(v, 1, 1000, &o->runs) < 0)
 			return bench_usage_error("invalid --runs '%s': 1 to 1000", v);
@@ -389,6 +481,25 @@ static int bench_parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (o->total && o->duration > 0)
 		return bench_usage_error("--duration and --total exclude each other");
+	if (o->trace && o->prefill)
+		return bench_usage_error("--trace and --prefill exclude each other");
+	if (!o->trace && (o->v1 || o->capacity || o->requests))
+		return bench_usage_error("--v1, --capacity and --requests go with "
+					 "--trace");
+	if (o->trace && o->entries)
+		return bench_usage_error("--trace makes its own batches: no "
+					 "--entries-per-request");
+	if (o->entries && o->nseg > 1)
+		return bench_usage_error("--segments is for v1 requests; with "
+					 "--entries-per-request, --layers sets the "
+					 "segments of each entry");
+	if (o->layer_window && (!o->prefill || !o->entries))
+		return bench_usage_error("--per-layer goes with --prefill and "
+					 "--entries-per-request");
+	if (o->layers_set && !o->entries && !o->prefill && !o->trace)
+		o->entries = 1;	/* --layers alone: one entry per batch */
+	if (!o->layers)
+		o->layers = 1;
 	if (!o->total && !(o->duration > 0))
 		o->duration = DEFAULT_DURATION_S;
 	return 0;
@@ -404,10 +515,13 @@ int bench_main(int argc, char **argv)
 			.clients = 1,
 			.depth = DEFAULT_DEPTH,
 			.runs = DEFAULT_RUNS,
+			.client_crc = true,
+			.lease_ms = DEFAULT_LEASE_MS,
 		},
 	};
 	struct opts *o = &b.o;
 	const struct kvswap_limits *lim;
+	struct kvswap_batch_limits bl;
 	struct kvswap *k;
 	const char *path;
 	int r, status;
@@ -415,6 +529,17 @@ int bench_main(int argc, char **argv)
 	r = bench_parse_args(argc, argv, o);
 	if (r)
 		return r > 0 ? EXIT_SUCCESS : 2;
+	if (o->trace) {
+		/* The replay: 32 KiB blocks of 8 layers, 4 threads. */
+		if (!o->seg_size_set)
+			o->seg_size = DEFAULT_TRACE_SEGMENT;
+		if (!o->layers_set)
+			o->layers = DEFAULT_TRACE_LAYERS;
+		if (!o->clients_set)
+			o->clients = DEFAULT_TRACE_CLIENTS;
+		if (!o->flags)
+			o->flags = KVSWAP_CACHE;
+	}
 	path = o->socket && *o->socket ? o->socket : getenv("KVSWAP_SOCKET");
 	if (!path || !*path)
 		path = KVSWAP_DEFAULT_SOCKET;
@@ -443,18 +568,31 @@ int bench_main(int argc, char **argv)
 	lim = kvswap_limits(k);
 	b.lim = *lim;
 	b.stride = round_up(o->seg_size, lim->alignment ? lim->alignment : 1);
-	b.req_bytes = o->seg_size * o->nseg;
+	b.req_keys = o->entries ? o->entries : 1;
+	b.req_segs = o->entries ? o->entries * o->layers : o->nseg;
+	b.key_bytes = o->seg_size * (o->entries ? o->layers : o->nseg);
+	b.req_bytes = o->seg_size * b.req_segs;
 	status = EXIT_FAILURE;
-	if (o->prefill) {
+	if ((o->entries || (o->trace && !o->v1)) &&
+	    kvswap_batch_limits(k, &bl) < 0) {
+		fprintf(stderr, BENCH_PROG ": %s takes no batches: --entries-per-"
+			"request, --layers and --trace need them (--trace --v1 "
+			"does not)\n", lim->daemon);
+	} else if (o->trace) {
+		status = bench_run_trace(&b, k);
+	} else if (o->prefill) {
 		if (lim->max_segments && o->layers > lim->max_segments)
 			fprintf(stderr, BENCH_PROG ": %" PRIu32 " layers: the daemon takes "
 				"at most %" PRIu32 " segments per request\n",
 				o->layers, lim->max_segments);
 		else
 			status = bench_run_prefill(&b, k);
-	} else if (lim->max_segments && o->nseg > lim->max_segments) {
-		fprintf(stderr, BENCH_PROG ": --segments %" PRIu32 ": the daemon takes at "
-			"most %" PRIu32 " per request\n", o->nseg, lim->max_segments);
+	} else if (lim->max_segments && (o->entries ? o->layers : o->nseg) >
+		   lim->max_segments) {
+		fprintf(stderr, BENCH_PROG ": %s %" PRIu32 ": the daemon takes at most %"
+			PRIu32 " segments per %s\n", o->entries ? "--layers" :
+			"--segments", o->entries ? o->layers : o->nseg,
+			lim->max_segments, o->entries ? "entry" : "request");
 	} else {
 		status = bench_run_throughput(&b, k);
 	}
