@@ -614,6 +614,14 @@ out_full:
 	return -ENOSPC;
 }
 
+void catalog_make_room(struct catalog *cat, uint64_t bytes)
+{
+	uint64_t have = store_avail(cat->store) + cat->evicting;
+
+	if (bytes > have)
+		evict(cat, bytes - have);
+}
+
 /*
  * A swap-out of key in flight: reserved and writing its data (the writing
  * index), or durable and committing its record (the pending list, short:

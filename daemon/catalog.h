@@ -156,6 +156,14 @@ void catalog_leases_due(struct catalog *cat);
 /* Whether a swap-out of key is in flight (reserved, not linked yet). */
 bool catalog_writing(struct catalog *cat, const void *key, size_t len);
 
+/*
+ * A batch about to reserve `bytes` in all: evicts now what the free
+ * space and the space already coming back will not cover (nothing if
+ * even every evictable entry would not do: each reservation then decides
+ * on its own).
+ */
+void catalog_make_room(struct catalog *cat, uint64_t bytes);
+
 /* Queues w until space comes back. */
 void catalog_wait(struct catalog *cat, struct catalog_waiter *w);
 

@@ -135,6 +135,29 @@ static void place_retry(void *arg);
  * request if one must wait for evicted space. Returns true when every
  * entry is placed (or skipped, or failed).
  */
+/*
+ * A batch's entries not placed yet, as one need: evicting for it at once
+ * lets every entry find its room after one commit of delete records, not
+ * one commit per entry. Keys IF_ABSENT will skip are left out.
+ */
+static void make_room(struct xfer *x)
+{
+	struct catalog *cat = x->xf->cat;
+	uint64_t bytes = 0, B = x->xf->block;
+
+	for (uint32_t i = x->reserved; i < x->nent; i++) {
+		const struct xent *xe = &x->ent[i];
+
+		if ((x->flags & KVS_FLAG_IF_ABSENT) &&
+		    (catalog_get(cat, xe->key, xe->key_len) ||
+		     catalog_writing(cat, xe->key, xe->key_len)))
+			continue;
+		for (uint32_t k = 0; k < xe->nseg; k++)
+			bytes += (x->seg[xe->seg0 + k].len + B - 1) / B * B;
+	}
+	catalog_make_room(cat, bytes);
+}
+
 static bool place(struct xfer *x)
 {
 	struct catalog *cat = x->xf->cat;
@@ -142,6 +165,8 @@ static bool place(struct xfer *x)
 	char err[512];	/* room for a path in the message */
 	int r;
 
+	if (x->batch && x->nent - x->reserved > 1)
+		make_room(x);
 	for (; x->reserved < x->nent; x->reserved++) {
 		struct xent *xe = &x->ent[x->reserved];
 

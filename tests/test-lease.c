@@ -436,9 +436,60 @@ static void test_wait_leases(void)
 	ctx_close(&c, "wait-leases");
 }
 
+/*
+ * The same 50 one-block entries as one SwapOutBatch: the batch's whole
+ * need is evicted at once, so its entries wait for one commit of delete
+ * records, not one each.
+ */
+static void test_evict_batch(void)
+{
+	enum { N = 50 };
+	struct kvswap_batch_entry be[N];
+	char keys[N][32];
+	uint64_t off = 0, need, free0, expect;
+	struct kvswap_stat s0, s1;
+	struct kvswap_req *q;
+	struct ctx c;
+	unsigned n;
+	int r;
+
+	ctx_open(&c, 16 * MiB);
+	n = (unsigned)(c.cap / (64 * KiB));
+	for (unsigned i = 0; i < n; i++)
+		if (put(&c, i, 64 * KiB) < 0)
+			bail_out("fill: %s", kvswap_last_error(c.k));
+	s0 = st(&c);
+	free0 = s0.capacity - s0.used;
+	need = N * 4096 > free0 ? N * 4096 - free0 : 0;
+	expect = (need + 64 * KiB - 1) / (64 * KiB);
+	memset(be, 0, sizeof(be));
+	for (unsigned i = 0; i < N; i++) {
+		key_of(200000 + i, keys[i], sizeof(keys[i]));
+		be[i].key = keys[i];
+		be[i].key_len = strlen(keys[i]);
+		be[i].nseg = 1;
+		be[i].offsets = &off;
+		be[i].length = 4096;
+	}
+	r = kvswap_swap_out_batch(c.k, c.r, be, N, KVSWAP_CACHE, &q);
+	if (r == 0) {
+		r = kvswap_wait(c.k, q, -1);
+		kvswap_req_free(q);
+	}
+	is_int(r, 0, "a batch of %d one-block entries into a full store", N);
+	s1 = st(&c);
+	is_uint(s1.evictions - s0.evictions, expect,
+		"batch: exactly the %" PRIu64 " entries its blocks need", expect);
+	ok(s1.journal_commits - s0.journal_commits <= 3,
+	   "batch: its entries waited for %" PRIu64 " commits, not one each",
+	   s1.journal_commits - s0.journal_commits);
+	ctx_close(&c, "evict-batch");
+}
+
 int main(void)
 {
 	harness_init("test-lease");
+	test_evict_batch();
 	test_wait_leases();
 	test_evict_exact();
 	test_leases();
