@@ -40,8 +40,10 @@
 
 _Static_assert(KVSWAP_IF_ABSENT == KVS_FLAG_IF_ABSENT,
 	       "KVSWAP_IF_ABSENT differs from KVS_FLAG_IF_ABSENT");
-_Static_assert(((KVSWAP_SEGMENT_EVENTS | KVSWAP_NO_VERIFY) &
-		KVS_BATCH_FLAGS_ALL) == 0,
+_Static_assert(KVSWAP_WAIT_LEASES == KVS_FLAG_WAIT_LEASES,
+	       "KVSWAP_WAIT_LEASES differs from KVS_FLAG_WAIT_LEASES");
+_Static_assert(((KVSWAP_SEGMENT_EVENTS | KVSWAP_NO_VERIFY |
+		 KVSWAP_REQUEST_ORDER) & KVS_BATCH_FLAGS_ALL) == 0,
 	       "library-only batch flags overlap the protocol's");
 
 /* ent_status of an entry whose outcome is not known yet. */
@@ -49,9 +51,11 @@ _Static_assert(((KVSWAP_SEGMENT_EVENTS | KVSWAP_NO_VERIFY) &
 _Static_assert(ENT_PENDING != KVSWAP_SKIPPED, "ENT_PENDING is a status");
 
 #define OUT_FLAGS	(KVSWAP_DURABLE | KVSWAP_CACHE | KVSWAP_PINNED | \
-			 KVSWAP_IF_ABSENT | KVSWAP_SEGMENT_EVENTS | \
-			 KVSWAP_NO_VERIFY)
-#define IN_FLAGS	(KVSWAP_SEGMENT_EVENTS | KVSWAP_NO_VERIFY)
+			 KVSWAP_IF_ABSENT | KVSWAP_WAIT_LEASES | \
+			 KVSWAP_SEGMENT_EVENTS | KVSWAP_NO_VERIFY | \
+			 KVSWAP_REQUEST_ORDER)
+#define IN_FLAGS	(KVSWAP_SEGMENT_EVENTS | KVSWAP_NO_VERIFY | \
+			 KVSWAP_REQUEST_ORDER)
 
 /*
  * What a packet holds besides its entries: Request.id, the body's tag and
@@ -102,6 +106,7 @@ struct batch_args {
 	uint32_t flags;		/* SwapOutBatch.flags */
 	uint32_t events;
 	bool client_verify;
+	bool request_order;
 };
 
 /* --- the batch's state ----------------------------------------------------- */
@@ -339,6 +344,8 @@ static int part_queue(struct kvswap *k, struct part *p,
 		so.region = a->region;
 		so.flags = a->flags;
 		so.events = a->events;
+		so.has_request_order = a->request_order;
+		so.request_order = a->request_order;
 		so.n_entries = p->nent;
 		so.entries = v;
 		rq.body_case = KVSWAP__V1__REQUEST__BODY_SWAP_OUT_BATCH;
@@ -349,6 +356,8 @@ static int part_queue(struct kvswap *k, struct part *p,
 		si.events = a->events;
 		si.has_client_verify = a->client_verify;
 		si.client_verify = a->client_verify;
+		si.has_request_order = a->request_order;
+		si.request_order = a->request_order;
 		si.n_entries = p->nent;
 		si.entries = v;
 		rq.body_case = KVSWAP__V1__REQUEST__BODY_SWAP_IN_BATCH;
@@ -699,6 +708,7 @@ static int batch_submit(struct kvswap *k, struct kvswap_region *r,
 	a.flags = flags & KVS_BATCH_FLAGS_ALL;
 	a.events = flags & KVSWAP_SEGMENT_EVENTS ? KVS_EVENTS_SEGMENTS : 0;
 	a.client_verify = !out && verify;
+	a.request_order = flags & KVSWAP_REQUEST_ORDER;
 	req->k = k;
 	for (int j = 0; j < nparts; j++) {
 		uint32_t end = j + 1 < nparts ? starts[j + 1] : n;
@@ -800,6 +810,7 @@ static int resplit(struct kvswap *k, struct part *p)
 	a.region = si->region;
 	a.events = si->events;
 	a.client_verify = si->client_verify;
+	a.request_order = si->request_order;
 	half[0] = part_new(req, p->ent0, h);
 	half[1] = half[0] ? part_new(req, p->ent0 + h, p->nent - h) : NULL;
 	if (!half[1]) {

@@ -102,8 +102,16 @@ struct kvswap_stat {
 #define KVSWAP_PINNED	0x4	/* never evicted */
 /* Flags of the batch calls only. */
 #define KVSWAP_IF_ABSENT	0x8	/* swap-out: skip keys stored or being written */
+#define KVSWAP_WAIT_LEASES	0x10	/* batch swap-out: wait for leases to run out, not ENOSPC */
 #define KVSWAP_SEGMENT_EVENTS	0x100	/* also an event per segment (wait_segment) */
 #define KVSWAP_NO_VERIFY	0x200	/* no client CRC32C (see kvswap_swap_in_batch) */
+/*
+ * Batches: submit segments in request order (entry by entry) rather than
+ * group by group. For bulk loads waited on whole: an entry's adjacent
+ * blocks stay together for the block layer (often much faster for small
+ * segments); groups then complete late, together.
+ */
+#define KVSWAP_REQUEST_ORDER	0x400
 
 /* kvswap_req_entry_status() of an entry that IF_ABSENT skipped. */
 #define KVSWAP_SKIPPED	1

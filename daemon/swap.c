@@ -514,7 +514,10 @@ void swap_out_batch(struct xfers *xf, struct conn *c, const Request *req)
 			x->seg[s].stored = k;
 		}
 	}
-	order_by_group(x);
+	if (m->has_request_order && m->request_order)
+		x->order = NULL;
+	else
+		order_by_group(x);
 	swap_start(x);
 	if (place(x))
 		placed(x);
@@ -611,7 +614,10 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 		xe->state = XENT_LIVE;
 		catalog_read_begin(xf->cat, e, &c->leases);
 	}
-	order_by_group(x);
+	if (m->has_request_order && m->request_order)
+		x->order = NULL;
+	else
+		order_by_group(x);
 	xfer_enqueue(x);
 	swap_try_finish(x);
 }

@@ -120,6 +120,8 @@ static int send_out_batch(int fd, uint64_t id, uint32_t region, struct bent *e,
 	return raw_send(fd, &req, -1);
 }
 
+static bool in_request_order;	/* the next send_in_batch asks for it */
+
 static int send_in_batch(int fd, uint64_t id, uint32_t region, struct bent *e,
 			 size_t n, bool client_verify)
 {
@@ -135,6 +137,8 @@ static int send_in_batch(int fd, uint64_t id, uint32_t region, struct bent *e,
 	m.entries = v;
 	m.has_client_verify = client_verify;
 	m.client_verify = client_verify;
+	m.has_request_order = in_request_order;
+	m.request_order = in_request_order;
 	req.has_id = 1;
 	req.id = id;
 	req.body_case = KVSWAP__V1__REQUEST__BODY_SWAP_IN_BATCH;
@@ -268,6 +272,21 @@ int main(void)
 	ok(!memcmp(mem + 2 * MiB, copy, 4 * SEG), "blk-a read back byte-exact");
 	ok(mem_first_not(mem + 3 * MiB, 4 * SEG, 0xee) == 4 * SEG,
 	   "the missing entry's range untouched");
+	events_clear(&b);
+
+	/* The same, in request order (entry by entry). */
+	memset(mem, 0xee, REGION);
+	bent_init(&e[0], "blk-c", 4, 1 * MiB, SEG, 0, false);
+	bent_init(&e[1], "blk-a", 4, 2 * MiB, SEG, 0, false);
+	in_request_order = true;
+	ok(send_in_batch(fd, ++id, region, e, 2, false) == 0,
+	   "swap_in_batch with request_order sent");
+	in_request_order = false;
+	r = collect(fd, id, &b);
+	ok(r == 0 && b.final && b.final->body_case == KVSWAP__V1__EVENT__BODY_BATCH &&
+	   b.final->batch->entries == 2, "request_order: 2 entries read");
+	ok(!memcmp(mem + 1 * MiB, copy + 8 * SEG, 1000) &&
+	   !memcmp(mem + 2 * MiB, copy, 4 * SEG), "request_order: byte-exact");
 	events_clear(&b);
 
 	/* IF_ABSENT: stored keys are skipped, new ones written. */

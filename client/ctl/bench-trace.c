@@ -488,7 +488,12 @@ static int replay_batch(struct tclient *c, const uint64_t *ids, uint32_t n)
 			batch_entry(c, j);
 		}
 		t0 = now_ns();
-		r = kvswap_swap_in_batch(c->k, c->region, c->ents, p, crc, &req);
+		/*
+		 * The whole prefix is waited for at once: request order keeps
+		 * each block's adjacent layers together for the block layer.
+		 */
+		r = kvswap_swap_in_batch(c->k, c->region, c->ents, p,
+					 crc | KVSWAP_REQUEST_ORDER, &req);
 		if (r < 0)
 			return tnote(c, r, "swap-in batch: %s", terr(c, r));
 		kvswap_wait(c->k, req, -1);
@@ -510,7 +515,8 @@ static int replay_batch(struct tclient *c, const uint64_t *ids, uint32_t n)
 		}
 		t0 = now_ns();
 		r = kvswap_swap_out_batch(c->k, c->region, c->ents + p, n - p,
-					  o->flags | KVSWAP_IF_ABSENT | crc, &req);
+					  o->flags | KVSWAP_IF_ABSENT | crc |
+					  KVSWAP_REQUEST_ORDER, &req);
 		if (r < 0)
 			return tnote(c, r, "swap-out batch: %s", terr(c, r));
 		kvswap_wait(c->k, req, -1);
