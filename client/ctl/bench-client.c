@@ -34,14 +34,19 @@ static uint64_t rng_next(uint64_t *s)
 	return *s * 0x2545f4914f6cdd1dULL;
 }
 
+int bench_vnote(char *buf, size_t size, int err, const char *fmt, va_list ap)
+{
+	if (!buf[0])
+		vsnprintf(buf, size, fmt, ap);
+	return err;
+}
+
 int bench_client_note(struct client *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c->errmsg[0])
-		return err;
 	va_start(ap, fmt);
-	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	err = bench_vnote(c->errmsg, sizeof(c->errmsg), err, fmt, ap);
 	va_end(ap);
 	return err;
 }

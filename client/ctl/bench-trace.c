@@ -351,10 +351,8 @@ static int tnote(struct tclient *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c->errmsg[0])
-		return err;
 	va_start(ap, fmt);
-	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	err = bench_vnote(c->errmsg, sizeof(c->errmsg), err, fmt, ap);
 	va_end(ap);
 	return err;
 }

@@ -18,6 +18,7 @@
 #define KVSWAPCTL_BENCH_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -190,7 +191,12 @@ void bench_key_out(const struct bench *b, uint32_t client, uint64_t k,
 /* The daemon's message of c's last error, or NULL if none. */
 const char *bench_daemon_error(const struct client *c);
 
-/* Records the first error of client c (later ones only count); returns err. */
+/*
+ * Records the first error in buf (a client's errmsg; later ones only
+ * count); returns err. bench_client_note() does it for a throughput
+ * client.
+ */
+int bench_vnote(char *buf, size_t size, int err, const char *fmt, va_list ap);
 __attribute__((format(printf, 3, 4)))
 int bench_client_note(struct client *c, int err, const char *fmt, ...);
 
