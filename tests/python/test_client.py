@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: MIT
+"""The binding against the real kvswapd: connection, regions, batches, queries."""
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import threading
+import time
+
+import numpy
+import pytest
+import torch
+
+import kvswap
+
+SEG = 64 << 10
+
+
+def fill(region, seed):
+    a = numpy.frombuffer(region, dtype=numpy.uint32)
+    a[:] = numpy.arange(len(a), dtype=numpy.uint32) * 2654435761 + seed
+    return numpy.frombuffer(region, dtype=numpy.uint8).copy()
+
+
+def test_connect_error_names_the_socket(tmp_path):
+    with pytest.raises(kvswap.KvswapError) as ei:
+        kvswap.Client(str(tmp_path / "nobody.sock"))
+    assert ei.value.errno in (errno.ENOENT, errno.ECONNREFUSED)
+    assert "nobody.sock" in str(ei.value)
+
+
+def test_default_socket_is_libkvswaps(daemon, monkeypatch):
+    monkeypatch.setenv("KVSWAP_SOCKET", daemon.socket)
+    with kvswap.Client() as c:
+        assert c.limits["daemon"].startswith("kvswapd")
+
+
+def test_limits(client):
+    assert client.alignment == 4096
+    assert client.batch_limits["max_groups"] >= 32
+    assert client.fileno() >= 0
+
+
+def test_region_buffer_protocol_zero_copy(client):
+    with client.region(100000) as r:
+        assert r.nbytes == 102400 and len(r) == 102400
+        mv = memoryview(r)
+        a = numpy.frombuffer(r, dtype=numpy.uint8)
+        t = torch.frombuffer(r, dtype=torch.uint8)
+        assert a.ctypes.data == r.address == t.data_ptr()
+        a[5] = 77
+        assert mv[5] == 77 and t[5].item() == 77
+        t[6] = 78
+        assert a[6] == 78
+        # Views outlive close(): the mapping stays until the last goes.
+        mv.release()
+    assert a[5] == 77 and t[6].item() == 78
+    del a, t
+
+
+def test_roundtrip_per_segment_placement(client):
+    with client.region(64 * SEG) as r:
+        want = fill(r, 1)
+        ents = [kvswap.Entry("rt-a", [0, 5 * SEG, 2 * SEG], SEG,
+                             groups=[0, 1, 1], metadata=b"meta-a"),
+                kvswap.Entry(b"rt-b", [9 * SEG], [1000])]
+        with client.swap_out(r, ents, cache=True) as f:
+            assert f.result() == [0, 0]
+            assert f.done()
+        numpy.frombuffer(r, dtype=numpy.uint8)[:] = 0
+        # Back to other places, segment 2 of rt-a first, one group each.
+        ents = [kvswap.Entry("rt-a", [20 * SEG, 30 * SEG, 40 * SEG], SEG,
+                             groups=[3, 4, 5], indexes=[2, 0, 1]),
+                kvswap.Entry("rt-b", [50 * SEG], 1000, groups=[5])]
+        with client.swap_in(r, ents) as f:
+            for g in (3, 4, 5):
+                f.wait(g)
+                assert f.group_done(g)
+            assert f.result() == [0, 0]
+            assert f.metadata(0) == b"meta-a"
+            assert f.metadata(1) == b""
+        got = numpy.frombuffer(r, dtype=numpy.uint8)
+        assert (got[20 * SEG:21 * SEG] == want[2 * SEG:3 * SEG]).all()
+        assert (got[30 * SEG:31 * SEG] == want[0:SEG]).all()
+        assert (got[40 * SEG:41 * SEG] == want[5 * SEG:6 * SEG]).all()
+        assert (got[50 * SEG:50 * SEG + 1000] == want[9 * SEG:9 * SEG + 1000]).all()
+        del got
+
+
+def test_failed_entry_fails_alone_with_daemons_message(client):
+    with client.region(8 * SEG) as r:
+        fill(r, 2)
+        client.swap_out(r, [("fa-1", [0], SEG)]).result()
+        f = client.swap_in(r, [("fa-1", [SEG], SEG),
+                               ("fa-none", [2 * SEG], SEG, [1])])
+        with pytest.raises(kvswap.BatchError) as ei:
+            f.result()
+        e = ei.value
+        assert e.statuses == [0, -errno.ENOENT]
+        assert isinstance(e.errors[1], kvswap.NotFound)
+        assert "no such entry" in e.errors[1].message
+        assert f.result(check=False) == [0, -errno.ENOENT]
+        with pytest.raises(kvswap.NotFound):
+            f.wait(1)               # the missing entry's group
+        f.wait(0)
+        f.close()
+
+
+def test_bad_offset_refused_client_still_works(client):
+    with client.region(4 * SEG) as r:
+        with pytest.raises(kvswap.KvswapError) as ei:
+            client.swap_out(r, [("bad", [100], SEG)]).result()
+        assert ei.value.errno == errno.EINVAL
+        assert ei.value.message
+        client.swap_out(r, [("good", [0], SEG)]).result()
+        assert client.lookup(["good"]) == 1
+
+
+def test_if_absent_skips(client):
+    with client.region(4 * SEG) as r:
+        client.swap_out(r, [("ia", [0], SEG)]).result()
+        st = client.swap_out(r, [("ia", [0], SEG), ("ib", [SEG], SEG)],
+                             if_absent=True).result()
+        assert st == [kvswap.SKIPPED, 0]
+
+
+def test_lookup_prefix_lease_delete_list_describe(client):
+    with client.region(4 * SEG) as r:
+        client.swap_out(r, [("q-0", [0], SEG), ("q-1", [SEG, 2 * SEG], SEG)],
+                        cache=True).result()
+    assert client.lookup(["q-0", "q-1", "q-x", "q-0"]) == 2
+    n, present = client.lookup(["q-x", "q-1"], lease_ms=1000, present=True)
+    assert (n, present) == (0, [False, True])
+    d = client.describe("q-1")
+    assert d["segments"] == 2 and d["lengths"] == [SEG, SEG]
+    assert d["size"] == 2 * SEG
+    keys = {e["key"] for e in client.list(limit=1)}
+    assert {b"q-0", b"q-1"} <= keys
+    st = client.stat()
+    assert st["entries"] >= 2 and st["capacity"] > 0
+    assert client.delete(["q-0", "q-x"]) == 1
+    client.delete("q-1")
+    with pytest.raises(kvswap.NotFound) as ei:
+        client.delete("q-1")
+    assert "no such entry" in ei.value.message
+    with pytest.raises(kvswap.NotFound):
+        client.describe("q-1")
+    assert client.lookup(["q-0"]) == 0
+
+
+def test_import_existing_memfd(client):
+    fd = os.memfd_create("mine", os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, 8 * SEG)
+        mine = mmap.mmap(fd, 8 * SEG)
+        mine[:SEG] = bytes(range(256)) * (SEG // 256)
+        with client.import_region(fd) as r:
+            seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+            assert seals & fcntl.F_SEAL_SHRINK and seals & fcntl.F_SEAL_GROW
+            client.swap_out(r, [("imp", [0], SEG)]).result()
+            client.swap_in(r, [("imp", [4 * SEG], SEG)]).result()
+        # The caller's own mapping sees what kvswapd wrote.
+        assert mine[4 * SEG:5 * SEG] == mine[:SEG]
+        mine.close()
+    finally:
+        os.close(fd)
+
+
+def test_hugepages_never_fall_back(client):
+    try:
+        r = client.region(1 << 20, hugepages=True)
+    except kvswap.KvswapError as e:
+        assert e.errno in (errno.ENOMEM, errno.EOPNOTSUPP), e
+        return
+    with r:
+        # The memfd is hugetlbfs-backed: its block size is a huge page.
+        assert os.fstat(r.fileno()).st_blksize >= 2 << 20
+        client.swap_out(r, [("huge", [0], SEG)]).result()
+
+
+def test_gil_released_while_blocking(client):
+    """A Python thread runs while the main thread waits inside libkvswap."""
+    stamps = []
+    stop = threading.Event()
+
+    def spin():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if n % 2000 == 0:
+                stamps.append(time.monotonic())
+
+    t = threading.Thread(target=spin)
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    assert client.process(timeout=0.6) == 0     # nothing comes: it blocks
+    t1 = time.monotonic()
+    stop.set()
+    t.join()
+    inside = [s for s in stamps if t0 + 0.15 < s < t1 - 0.15]
+    assert t1 - t0 >= 0.55
+    assert len(inside) > 10, "no Python ran during the blocking call"
+
+
+def test_cancel_and_closed_handle(client):
+    with client.region(4 * SEG) as r:
+        f = client.swap_out(r, [("cx", [0], SEG)])
+        f.cancel()
+        st = f.result(check=False)
+        assert st[0] in (0, -errno.ECANCELED)
+        f.close()
+        with pytest.raises(ValueError):
+            f.done()
+
+
+def test_close_client_then_region(daemon):
+    c = kvswap.Client(daemon.socket)
+    r = c.region(SEG)
+    c.close()
+    r.close()                       # no double free, no crash
+    with pytest.raises(kvswap.Disconnected):
+        c.stat()
