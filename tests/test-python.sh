@@ -52,6 +52,7 @@ if nm -D "$KVSWAP_LIBRARY" 2>/dev/null | grep -q ' U __asan_init'; then
 	# Python's own allocations are not ours to report; UBSan and ASan
 	# errors in libkvswap still abort the test.
 	preload=$asan
+	echo "# $KVSWAP_LIBRARY is an ASan build: $asan preloaded into $py"
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 fi
 
