@@ -124,7 +124,7 @@ def main():
     ap.add_argument("--entries", type=int, default=8)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--depth", type=int, default=8)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--store-size", default="4G")
     ap.add_argument("--out", default=os.path.join(BUILD, "bench",
                                                   "python-swapin.json"))

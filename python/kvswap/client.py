@@ -252,6 +252,14 @@ class Region(mmap.mmap):
     def __exit__(self, *exc):
         self.close()
 
+    def __del__(self):
+        # Dropped without close(): unregister it before mmap unmaps it.
+        if getattr(self, "_handle", None) is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
     def __repr__(self):
         return "<kvswap.Region %d bytes at 0x%x>" % (self._nbytes,
                                                       self.address)

@@ -222,3 +222,52 @@ def test_close_client_then_region(daemon):
     r.close()                       # no double free, no crash
     with pytest.raises(kvswap.Disconnected):
         c.stat()
+
+
+def test_wait_timeout_then_finish(client):
+    n = 32
+    with client.region(2 * n * SEG) as r:
+        ents = [("to-%d" % i, [i * SEG], SEG) for i in range(n)]
+        client.swap_out(r, ents, cache=True).result()
+        f = client.swap_in(r, [(k, [(n + i) * SEG], SEG, [i % 4])
+                               for i, (k, _, _) in enumerate(ents)])
+        # 2 MiB cannot come back from the store in no time at all.
+        with pytest.raises(kvswap.Timeout) as ei:
+            f.wait(timeout=0)
+        assert ei.value.errno == errno.ETIMEDOUT
+        assert f.result(timeout=30) == [0] * n
+        f.close()
+
+
+def test_threads_share_a_client(client):
+    errors = []
+
+    def worker(w):
+        try:
+            with client.region(4 * SEG) as r:
+                mv = memoryview(r)
+                for i in range(10):
+                    mv[:SEG] = bytes([w * 16 + i]) * SEG
+                    k = "th-%d-%d" % (w, i)
+                    client.swap_out(r, [(k, [0], SEG)]).result()
+                    client.swap_in(r, [(k, [2 * SEG], SEG)]).result()
+                    assert mv[2 * SEG:3 * SEG] == mv[:SEG]
+                mv.release()
+        except Exception as e:          # reported by the main thread
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert client.lookup(["th-%d-9" % w for w in range(4)]) == 4
+
+
+def test_region_dropped_without_close_is_unregistered(client):
+    before = client.stat()["regions"]
+    r = client.region(SEG)
+    assert client.stat()["regions"] == before + 1
+    del r
+    assert client.stat()["regions"] == before
