@@ -273,12 +273,11 @@ class Future:
     ``done()`` does not block. Entries are numbered in the order given.
     """
 
-    def __init__(self, client, region, req, n, groups, what):
+    def __init__(self, client, region, req, n, what):
         self._client = client
         self.region = region
         self._req = req
         self.entries = n
-        self.groups = groups
         self.what = what
 
     def _h(self):
@@ -306,23 +305,43 @@ class Future:
         Raises the group's first error, or (for the batch) BatchError when
         an entry failed, and kvswap.Timeout when ``timeout`` seconds ran out.
         """
+        if group is None:
+            self._finish(timeout, True)
+            return
+        c = self._client
+        with c._lock:
+            r = lib.kvswap_wait_group(c._conn(), self._h(), group,
+                                      _ms(timeout))
+            msg = c._msg() if r < 0 else ""
+        c._poke()
+        if r < 0:
+            raise error(r, msg, "%s: group %d" % (self.what, group))
+
+    def _finish(self, timeout, check):
+        """Waits for the batch; its statuses, raising as wait()/result() say."""
         c = self._client
         ms = _ms(timeout)
         with c._lock:
             h = self._h()
-            if group is None:
-                r = lib.kvswap_wait(c._k, h, ms) if c._k else \
-                    (lib.kvswap_req_status(h) if lib.kvswap_req_done(h)
-                     else -_errno.ENOTCONN)
+            if c._k:
+                r = lib.kvswap_wait(c._k, h, ms)
+            elif lib.kvswap_req_done(h):
+                r = lib.kvswap_req_status(h)
             else:
-                r = lib.kvswap_wait_group(c._k, h, group, ms)
-            msg = c._msg() if r < 0 else ""
+                r = -_errno.ENOTCONN
+            msg = c._msg() if r < 0 and c._k else ""
+            if r == -_errno.ETIMEDOUT:
+                raise error(r, msg, self.what)
+            st = self._statuses()
+            errs = {i: error(x, (lib.kvswap_req_entry_error(h, i) or b"")
+                             .decode(errors="replace"), "entry %d" % i)
+                    for i, x in enumerate(st) if x < 0}
         c._poke()
-        if r == -_errno.ETIMEDOUT or (group is not None and r < 0):
-            raise error(r, msg, "%s: group %s" % (self.what, group)
-                        if group is not None else self.what)
-        if group is None:
-            self._check(r, msg)
+        if errs and check:
+            raise BatchError(st, errs, self.what)
+        if r < 0 and not errs:
+            raise error(r, msg, self.what)
+        return st
 
     def _statuses(self):
         h = self._h()
@@ -333,34 +352,15 @@ class Future:
         with self._client._lock:
             return self._statuses()
 
-    def _check(self, r, msg):
-        with self._client._lock:
-            st = self._statuses()
-            h = self._req
-            errs = {i: error(s, (lib.kvswap_req_entry_error(h, i) or b"")
-                             .decode(errors="replace"), "entry %d" % i)
-                    for i, s in enumerate(st) if s < 0}
-        if errs:
-            raise BatchError(st, errs, self.what)
-        if r < 0:
-            raise error(r, msg, self.what)
-        return st
-
     def result(self, timeout=None, check=True):
         """Waits for the batch; returns each entry's status (see statuses()).
 
         With check (the default) a failed entry raises BatchError (its
         ``statuses`` and ``errors`` say which); without, failures are
-        only in the list.
+        only in the list. A failure of the whole request (the
+        connection lost, say) raises either way.
         """
-        if check:
-            self.wait(None, timeout)
-            return self.statuses()
-        try:
-            self.wait(None, timeout)
-        except BatchError as e:
-            return e.statuses
-        return self.statuses()
+        return self._finish(timeout, check)
 
     def metadata(self, entry):
         """The metadata a finished swap-in read for ``entry`` (b"" if none)."""
@@ -620,13 +620,6 @@ class Client:
         if not entries:
             raise ValueError("a batch needs at least one entry")
         p = _Packed(entries, out)
-        groups = None
-        if all(isinstance(e, Entry) for e in entries):
-            gs = set()
-            for e in entries:
-                gs.update(e.groups if e.groups is not None
-                          else range(len(e.offsets)))
-            groups = sorted(gs)
         fn = lib.kvswap_swap_out_batch if out else lib.kvswap_swap_in_batch
         what = "swap-out" if out else "swap-in"
         h = ctypes.c_void_p()
@@ -636,7 +629,7 @@ class Client:
             if r < 0:
                 raise error(r, self._msg(), "%s batch of %d entries" % (
                     what, p.n))
-            fut = Future(self, region, h.value, p.n, groups, what)
+            fut = Future(self, region, h.value, p.n, what)
             self._pending.add(fut)
         return fut
 

@@ -42,7 +42,6 @@ class Region(mmap.mmap):
 class Future:
     region: Region
     entries: int
-    groups: Optional[List[int]]
     what: str
 
     def done(self) -> bool: ...
