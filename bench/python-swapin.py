@@ -8,8 +8,9 @@ through the batch API: requests of ENTRIES keys (8) of LAYERS segments
 CRC32C check on, from one kvswapd on one store. Python reads into one
 Region viewed as a numpy array, each batch of consecutive keys once, in
 random order; kvswapctl bench --op in --total reads into its own region
-batches of consecutive keys from a random start. The runs alternate (C, Python, C, Python, ...);
-the figure is the ratio of the medians, with every run listed.
+batches of consecutive keys from a random start. The runs alternate,
+and so does which goes first in a pair (C Python, Python C, ...); the
+figure is the ratio of the medians, with every run listed.
 
     make bench-python            # or: bench/python-swapin.py [options]
 
@@ -141,8 +142,13 @@ def main():
         expect = py_populate(a, c, region, keys)
         cs, ps, cmd = [], [], None
         for r in range(a.runs):
-            ct, cj, cmd = c_run(a, d.socket)
-            pt = py_run(a, c, region, keys, expect, r)
+            # Which goes first alternates too: no order effect.
+            if r % 2:
+                pt = py_run(a, c, region, keys, expect, r)
+                ct, cj, cmd = c_run(a, d.socket)
+            else:
+                ct, cj, cmd = c_run(a, d.socket)
+                pt = py_run(a, c, region, keys, expect, r)
             cs.append(ct)
             ps.append(pt)
             print("run %d: C %.0f MB/s, Python %.0f MB/s, ratio %.3f" % (
