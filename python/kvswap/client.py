@@ -317,6 +317,28 @@ class Future:
         if r < 0:
             raise error(r, msg, "%s: group %d" % (self.what, group))
 
+    def next_segment(self, timeout=None):
+        """The next segment reported, as (index, status), or None once the
+        batch has ended and every report was returned.
+
+        Every segment is reported with ``segment_events=True``, else only
+        the failed ones. ``index`` counts the batch's segments entry by
+        entry; ``status`` is 0 or -errno. kvswap.Timeout if ``timeout``
+        seconds pass first.
+        """
+        c = self._client
+        idx = ctypes.c_uint32(0)
+        with c._lock:
+            r = lib.kvswap_wait_segment(c._conn(), self._h(), _ms(timeout),
+                                        ctypes.byref(idx))
+            msg = c._msg() if r < 0 else ""
+        c._poke()
+        if r == -_errno.ENODATA:
+            return None
+        if r == -_errno.ETIMEDOUT:
+            raise error(r, msg, self.what)
+        return idx.value, r
+
     def _finish(self, timeout, check):
         """Waits for the batch; its statuses, raising as wait()/result() say."""
         c = self._client

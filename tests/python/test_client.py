@@ -271,3 +271,32 @@ def test_region_dropped_without_close_is_unregistered(client):
     assert client.stat()["regions"] == before + 1
     del r
     assert client.stat()["regions"] == before
+
+
+def test_segment_events(client):
+    with client.region(16 * SEG) as r:
+        client.swap_out(r, [("se-a", [0, SEG, 2 * SEG], SEG),
+                            ("se-b", [3 * SEG], SEG)]).result()
+        f = client.swap_in(r, [("se-a", [8 * SEG, 9 * SEG, 10 * SEG], SEG),
+                               ("se-b", [11 * SEG], SEG)],
+                           segment_events=True)
+        got = []
+        while True:
+            ev = f.next_segment(timeout=30)
+            if ev is None:
+                break
+            got.append(ev)
+        assert sorted(got) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+        assert f.result() == [0, 0]
+        # Without segment events, only failed segments are reported.
+        f = client.swap_in(r, [("se-a", [8 * SEG], SEG),
+                               ("se-none", [12 * SEG, 13 * SEG], SEG)])
+        got = []
+        while True:
+            ev = f.next_segment(timeout=30)
+            if ev is None:
+                break
+            got.append(ev)
+        assert all(st < 0 for _, st in got) and got
+        assert {i for i, _ in got} <= {1, 2}
+        assert f.result(check=False) == [0, -errno.ENOENT]
