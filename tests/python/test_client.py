@@ -167,16 +167,33 @@ def test_import_existing_memfd(client):
         os.close(fd)
 
 
+def meminfo(field):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def test_hugepages_never_fall_back(client):
-    try:
-        r = client.region(1 << 20, hugepages=True)
-    except kvswap.KvswapError as e:
-        assert e.errno in (errno.ENOMEM, errno.EOPNOTSUPP), e
-        return
-    with r:
+    page = meminfo("Hugepagesize") * 1024
+    free = meminfo("HugePages_Free")
+    # One page more than are free: refused, never small pages instead.
+    with pytest.raises(kvswap.KvswapError) as ei:
+        client.region((free + 1) * max(page, 4096), hugepages=True)
+    assert ei.value.errno in (errno.ENOMEM, errno.EOPNOTSUPP), ei.value
+    if ei.value.errno == errno.ENOMEM:
+        assert "vm.nr_hugepages" in ei.value.message
+    if free < 1:
+        pytest.skip("no huge pages free here (vm.nr_hugepages): only the "
+                    "refusal was checked")
+    with client.region(1 << 20, hugepages=True) as r:
+        assert r.nbytes == page
         # The memfd is hugetlbfs-backed: its block size is a huge page.
-        assert os.fstat(r.fileno()).st_blksize >= 2 << 20
+        assert os.fstat(r.fileno()).st_blksize == page
         client.swap_out(r, [("huge", [0], SEG)]).result()
+        client.swap_in(r, [("huge", [SEG], SEG)]).result()
+        assert r[:SEG] == r[SEG:2 * SEG]
 
 
 def test_gil_released_while_blocking(client):
