@@ -234,17 +234,19 @@ class Region(mmap.mmap):
         """Unregisters the region (waits for the daemon's I/O on it to end)
         and unmaps it once no view of it is left."""
         c, self._client = self._client, None
-        if c is not None and self._handle is not None:
-            c._release(self)
-        self._handle = None
-        if self._fd >= 0 and self._owns_fd:
-            os.close(self._fd)
-        self._fd = -1
         try:
-            super().close()
-        except BufferError:
-            # Views remain: the mapping goes with the last of them.
-            pass
+            if c is not None and self._handle is not None:
+                c._release(self)    # raises if kvswapd refused; freed anyway
+        finally:
+            self._handle = None
+            if self._fd >= 0 and self._owns_fd:
+                os.close(self._fd)
+            self._fd = -1
+            try:
+                super().close()
+            except BufferError:
+                # Views remain: the mapping goes with the last of them.
+                pass
 
     def __enter__(self):
         return self
