@@ -214,6 +214,8 @@ class Region(mmap.mmap):
     @property
     def id(self):
         """The daemon's id of the region."""
+        if self._handle is None:
+            raise ValueError("the region is closed")
         return lib.kvswap_region_id(self._handle)
 
     def fileno(self):
