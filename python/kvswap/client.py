@@ -7,6 +7,7 @@ import fcntl
 import mmap
 import os
 import threading
+import time
 import weakref
 
 from . import _lib
@@ -518,6 +519,34 @@ class Client:
         """Reads and dispatches events, waiting up to ``timeout`` seconds
         (0: not at all, None: forever) for the first; returns how many."""
         return self._call("process", lib.kvswap_process, _ms(timeout))
+
+    def wait_any(self, futures, timeout=None):
+        """Waits until at least one of ``futures`` (batches of this client)
+        has ended; returns those that have, in the order given ([] when
+        ``timeout`` seconds passed first). Reads events as they come, so
+        a caller can keep a fixed number of batches in flight."""
+        futures = list(futures)
+        ms = _ms(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                k = self._conn()
+                done = [f for f in futures
+                        if lib.kvswap_req_done(f._h())]
+                if done or not futures:
+                    break
+                if deadline is not None:
+                    ms = max(0, int((deadline - time.monotonic()) * 1000))
+                r = lib.kvswap_process(k, ms)
+                if r < 0:
+                    raise error(r, self._msg(), "wait_any")
+                if r == 0 and deadline is not None and \
+                        time.monotonic() >= deadline:
+                    done = [f for f in futures
+                            if lib.kvswap_req_done(f._h())]
+                    break
+        self._poke()
+        return done
 
     def close(self):
         """Closes the connection: batches in flight end with ECANCELED and

@@ -317,3 +317,34 @@ def test_segment_events(client):
         assert all(st < 0 for _, st in got) and got
         assert {i for i, _ in got} <= {1, 2}
         assert f.result(check=False) == [0, -errno.ENOENT]
+
+
+def test_wait_any_keeps_batches_in_flight(client):
+    n = 24
+    with client.region(2 * n * SEG) as r:
+        client.swap_out(r, [("wa-%d" % i, [i * SEG], SEG)
+                            for i in range(n)], cache=True).result()
+        todo = list(range(n))
+        inflight, ended = [], 0
+        while todo or inflight:
+            while todo and len(inflight) < 4:
+                i = todo.pop()
+                inflight.append(client.swap_in(
+                    r, [("wa-%d" % i, [(n + i) * SEG], SEG)]))
+            done = client.wait_any(inflight, timeout=30)
+            assert done, "wait_any timed out"
+            for f in done:
+                assert f.done() and f.result() == [0]
+                inflight.remove(f)
+                f.close()
+                ended += 1
+        assert ended == n
+        mv = memoryview(r)
+        assert mv[n * SEG:] == mv[:n * SEG]
+        mv.release()
+        # Nothing to wait for: [] at once; an ended batch: itself.
+        f = client.swap_in(r, [("wa-0", [0], SEG)])
+        f.result()
+        assert client.wait_any([], timeout=0.05) == []
+        assert client.wait_any([f], timeout=0) == [f]
+        f.close()
