@@ -59,7 +59,7 @@ def c_run(a, sock):
     j = json.loads(out)
     if j["errors"] or j["failed_entries"]:
         raise SystemExit("kvswapctl bench failed: %s" % j["first_error"])
-    return j["throughput_bytes_per_s"], j, cmd
+    return j["throughput_bytes_per_s"], j["client_cpu_ms_per_gib"], cmd
 
 
 def pattern(arr, seed):
@@ -105,6 +105,7 @@ def py_run(a, c, region, keys, expect, run):
     todo = iter(batches)
     left = len(batches)
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     for ents in todo:
         inflight.append(c.swap_in(region, ents))
         if len(inflight) == a.depth:
@@ -119,9 +120,10 @@ def py_run(a, c, region, keys, expect, run):
             if ents is not None:
                 inflight.append(c.swap_in(region, ents))
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     if not numpy.array_equal(arr, expect):
         raise SystemExit("python swap-in: bytes differ from those stored")
-    return a.total / dt
+    return a.total / dt, cpu * 1e3 / (a.total / (1 << 30))
 
 
 def main():
@@ -147,18 +149,23 @@ def main():
         keys = [b"py-%08d" % i for i in range(nkeys)]
         expect = py_populate(a, c, region, keys)
         cs, ps, cmd = [], [], None
+        ccpus, pcpus = [], []
         for r in range(a.runs):
             # Which goes first alternates too: no order effect.
             if r % 2:
-                pt = py_run(a, c, region, keys, expect, r)
-                ct, cj, cmd = c_run(a, d.socket)
+                pt, pcpu = py_run(a, c, region, keys, expect, r)
+                ct, ccpu, cmd = c_run(a, d.socket)
             else:
-                ct, cj, cmd = c_run(a, d.socket)
-                pt = py_run(a, c, region, keys, expect, r)
+                ct, ccpu, cmd = c_run(a, d.socket)
+                pt, pcpu = py_run(a, c, region, keys, expect, r)
             cs.append(ct)
             ps.append(pt)
-            print("run %d: C %.0f MB/s, Python %.0f MB/s, ratio %.3f" % (
-                r + 1, ct / 1e6, pt / 1e6, pt / ct), flush=True)
+            ccpus.append(ccpu)
+            pcpus.append(pcpu)
+            print("run %d: C %.0f MB/s, Python %.0f MB/s, ratio %.3f; client "
+                  "CPU ms/GiB: C %.0f, Python %.0f" % (
+                      r + 1, ct / 1e6, pt / 1e6, pt / ct, ccpu, pcpu),
+                  flush=True)
         del expect
         region.close()
         c.close()
@@ -173,6 +180,8 @@ def main():
         "total_bytes": a.total, "segment": a.segment, "entries": a.entries,
         "layers": a.layers, "depth": a.depth, "c_command": " ".join(cmd),
         "c_bytes_per_s": cs, "python_bytes_per_s": ps,
+        "c_client_cpu_ms_per_gib": ccpus,
+        "python_client_cpu_ms_per_gib": pcpus,
         "c_median": statistics.median(cs), "python_median":
         statistics.median(ps), "ratio": ratio, "kvswapd_exit": st,
     }
@@ -180,10 +189,10 @@ def main():
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print("median: C %.0f MB/s, Python %.0f MB/s: Python / C = %.3f "
-          "(target >= 0.9: %s); %s" % (res["c_median"] / 1e6,
-                                       res["python_median"] / 1e6, ratio,
-                                       "met" if ratio >= 0.9 else "NOT met",
-                                       a.out))
+          "(target >= 0.9: %s); client CPU ms/GiB: C %.0f, Python %.0f; %s"
+          % (res["c_median"] / 1e6, res["python_median"] / 1e6, ratio,
+             "met" if ratio >= 0.9 else "NOT met", statistics.median(ccpus),
+             statistics.median(pcpus), a.out))
     return 0 if st == 0 else 1
 
 
