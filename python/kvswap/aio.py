@@ -101,6 +101,8 @@ class _Driver:
 def driver(client):
     """The driver of ``client`` on the running event loop."""
     loop = asyncio.get_running_loop()
+    for old in [l for l in client._drivers if l.is_closed()]:
+        del client._drivers[old]    # each asyncio.run() has its own loop
     d = client._drivers.get(loop)
     if d is None or d.loop is not loop:
         d = client._drivers[loop] = _Driver(client, loop)

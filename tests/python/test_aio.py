@@ -57,3 +57,26 @@ def test_await_failed_group_raises(client):
             await f
     asyncio.run(main())
     r.close()
+
+
+def test_driver_per_loop_and_sync_waits_mixed(client):
+    """Events a blocking call reads still wake the coroutines waiting."""
+    r = client.region(8 * SEG)
+    client.swap_out(r, [("mix-%d" % i, [i * SEG], SEG) for i in range(4)]
+                    ).result()
+
+    async def main():
+        f = client.swap_in(r, [("mix-%d" % i, [(4 + i) * SEG], SEG, [i])
+                               for i in range(4)])
+        g = client.swap_in(r, [("mix-0", [4 * SEG], SEG)])
+        waiter = asyncio.ensure_future(f.wait_group(3))
+        await asyncio.sleep(0)
+        g.result()                  # blocks; may read f's events too
+        f.result()
+        await asyncio.wait_for(waiter, 30)
+        f.close()
+        g.close()
+    for _ in range(3):
+        asyncio.run(main())
+    assert len(client._drivers) == 1
+    r.close()
