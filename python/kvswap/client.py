@@ -12,7 +12,7 @@ import weakref
 
 from . import _lib
 from ._lib import lib
-from .errors import BatchError, KvswapError, error
+from .errors import BatchError, error
 
 SKIPPED = _lib.SKIPPED
 

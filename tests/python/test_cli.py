@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import kvswap
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir,
                                     os.pardir))

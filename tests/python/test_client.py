@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: MIT
 """The binding against the real kvswapd: connection, regions, batches, queries."""
-import ctypes
 import errno
 import fcntl
 import mmap
