@@ -28,12 +28,14 @@
 # most) from build/carry/lib.
 #
 # Environment: KVSWAP_PYTHON (default python3), KVSWAP_STORE_DIR (default
-# /tmp/kvswap-gpu-carry), KVSWAP_STORE_SIZE (default 4G), OUT.
+# /tmp/kvswap-gpu-carry), KVSWAP_STORE_SIZE (default 4G), OUT,
+# KVSWAP_CARRY_BUILD (the build folder to carry from; default build/).
 
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-carry=$root/build/carry
+build=${KVSWAP_CARRY_BUILD:-$root/build}
+carry=$build/carry
 
 is_glibc() {
 	case $(basename "$1") in
@@ -44,14 +46,14 @@ is_glibc() {
 }
 
 prepare() {
-	for f in "$root/build/kvswapd" "$root/build/libkvswap.so.0"; do
+	for f in "$build/kvswapd" "$build/libkvswap.so.0"; do
 		[ -e "$f" ] || { echo "gpu-carry: $f missing: run make" >&2; exit 1; }
 	done
 	rm -rf "$carry"
 	mkdir -p "$carry/lib" "$carry/sys" "$carry/out"
-	cp "$root/build/kvswapd" "$carry/kvswapd"
-	cp "$root/build/libkvswap.so.0" "$carry/lib/"
-	for f in "$root/build/kvswapd" "$root/build/libkvswap.so.0"; do
+	cp "$build/kvswapd" "$carry/kvswapd"
+	cp "$build/libkvswap.so.0" "$carry/lib/"
+	for f in "$build/kvswapd" "$build/libkvswap.so.0"; do
 		ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }
 			$1 ~ /^\/.*ld-linux/ { print $1 }'
 	done | sort -u | while read -r lib; do

@@ -102,3 +102,40 @@ def test_pin_and_unpin(client):
             assert int(d.sum()) == 7 * (1 << 20)
             del src
         assert not p.pinned
+
+
+def test_gpu_carry_cpu_mode(tmp_path):
+    """bench/gpu-carry.sh prepare + run --cpu: the carried kvswapd (under
+    its own C library and loader) and libkvswap (with LD_LIBRARY_PATH)
+    serve bench/gpu-ttft.py, which checks that overlap and serial give
+    the same logits. This machine has no GPU: the figures are CPU ones."""
+    import os
+    import subprocess
+    import sys
+    from conftest import BUILD, ROOT
+    lib = os.path.join(BUILD, "libkvswap.so.0")
+    syms = subprocess.run(["nm", "-D", lib], capture_output=True, text=True)
+    if "__asan_init" in syms.stdout:
+        pytest.skip("sanitizer build: the carry bundle is for the plain build")
+    env = dict(os.environ, KVSWAP_CARRY_BUILD=BUILD,
+               KVSWAP_PYTHON=sys.executable,
+               KVSWAP_STORE_DIR=os.path.join(BUILD, "tests",
+                                             "carry-%d" % os.getpid()),
+               KVSWAP_STORE_SIZE="256M", OUT=str(tmp_path))
+    env.pop("LD_PRELOAD", None)
+    env.pop("KVSWAP_LIBRARY", None)
+    script = os.path.join(ROOT, "bench", "gpu-carry.sh")
+    p = subprocess.run([script, "prepare"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    carried = os.listdir(os.path.join(BUILD, "carry", "lib"))
+    for name in ("liburing", "libprotobuf-c", "libsystemd", "libinih",
+                 "libisal", "libkvswap"):
+        assert any(f.startswith(name) for f in carried), (name, carried)
+    p = subprocess.run([script, "run", "--cpu", "--layers", "4", "--prefix",
+                        "256", "--suffix", "8", "--runs", "1"], env=env,
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    text = open(tmp_path / "gpu-ttft.txt").read()
+    assert "same logits, overlap vs serial: True" in text, text
+    print(text)
