@@ -7,6 +7,7 @@ import fcntl
 import mmap
 import os
 import threading
+import time
 import weakref
 
 from . import _lib
@@ -214,6 +215,8 @@ class Region(mmap.mmap):
     @property
     def id(self):
         """The daemon's id of the region."""
+        if self._handle is None:
+            raise ValueError("the region is closed")
         return lib.kvswap_region_id(self._handle)
 
     def fileno(self):
@@ -234,17 +237,19 @@ class Region(mmap.mmap):
         """Unregisters the region (waits for the daemon's I/O on it to end)
         and unmaps it once no view of it is left."""
         c, self._client = self._client, None
-        if c is not None and self._handle is not None:
-            c._release(self)
-        self._handle = None
-        if self._fd >= 0 and self._owns_fd:
-            os.close(self._fd)
-        self._fd = -1
         try:
-            super().close()
-        except BufferError:
-            # Views remain: the mapping goes with the last of them.
-            pass
+            if c is not None and self._handle is not None:
+                c._release(self)    # raises if kvswapd refused; freed anyway
+        finally:
+            self._handle = None
+            if self._fd >= 0 and self._owns_fd:
+                os.close(self._fd)
+            self._fd = -1
+            try:
+                super().close()
+            except BufferError:
+                # Views remain: the mapping goes with the last of them.
+                pass
 
     def __enter__(self):
         return self
@@ -316,6 +321,28 @@ class Future:
         c._poke()
         if r < 0:
             raise error(r, msg, "%s: group %d" % (self.what, group))
+
+    def next_segment(self, timeout=None):
+        """The next segment reported, as (index, status), or None once the
+        batch has ended and every report was returned.
+
+        Every segment is reported with ``segment_events=True``, else only
+        the failed ones. ``index`` counts the batch's segments entry by
+        entry; ``status`` is 0 or -errno. kvswap.Timeout if ``timeout``
+        seconds pass first.
+        """
+        c = self._client
+        idx = ctypes.c_uint32(0)
+        with c._lock:
+            r = lib.kvswap_wait_segment(c._conn(), self._h(), _ms(timeout),
+                                        ctypes.byref(idx))
+            msg = c._msg() if r < 0 else ""
+        c._poke()
+        if r == -_errno.ENODATA:
+            return None
+        if r == -_errno.ETIMEDOUT:
+            raise error(r, msg, self.what)
+        return idx.value, r
 
     def _finish(self, timeout, check):
         """Waits for the batch; its statuses, raising as wait()/result() say."""
@@ -492,6 +519,34 @@ class Client:
         """Reads and dispatches events, waiting up to ``timeout`` seconds
         (0: not at all, None: forever) for the first; returns how many."""
         return self._call("process", lib.kvswap_process, _ms(timeout))
+
+    def wait_any(self, futures, timeout=None):
+        """Waits until at least one of ``futures`` (batches of this client)
+        has ended; returns those that have, in the order given ([] when
+        ``timeout`` seconds passed first). Reads events as they come, so
+        a caller can keep a fixed number of batches in flight."""
+        futures = list(futures)
+        ms = _ms(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                k = self._conn()
+                done = [f for f in futures
+                        if lib.kvswap_req_done(f._h())]
+                if done or not futures:
+                    break
+                if deadline is not None:
+                    ms = max(0, int((deadline - time.monotonic()) * 1000))
+                r = lib.kvswap_process(k, ms)
+                if r < 0:
+                    raise error(r, self._msg(), "wait_any")
+                if r == 0 and deadline is not None and \
+                        time.monotonic() >= deadline:
+                    done = [f for f in futures
+                            if lib.kvswap_req_done(f._h())]
+                    break
+        self._poke()
+        return done
 
     def close(self):
         """Closes the connection: batches in flight end with ECANCELED and

@@ -167,16 +167,33 @@ def test_import_existing_memfd(client):
         os.close(fd)
 
 
+def meminfo(field):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def test_hugepages_never_fall_back(client):
-    try:
-        r = client.region(1 << 20, hugepages=True)
-    except kvswap.KvswapError as e:
-        assert e.errno in (errno.ENOMEM, errno.EOPNOTSUPP), e
-        return
-    with r:
+    page = meminfo("Hugepagesize") * 1024
+    free = meminfo("HugePages_Free")
+    # One page more than are free: refused, never small pages instead.
+    with pytest.raises(kvswap.KvswapError) as ei:
+        client.region((free + 1) * max(page, 4096), hugepages=True)
+    assert ei.value.errno in (errno.ENOMEM, errno.EOPNOTSUPP), ei.value
+    if ei.value.errno == errno.ENOMEM:
+        assert "vm.nr_hugepages" in ei.value.message
+    if free < 1:
+        pytest.skip("no huge pages free here (vm.nr_hugepages): only the "
+                    "refusal was checked")
+    with client.region(1 << 20, hugepages=True) as r:
+        assert r.nbytes == page
         # The memfd is hugetlbfs-backed: its block size is a huge page.
-        assert os.fstat(r.fileno()).st_blksize >= 2 << 20
+        assert os.fstat(r.fileno()).st_blksize == page
         client.swap_out(r, [("huge", [0], SEG)]).result()
+        client.swap_in(r, [("huge", [SEG], SEG)]).result()
+        assert r[:SEG] == r[SEG:2 * SEG]
 
 
 def test_gil_released_while_blocking(client):
@@ -271,3 +288,63 @@ def test_region_dropped_without_close_is_unregistered(client):
     assert client.stat()["regions"] == before + 1
     del r
     assert client.stat()["regions"] == before
+
+
+def test_segment_events(client):
+    with client.region(16 * SEG) as r:
+        client.swap_out(r, [("se-a", [0, SEG, 2 * SEG], SEG),
+                            ("se-b", [3 * SEG], SEG)]).result()
+        f = client.swap_in(r, [("se-a", [8 * SEG, 9 * SEG, 10 * SEG], SEG),
+                               ("se-b", [11 * SEG], SEG)],
+                           segment_events=True)
+        got = []
+        while True:
+            ev = f.next_segment(timeout=30)
+            if ev is None:
+                break
+            got.append(ev)
+        assert sorted(got) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+        assert f.result() == [0, 0]
+        # Without segment events, only failed segments are reported.
+        f = client.swap_in(r, [("se-a", [8 * SEG], SEG),
+                               ("se-none", [12 * SEG, 13 * SEG], SEG)])
+        got = []
+        while True:
+            ev = f.next_segment(timeout=30)
+            if ev is None:
+                break
+            got.append(ev)
+        assert all(st < 0 for _, st in got) and got
+        assert {i for i, _ in got} <= {1, 2}
+        assert f.result(check=False) == [0, -errno.ENOENT]
+
+
+def test_wait_any_keeps_batches_in_flight(client):
+    n = 24
+    with client.region(2 * n * SEG) as r:
+        client.swap_out(r, [("wa-%d" % i, [i * SEG], SEG)
+                            for i in range(n)], cache=True).result()
+        todo = list(range(n))
+        inflight, ended = [], 0
+        while todo or inflight:
+            while todo and len(inflight) < 4:
+                i = todo.pop()
+                inflight.append(client.swap_in(
+                    r, [("wa-%d" % i, [(n + i) * SEG], SEG)]))
+            done = client.wait_any(inflight, timeout=30)
+            assert done, "wait_any timed out"
+            for f in done:
+                assert f.done() and f.result() == [0]
+                inflight.remove(f)
+                f.close()
+                ended += 1
+        assert ended == n
+        mv = memoryview(r)
+        assert mv[n * SEG:] == mv[:n * SEG]
+        mv.release()
+        # Nothing to wait for: [] at once; an ended batch: itself.
+        f = client.swap_in(r, [("wa-0", [0], SEG)])
+        f.result()
+        assert client.wait_any([], timeout=0.05) == []
+        assert client.wait_any([f], timeout=0) == [f]
+        f.close()
