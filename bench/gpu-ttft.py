@@ -235,7 +235,7 @@ def main():
     if a.out:
         with open(a.out, "a") as f:
             f.write(text + "\n" + json.dumps(summary) + "\n")
-    del loader, devl
+    loader = devl = None       # their views of the region go first
     if pinned is not None:
         pinned.close()
     pool.close()
