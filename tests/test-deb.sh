@@ -23,8 +23,9 @@
 # the store, and KVSWAPD_PURGE_STORE=yes removes the store too.
 #
 # Prints TAP. Runs from the repository root (the Makefile copies it to
-# build/tests/test-deb; `make test-deb` runs it). Needs root for the mount
-# namespace; without it, or without overlayfs, the install part skips.
+# build/tests/test-deb; `make test` and `make test-deb` run it). Needs root
+# for the mount namespace; without it, or without overlayfs, the install
+# part skips, saying why.
 
 set -u
 
@@ -105,7 +106,7 @@ mk() {
 		--no-print-directory BUILD="$build" DEB_DIR="$debs" "$@"
 }
 if ! has dpkg-buildpackage || ! has dh || ! has lintian; then
-	echo "1..0 # SKIP dpkg-buildpackage, debhelper or lintian missing (make test-deb installs them)"
+	echo "1..0 # SKIP dpkg-buildpackage, debhelper or lintian missing (tools/deps.sh installs them)"
 	exit 0
 fi
 if mk deb >"$tmp/build.log" 2>&1; then

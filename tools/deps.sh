@@ -6,8 +6,8 @@ set -eu
 pkgs="gcc make pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libsystemd-dev libinih-dev libisal-dev scdoc perl systemd fuse3 libfuse3-dev"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs fio gnuplot-nox"
-# make deb, make test-deb: the Debian packaging tools.
-[ "${1:-}" = "--deb" ] && pkgs="$pkgs dpkg-dev debhelper lintian git"
+# make deb and tests/test-deb.sh (in make test): the Debian packaging tools.
+pkgs="$pkgs dpkg-dev debhelper lintian git"
 
 missing=
 for p in $pkgs; do
