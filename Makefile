@@ -123,7 +123,7 @@ $(BUILD)/$(SONAME): $(LIB_OBJ) client/libkvswap.sym
 	ln -sf $(SONAME) $(BUILD)/libkvswap.so
 
 $(BUILD)/kvswapctl: $(CTL_OBJ) $(BUILD)/libkvswap.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LIB_LIBS) -lm -lpthread
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS) -lm -lpthread
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS) $(DAEMON_LIB) $(BUILD)/libkvswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LIB_LIBS) -lm
@@ -153,14 +153,15 @@ test-long: deps
 # The integration tests against a kvswapd built with ASan, UBSan and LSan
 # (any report makes the daemon exit non-zero, which the tests catch), in a
 # build folder of its own so that it can follow `make test` in one checkout.
-# test-systemd is left out: it checks the installed files, not the daemon.
+# test-systemd is left out: it checks the installed files, not the daemon;
+# test-deb too: it builds and installs the Debian packages.
 SAN_BUILD  ?= build-san
 SAN_CFLAGS  = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 test-sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) CFLAGS="$(SAN_CFLAGS)" tests
 	KVSWAPD=$(SAN_BUILD)/kvswapd \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		prove -f --timer $(filter-out %/test-systemd,$(sort $(TEST_BIN:$(BUILD)/%=$(SAN_BUILD)/%)))
+		prove -f --timer $(filter-out %/test-systemd %/test-deb,$(sort $(TEST_BIN:$(BUILD)/%=$(SAN_BUILD)/%)))
 
 # Runs kvswapd in the foreground on a store and socket under the checkout.
 RUN_DIR ?= $(CURDIR)/$(BUILD)/run
@@ -257,3 +258,26 @@ bench-python: deps
 	BUILD=$(BUILD) /usr/bin/python3 bench/python-swapin.py
 
 .PHONY: bench-python
+
+# Debian packages (debian/, docs/PACKAGING.md): dpkg-buildpackage -us -uc -b
+# in a copy of this checkout's files (tracked and untracked, not ignored)
+# under $(DEB_DIR), so that the .debs land in $(DEB_DIR) and neither
+# build/ nor build-san/ is used or cleaned.
+DEB_DIR ?= $(BUILD)/deb
+deb: deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/*.deb
+
+# tests/test-deb.sh alone: builds the packages, runs lintian, installs them
+# into a throwaway root, runs the installed daemon and client, upgrades
+# (about 80 s; make test runs it too).
+test-deb: deps
+	@$(MAKE) --no-print-directory $(BUILD)/tests/test-deb
+	prove -v --timer $(BUILD)/tests/test-deb
+test-long: test-deb
+
+.PHONY: deb test-deb

@@ -8,6 +8,8 @@ libsystemd-dev libinih-dev libisal-dev scdoc perl systemd fuse3 libfuse3-dev"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs fio gnuplot-nox"
 # The Python binding's tests and bench run on Debian's /usr/bin/python3.
 pkgs="$pkgs python3 python3-numpy python3-torch python3-pytest"
+# make deb and tests/test-deb.sh (in make test): the Debian packaging tools.
+pkgs="$pkgs dpkg-dev debhelper lintian git"
 
 missing=
 for p in $pkgs; do
