@@ -28,7 +28,10 @@
 #include <unistd.h>
 #include <linux/magic.h>
 
+#include <liburing.h>
+
 #include "crc32c.h"
+#include "daemon.h"
 #include "index.h"
 #include "jformat.h"
 #include "journal.h"
@@ -589,15 +592,18 @@ static void img_commit(struct img *im, uint64_t nonce, uint64_t seq,
 /*
  * Opens the store, writes the image and a zeroed block after it into the
  * epoch's half, then the superblock naming it (both slots), as a
- * checkpoint would, and recovers (STORE_SALVAGE: salvages).
+ * checkpoint would; the store stays open (ctx_close()). replay_mode()
+ * then recovers (STORE_SALVAGE: salvages).
  */
-static int replay_mode(struct img *im, enum store_mode mode)
+static int write_image(struct img *im, enum store_mode mode)
 {
 	uint8_t *sb = block_alloc(1);
 	int r = ctx_open_mode(mode);
 
-	if (r < 0)
+	if (r < 0) {
+		free(sb);
 		return r;
+	}
 	memset(im->buf + im->n * JF_BLOCK, 0, JF_BLOCK);
 	if (pwrite(C.s.files[0].fd, im->buf, (im->n + 1) * JF_BLOCK,
 		   (off_t)store_log_offset(&C.s, EP.half)) !=
@@ -610,7 +616,14 @@ static int replay_mode(struct img *im, enum store_mode mode)
 			bail_out("writing the superblock: %s", strerror(errno));
 	store_sb_commit(&C.s, EP.half, EP.nonce, im->ck);
 	free(sb);
-	return ctx_recover();
+	return 0;
+}
+
+static int replay_mode(struct img *im, enum store_mode mode)
+{
+	int r = write_image(im, mode);
+
+	return r < 0 ? r : ctx_recover();
 }
 
 static int replay(struct img *im)
@@ -947,6 +960,203 @@ static void test_store(const char *dir)
 	unlink(store_path);
 }
 
+/* --- the real daemon on crafted stores ------------------------------------ */
+
+/*
+ * Each case: a checkpoint of three PUTs (x, a crafted record, y) written
+ * into a store kvswapd made, then kvswapd (the real binary: $KVSWAPD, the
+ * ASan build under make test-sanitize) started on it. It must start, log
+ * the one line about the crafted record, serve what the valid log holds,
+ * and stop cleanly (a sanitizer report makes it exit non-zero); started
+ * again, it has nothing more to say: its startup checkpoint left a clean
+ * log.
+ */
+struct crafted {
+	const char *what;
+	void (*mut)(struct entry *bad, const struct entry *x);
+	/* Or the crafted record's fixed part, patched after encoding. */
+	size_t field;		/* offsetof(struct jf_rec_hdr, ...) */
+	uint32_t value;
+	size_t width;
+	const char *line;	/* in the one line the daemon logs */
+	bool y_back;		/* the record after it is replayed */
+};
+
+static void c_seg_wrap(struct entry *e, const struct entry *x)
+{
+	/* 2 + (2^32 - 1) extents wrap to 1 in 32 bits. */
+	e->segs[1].next = UINT32_MAX;
+}
+
+static void c_block_max(struct entry *e, const struct entry *x)
+{
+	e->ext[1].block = UINT64_MAX;
+}
+
+static void c_file(struct entry *e, const struct entry *x)
+{
+	e->ext[3].file = 5;
+}
+
+static void c_overlap(struct entry *e, const struct entry *x)
+{
+	e->ext[2].block = x->ext[0].block;
+}
+
+static const struct crafted CRAFTED[] = {
+	{ "a segment's extent count that wraps the sum", c_seg_wrap, 0, 0, 0,
+	  "is refused: its segments claim more extents than it holds; that "
+	  "PUT alone is dropped", true },
+	{ "a record extent count of 2^32-1", NULL,
+	  offsetof(struct jf_rec_hdr, next), UINT32_MAX, 4,
+	  "is refused: its fixed part is one no writer produces; the valid log "
+	  "ends there", false },
+	{ "a segment count whose product with 64 wraps", NULL,
+	  offsetof(struct jf_rec_hdr, nseg), 0x04000001u, 4,
+	  "is refused: its fixed part is one no writer produces; the valid log "
+	  "ends there", false },
+	{ "an extent at block 2^64-1", c_block_max, 0, 0, 0,
+	  "recovery: dropping crafted: its blocks 18446744073709551615+1 of file "
+	  "0 are outside the data area", true },
+	{ "an extent in file 5 of a 1-file store", c_file, 0, 0, 0,
+	  "is refused: an extent in a file the store does not have; that PUT "
+	  "alone is dropped", true },
+	{ "a 65535-byte key", NULL, offsetof(struct jf_rec_hdr, key_len), 0xffff,
+	  2, "is refused: its fixed part is one no writer produces; the valid log "
+	  "ends there", false },
+	{ "4097 bytes of metadata", NULL, offsetof(struct jf_rec_hdr, meta_len),
+	  KVS_MAX_METADATA + 1, 4, "is refused: its fixed part is one no writer "
+	  "produces; the valid log ends there", false },
+	{ "an extent overlapping another entry's", c_overlap, 0, 0, 0,
+	  "are another entry's too", true },
+};
+
+/* How many lines of log hold `what`. */
+static unsigned lines_with(const char *log, const char *what)
+{
+	unsigned n = 0;
+
+	for (const char *p = log; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
+/* Which of the entries the daemon has (ret); negative if it cannot say. */
+static int present(const struct harness *h, struct entry *const *e, size_t n,
+		   bool *ret)
+{
+	const void *keys[4];
+	size_t lens[4];
+	struct kvswap *k;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = e[i]->key;
+		lens[i] = e[i]->key_len;
+	}
+	if (harness_connect(h, &k) < 0)
+		return -1;
+	r = kvswap_lookup(k, keys, lens, (uint32_t)n, ret);
+	kvswap_close(k);
+	return r;
+}
+
+static void daemon_case(const struct crafted *c, const char *path)
+{
+	struct harness_opts o = { .store_size = STORE_SIZE, .store = path };
+	struct img im = { block_alloc(IMG_BLOCKS), 0, 0 };
+	struct entry *x, *bad, *y, *e[3];
+	struct harness *h = NULL;
+	static char log[1 << 16];
+	uint64_t base, blk;
+	bool have[3] = { false, false, false };
+	int r;
+
+	snprintf(store_path, sizeof(store_path), "%s", path);
+	if (ctx_open() < 0)
+		bail_out("cannot open the daemon's store %s", path);
+	base = C.s.files[0].alloc.base;
+	ctx_close();
+	blk = base + 100;
+	x = mk("x-ray", 5, 0, 1, 1, 1, 0, &blk);
+	bad = mk("crafted", 7, 3, 2, 2, 1, 0, &blk);
+	y = mk("yankee", 6, 0, 1, 1, 1, 0, &blk);
+	if (c->mut)
+		c->mut(bad, x);
+	e[0] = x, e[1] = bad, e[2] = y;
+	img_commit(&im, live_nonce(), 0, (enum jf_type[]){ JF_PUT, JF_PUT,
+		   JF_PUT }, e, 3);
+	if (c->width) {
+		/* x is small: the crafted record starts in block 0. */
+		size_t at = JF_HDR + jf_rec_size(JF_PUT, x) + c->field;
+
+		memcpy(im.buf + at, &c->value, c->width);
+		reseal(im.buf);
+	}
+	if (write_image(&im, STORE_SERVE) < 0)
+		bail_out("cannot write the image into %s", path);
+	ctx_close();
+
+	r = harness_start(&o, &h);
+	if (!is_int(r, 0, "kvswapd starts on a log with %s", c->what))
+		goto out;
+	harness_read_log(h, log, sizeof(log));
+	if (!is_uint(lines_with(log, c->line), 1, "%s: one line says so (%s)",
+		     c->what, c->line))
+		harness_show_log(h, 20);
+	r = present(h, e, 3, have);
+	ok(r >= 0 && (c->mut == c_overlap ? have[0] != have[1] :
+		      have[0] && !have[1]) && have[2] == c->y_back,
+	   "%s: %s", c->what, c->mut == c_overlap ? "one of the two claimants "
+	   "is dropped, the rest is served" : c->y_back ? "x and y are "
+	   "served, the crafted entry is not" : "x is served; the crafted "
+	   "record and what follows it are not");
+	is_int(harness_stop(h), 0, "%s: kvswapd stops cleanly (no sanitizer "
+	       "report)", c->what);
+	harness_free(h);
+	h = NULL;
+
+	r = harness_start(&o, &h);
+	if (!is_int(r, 0, "%s: kvswapd starts again", c->what))
+		goto out;
+	harness_read_log(h, log, sizeof(log));
+	ok(!lines_with(log, "refused") && !lines_with(log, "dropping"),
+	   "%s: its startup checkpoint left a clean log", c->what);
+	is_int(harness_stop(h), 0, "%s: and stops cleanly", c->what);
+out:
+	harness_free(h);
+	free(x);
+	free(bad);
+	free(y);
+	free(im.buf);
+}
+
+static void test_daemon(void)
+{
+	struct harness_opts o = { .store_size = STORE_SIZE };
+	struct io_uring ring;
+	struct harness *h;
+	char path[sizeof(h->store)];
+	int r;
+
+	/* Probed here: without io_uring only these cases skip. */
+	r = io_uring_queue_init(8, &ring, 0);
+	if (r < 0) {
+		skip("io_uring refused by the kernel (%s): kvswapd cannot start",
+		     strerror(-r));
+		return;
+	}
+	io_uring_queue_exit(&ring);
+	harness_init("test-journal-daemon");
+	if (!is_int(harness_start(&o, &h), 0, "kvswapd makes a store"))
+		return;
+	snprintf(path, sizeof(path), "%s", h->store);
+	is_int(harness_stop(h), 0, "and stops");
+	harness_free(h);
+	for (size_t i = 0; i < sizeof(CRAFTED) / sizeof(CRAFTED[0]); i++)
+		daemon_case(&CRAFTED[i], path);
+}
+
 /* build/tests/test-journal -> build/tmp/test-journal-<pid>, not tmpfs. */
 static void make_dir(const char *argv0, char *dir, size_t len)
 {
@@ -986,6 +1196,7 @@ int main(int argc, char **argv)
 	test_bad_content();
 	make_dir(argv[0], dir, sizeof(dir));
 	test_store(dir);
+	test_daemon();
 	if (!tap_failures())
 		rmdir(dir);
 	else

@@ -6,6 +6,7 @@ set -eu
 pkgs="gcc make pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libsystemd-dev libinih-dev libisal-dev scdoc perl systemd fuse3 libfuse3-dev"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs fio gnuplot-nox"
+[ "${1:-}" = "--fuzz" ] && pkgs="$pkgs clang libclang-rt-14-dev"
 
 missing=
 for p in $pkgs; do
