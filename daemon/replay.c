@@ -47,7 +47,7 @@ static int add_valid(struct reader *rd, const uint8_t *b,
 	if (grow((void **)&lg->blk, &rd->bcap, lg->nblk, sizeof(*lg->blk), 1024))
 		return -ENOMEM;
 	while (need > rd->scap) {
-		size_t c = rd->scap ? 2 * rd->scap : 4u << 20;
+		size_t c = rd->scap ? 2 * rd->scap : 256u << 10;
 		uint8_t *q = realloc(lg->stream, c);
 
 		if (!q)
@@ -205,7 +205,7 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 		uint64_t gen, bool v2, uint64_t ck_blocks, struct rlog *ret,
 		char *err, size_t len)
 {
-	const size_t chunk = 4u << 20;
+	size_t chunk = 4u << 20;
 	uint64_t horizon = (ck_blocks > 0 ? ck_blocks : 1) + LOOKAHEAD_BLOCKS;
 	struct rlog lg = {
 		.half = half,
@@ -220,6 +220,9 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 	uint8_t *buf;
 	int r = 0;
 
+	/* A small store's log half is read with a buffer its size. */
+	if (chunk > lg.blocks * STORE_BLOCK)
+		chunk = lg.blocks * STORE_BLOCK;
 	if (posix_memalign((void **)&buf, STORE_BLOCK, chunk)) {
 		snprintf(err, len, "out of memory");
 		return -ENOMEM;

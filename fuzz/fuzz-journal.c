@@ -277,12 +277,13 @@ static size_t build_image(const uint8_t *p, size_t len)
 {
 	size_t n = 0;
 
-	memset(F.img, 0, (MAX_BLOCKS + 1) * JF_BLOCK);
 	while (len >= 5 && n < MAX_BLOCKS) {
 		uint8_t ctl = p[0], *b = F.img + n * JF_BLOCK;
 		uint16_t lead = get16(p + 1), used = get16(p + 3);
 		size_t room = ctl & 1 ? JF_BLOCK : JF_PAYLOAD;
 		size_t k = used < room ? used : room;
+
+		memset(b, 0, JF_BLOCK);
 
 		p += 5;
 		len -= 5;
@@ -360,8 +361,8 @@ static void fuzz_image(uint8_t mode, uint8_t ck, const uint8_t *p, size_t len)
 
 	/* Zero what the previous image wrote past this one, and one more. */
 	clear = (F.last > n ? F.last : n) + 1;
-	pwrite_all(F.img, (MAX_BLOCKS + 1) * JF_BLOCK < clear * JF_BLOCK ?
-		   (MAX_BLOCKS + 1) * JF_BLOCK : clear * JF_BLOCK, F.log_off);
+	memset(F.img + n * JF_BLOCK, 0, (clear - n) * JF_BLOCK);
+	pwrite_all(F.img, clear * JF_BLOCK, F.log_off);
 	F.last = n;
 	pwrite_all(mode & 8 ? zero : F.sb + ck * STORE_BLOCK, STORE_BLOCK,
 		   store_sb_offset(0));

@@ -11,8 +11,16 @@ bin=$build/fuzz/fuzz-$target
 log=$build/fuzz-$target.log
 mkdir -p "$work" "$build/artifacts" "$build/tmp"
 echo "fuzz-$target: $seconds s (log: $log)"
-# The store fuzzer needs O_DIRECT: a folder under the build, not tmpfs.
-if ! KVSWAP_FUZZ_DIR="$build/tmp" "$bin" -max_total_time="$seconds" \
+# The store fuzzer needs O_DIRECT: tmpfs where the kernel gives it one
+# (Linux 6.6 and later; no disk I/O per input), else a folder under the
+# build; $KVSWAP_FUZZ_DIR overrides both.
+dir=$build/tmp
+probe=/dev/shm/kvswap-fuzz-probe.$$
+if dd if=/dev/zero of="$probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
+	dir=/dev/shm
+fi
+rm -f "$probe"
+if ! KVSWAP_FUZZ_DIR="${KVSWAP_FUZZ_DIR:-$dir}" "$bin" -max_total_time="$seconds" \
 	-print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
 	"$work" "fuzz/corpus/$target" >"$log" 2>&1; then
 	tail -n 60 "$log"
