@@ -14,6 +14,13 @@
  * log blocks written into its live half with pwrite, recovery run, the
  * index and the free space checked, then recovered again from the
  * checkpoint recovery wrote.
+ *
+ * The real daemon: kvswapd ($KVSWAPD; the ASan build under make
+ * test-sanitize) started on stores whose log holds a crafted record
+ * (wrapping counts, an extent at block 2^64-1, a file the store lacks, an
+ * oversize key or metadata, overlapping extents): it starts, says so in
+ * one line, serves what the valid log holds, stops cleanly, and starts
+ * clean again. These skip where the kernel refuses io_uring.
  */
 #include <errno.h>
 #include <fcntl.h>
