@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/magic.h>
 
@@ -987,6 +988,8 @@ struct crafted {
 	size_t width;
 	const char *line;	/* in the one line the daemon logs */
 	bool y_back;		/* the record after it is replayed */
+	const char *check;	/* in kvswapd --check's DAMAGE line (NULL:
+				 * line) */
 };
 
 static void c_seg_wrap(struct entry *e, const struct entry *x)
@@ -1013,29 +1016,30 @@ static void c_overlap(struct entry *e, const struct entry *x)
 static const struct crafted CRAFTED[] = {
 	{ "a segment's extent count that wraps the sum", c_seg_wrap, 0, 0, 0,
 	  "is refused: its segments claim more extents than it holds; that "
-	  "PUT alone is dropped", true },
+	  "PUT alone is dropped", true, NULL },
 	{ "a record extent count of 2^32-1", NULL,
 	  offsetof(struct jf_rec_hdr, next), UINT32_MAX, 4,
 	  "is refused: its fixed part is one no writer produces; the valid log "
-	  "ends there", false },
+	  "ends there", false, NULL },
 	{ "a segment count whose product with 64 wraps", NULL,
 	  offsetof(struct jf_rec_hdr, nseg), 0x04000001u, 4,
 	  "is refused: its fixed part is one no writer produces; the valid log "
-	  "ends there", false },
+	  "ends there", false, NULL },
 	{ "an extent at block 2^64-1", c_block_max, 0, 0, 0,
 	  "recovery: dropping crafted: its blocks 18446744073709551615+1 of file "
-	  "0 are outside the data area", true },
+	  "0 are outside the data area", true,
+	  "entry \"crafted\": blocks 18446744073709551615+1 of" },
 	{ "an extent in file 5 of a 1-file store", c_file, 0, 0, 0,
 	  "is refused: an extent in a file the store does not have; that PUT "
-	  "alone is dropped", true },
+	  "alone is dropped", true, NULL },
 	{ "a 65535-byte key", NULL, offsetof(struct jf_rec_hdr, key_len), 0xffff,
 	  2, "is refused: its fixed part is one no writer produces; the valid log "
-	  "ends there", false },
+	  "ends there", false, NULL },
 	{ "4097 bytes of metadata", NULL, offsetof(struct jf_rec_hdr, meta_len),
 	  KVS_MAX_METADATA + 1, 4, "is refused: its fixed part is one no writer "
-	  "produces; the valid log ends there", false },
+	  "produces; the valid log ends there", false, NULL },
 	{ "an extent overlapping another entry's", c_overlap, 0, 0, 0,
-	  "are another entry's too", true },
+	  "are another entry's too", true, "both claim block" },
 };
 
 /* How many lines of log hold `what`. */
@@ -1088,6 +1092,9 @@ static void daemon_case(const struct crafted *c, const char *path)
 	x = mk("x-ray", 5, 0, 1, 1, 1, 0, &blk);
 	bad = mk("crafted", 7, 3, 2, 2, 1, 0, &blk);
 	y = mk("yankee", 6, 0, 1, 1, 1, 0, &blk);
+	/* Their data, so that --check finds nothing else to say. */
+	put_data(x);
+	put_data(y);
 	if (c->mut)
 		c->mut(bad, x);
 	e[0] = x, e[1] = bad, e[2] = y;
@@ -1104,6 +1111,29 @@ static void daemon_case(const struct crafted *c, const char *path)
 		bail_out("cannot write the image into %s", path);
 	ctx_close();
 
+	/* kvswapd --check first: it reads the same log, writing nothing. */
+	{
+		const char *args[] = { "--check", "--store", path, NULL };
+
+		r = harness_spawn(args, 0, &h);
+		if (r == 0)
+			r = harness_wait_exit(h, 10000);
+		const char *want = c->check ? c->check : c->line;
+		const char *at = NULL;
+
+		if (r == 0 && harness_read_log(h, log, sizeof(log)) > 0)
+			at = strstr(log, want);
+		/* On a line of its own that begins "DAMAGE". */
+		while (at && at > log && at[-1] != '\n')
+			at--;
+		if (!ok(r == 0 && WIFEXITED(h->status) &&
+			WEXITSTATUS(h->status) == 1 && at &&
+			!strncmp(at, "DAMAGE", 6), "%s: kvswapd --check reports "
+			"it as DAMAGE (%s), exit status 1", c->what, want))
+			harness_show_log(h, 30);
+		harness_free(h);
+		h = NULL;
+	}
 	r = harness_start(&o, &h);
 	if (!is_int(r, 0, "kvswapd starts on a log with %s", c->what))
 		goto out;
