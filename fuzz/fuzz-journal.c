@@ -18,8 +18,11 @@
  *   kvswapd starts on it (recover_load(): plan, replay, salvage's data
  *   check, free-space rebuild; nothing written), or the way kvswapd
  *   --check does (check_store()). Bits: 1 salvage, 2 --check, 3 zero
- *   superblock slot 0, 4 zero slot 1. Byte 1: the checkpoint's length in
- *   blocks, as the superblock gives it. Then blocks, each
+ *   superblock slot 0, 4 zero slot 1, 5 the superblock is changed: the
+ *   128 bytes after byte 1 are XORed into it (its CRC then recomputed for
+ *   the version it names, so that store.c's checks of its fields are
+ *   what decides). Byte 1: the checkpoint's length in blocks, as the
+ *   superblock gives it. Then blocks, each
  *
  *     u8 ctl; u16 lead; u16 used; payload[min(used, 4064)]
  *
@@ -350,24 +353,46 @@ static void check_space(const struct store *st, const struct index *ix)
 	free(c);
 }
 
-static void fuzz_image(uint8_t mode, uint8_t ck, const uint8_t *p, size_t len)
+/* The superblock's CRC for the version it names (store.c's sb_crc()). */
+static void sb_reseal(uint8_t *sb)
+{
+	static const uint8_t zero[4];
+	uint32_t version, crc;
+
+	memcpy(&version, sb + 8, sizeof(version));
+	crc = crc32c(0, sb, 92);
+	if (version != STORE_VERSION_OLD) {
+		crc = crc32c(crc, zero, sizeof(zero));
+		crc = crc32c(crc, sb + 96, STORE_SB_BYTES - 96);
+	}
+	memcpy(sb + 92, &crc, sizeof(crc));
+}
+
+static void fuzz_image(uint8_t mode, uint8_t ck, const uint8_t *sbx,
+		       const uint8_t *p, size_t len)
 {
 	static struct store st;
 	static struct index ix;
 	static const uint8_t zero[STORE_BLOCK] __attribute__((aligned(4096)));
+	static uint8_t sb[STORE_BLOCK] __attribute__((aligned(4096)));
 	size_t n = build_image(p, len), clear;
 	char err[640] = "";
 	int r;
+
+	memcpy(sb, F.sb + ck * STORE_BLOCK, STORE_BLOCK);
+	if (sbx) {
+		for (size_t i = 0; i < STORE_SB_BYTES; i++)
+			sb[i] ^= sbx[i];
+		sb_reseal(sb);
+	}
 
 	/* Zero what the previous image wrote past this one, and one more. */
 	clear = (F.last > n ? F.last : n) + 1;
 	memset(F.img + n * JF_BLOCK, 0, (clear - n) * JF_BLOCK);
 	pwrite_all(F.img, clear * JF_BLOCK, F.log_off);
 	F.last = n;
-	pwrite_all(mode & 8 ? zero : F.sb + ck * STORE_BLOCK, STORE_BLOCK,
-		   store_sb_offset(0));
-	pwrite_all(mode & 16 ? zero : F.sb + ck * STORE_BLOCK, STORE_BLOCK,
-		   store_sb_offset(1));
+	pwrite_all(mode & 8 ? zero : sb, STORE_BLOCK, store_sb_offset(0));
+	pwrite_all(mode & 16 ? zero : sb, STORE_BLOCK, store_sb_offset(1));
 	if (mode & 4) {
 		/* kvswapd --check: read only, its report thrown away. */
 		r = check_store(F.path, F.devnull);
@@ -399,9 +424,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_records(data + 1, size - 1);
 		return 0;
 	}
-	if (size < 2)
+	if (size < 2 || ((data[0] & 32) && size < 2 + STORE_SB_BYTES))
 		return 0;
-	fuzz_image(data[0], (uint8_t)(data[1] % (F.log_blocks + 1)), data + 2,
-		   size - 2);
+	if (data[0] & 32)
+		fuzz_image(data[0], (uint8_t)(data[1] % (F.log_blocks + 1)),
+			   data + 2, data + 2 + STORE_SB_BYTES,
+			   size - 2 - STORE_SB_BYTES);
+	else
+		fuzz_image(data[0], (uint8_t)(data[1] % (F.log_blocks + 1)),
+			   NULL, data + 2, size - 2);
 	return 0;
 }

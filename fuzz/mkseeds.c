@@ -308,6 +308,27 @@ static void journal(void)
 	im.buf[0] = 1 | 2 | 8 | 16;
 	out("journal", "img-salvage-no-superblock", im.buf, im.len);
 
+	/*
+	 * The same with the superblock changed (bit 5): 128 bytes XORed
+	 * into it. Here: version 3 ^ 1 = 2, a version 2 store's rules.
+	 */
+	{
+		static struct img sbi;
+		uint8_t x[128] = { 0 };
+
+		x[8] = 3 ^ 2;
+		start(&sbi, 1 | 32, 1);
+		put(&sbi, x, sizeof(x));
+		put(&sbi, im.buf + 2, im.len - 2);
+		out("journal", "img-superblock-v2", sbi.buf, sbi.len);
+		x[8] = 0;
+		x[64] = 0x10;	/* meta_half 1 MiB ^ 0x10: not a block multiple */
+		sbi.len = 2;
+		put(&sbi, x, sizeof(x));
+		put(&sbi, im.buf + 2, im.len - 2);
+		out("journal", "img-superblock-layout", sbi.buf, sbi.len);
+	}
+
 	/* A record over two blocks, and one after it. */
 	start(&im, 1, 0);
 	e[0] = big, e[1] = b;
