@@ -485,6 +485,31 @@ static void m_len_short(struct entry *e) { e->segs[0].len = JF_BLOCK; }
 static void m_len_long(struct entry *e) { e->segs[1].len = 2 * JF_BLOCK + 1; }
 static void m_len_huge(struct entry *e) { e->segs[0].len = UINT64_MAX; }
 static void m_blocks_more(struct entry *e) { e->ext[1].nblocks = 2; }
+/* Segment 1 on extent 2 alone (2 blocks): extent 3 is left over. */
+static void m_ext_spare(struct entry *e)
+{
+	e->segs[1].next = 1;
+	e->ext[2].nblocks = 2;
+}
+
+/* The reason jf_rec_check() gives, which the startup log line quotes. */
+static void why_put(void (*mut)(struct entry *e), const char *want)
+{
+	uint8_t p[JF_PAYLOAD];
+	uint64_t blk = 1000;
+	struct entry *e = mk("content", 8, 0, 2, 2, 1, 0, &blk);
+	const char *why = NULL;
+	struct jf_rec rec;
+	size_t n;
+
+	mut(e);
+	n = flat(JF_PUT, e, p);
+	if (jf_rec_parse(p, n, &rec) == n)
+		why = jf_rec_check(&rec, 2);
+	ok(why && !strcmp(why, want), "jf_rec_check says \"%s\" (%s)", want,
+	   why ? why : "nothing");
+	free(e);
+}
 
 static void test_bad_content(void)
 {
@@ -511,6 +536,12 @@ static void test_bad_content(void)
 		m_len_long);
 	bad_put("a segment of 2^64-1 bytes", m_len_huge);
 	bad_put("an extent one block too long", m_blocks_more);
+	bad_put("an extent that belongs to no segment", m_ext_spare);
+	why_put(m_seg_wrap, "its segments claim more extents than it holds");
+	why_put(m_ext_file, "an extent in a file the store does not have");
+	why_put(m_ext_spare, "extents that belong to no segment");
+	why_put(m_len_huge, "a segment whose extents do not cover exactly its "
+		"length");
 }
 
 /* --- recovery of store images ------------------------------------------- */
@@ -935,6 +966,73 @@ static void test_store(const char *dir)
 		is_uint(used_bytes(), (ent_blocks(kept) + ent_blocks(y)) * JF_BLOCK,
 			"the free space has the survivor's blocks taken");
 		ctx_close();
+		free(bad);
+	}
+
+	/*
+	 * An extent out of range (in the log area, reaching into the data
+	 * area) does not condemn the valid extent it overlaps: only its own
+	 * entry goes.
+	 */
+	{
+		uint64_t b2 = base + 5;
+		struct entry *in;
+
+		bad = mk("reach", 5, 0, 1, 1, 20, 0, &b2);
+		bad->ext[0].block = base - 10;
+		b2 = base + 5;
+		in = mk("inside", 6, 0, 1, 1, 1, 0, &b2);
+		nonce = live_nonce();
+		im.n = 0;
+		e[0] = bad, e[1] = in;
+		img_commit(&im, nonce, 0, (enum jf_type[]){ JF_PUT, JF_PUT }, e, 2);
+		is_int(replay(&im), 0, "recovery with an extent from the log area "
+		       "into the data area");
+		ok(C.ix.count == 1 && ent_eq(get(in), in) && !get(bad),
+		   "only the out-of-range entry is dropped, not the valid one "
+		   "under it");
+		is_uint(used_bytes(), ent_blocks(in) * JF_BLOCK,
+			"the free space has the valid entry's block taken");
+		ctx_close();
+		free(bad);
+		free(in);
+	}
+
+	/*
+	 * A record whose fixed part no writer produces ends the log; salvage
+	 * resumes at the next record start (the next commit's block).
+	 */
+	{
+		uint64_t b2 = base + 1000;
+		uint32_t huge = UINT32_MAX;
+
+		bad = mk("fixed", 5, 0, 1, 1, 1, 0, &b2);
+		for (int pass = 0; pass < 2; pass++) {
+			nonce = live_nonce();
+			im.n = 0;
+			e[0] = x, e[1] = bad;
+			img_commit(&im, nonce, 0, (enum jf_type[]){ JF_PUT, JF_PUT },
+				   e, 2);
+			/* bad's extent count, in block 0, after x's record. */
+			memcpy(im.buf + JF_HDR + jf_rec_size(JF_PUT, x) +
+			       offsetof(struct jf_rec_hdr, next), &huge, sizeof(huge));
+			reseal(im.buf);
+			img_commit(&im, nonce, im.n, t, &y, 1);
+			if (!pass) {
+				is_int(replay(&im), 0, "recovery up to a record "
+				       "with 2^32-1 extents");
+				ok(C.ix.count == 1 && ent_eq(get(x), x) && !get(y),
+				   "the valid log ends there: the commit after it "
+				   "is not replayed");
+			} else {
+				is_int(replay_mode(&im, STORE_SALVAGE), 0, "salvage "
+				       "past a record with 2^32-1 extents");
+				ok(C.ix.count == 2 && ent_eq(get(x), x) &&
+				   ent_eq(get(y), y) && !get(bad), "salvage resumes "
+				   "at the next commit: x and y are back");
+			}
+			ctx_close();
+		}
 		free(bad);
 	}
 
