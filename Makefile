@@ -281,3 +281,54 @@ test-deb: deps
 test-long: test-deb
 
 .PHONY: deb test-deb
+
+# libFuzzer targets (fuzz/), built from the daemon's own sources with clang,
+# ASan and UBSan, in a build folder of their own, as wireguard-tools does.
+# `make fuzz` runs each for FUZZ_SECONDS on its committed corpus
+# (fuzz/corpus/<target>/, read only) plus what it finds (kept under
+# $(FUZZ_BUILD)/corpus); `make fuzz-ci` runs each for FUZZ_CI_SECONDS from
+# the committed corpus alone. The daemon is built with gcc: clang's own
+# GNU-extension warnings are off here. A crash fails the run and leaves its input
+# under $(FUZZ_BUILD)/artifacts; fuzz/README.md says how to replay it.
+FUZZ_TARGETS    = wire journal config
+FUZZ_BUILD     ?= build/fuzz
+FUZZ_CC        ?= clang
+FUZZ_SECONDS   ?= 180
+FUZZ_CI_SECONDS ?= 30
+FUZZ_CFLAGS     = -O1 -g -fno-omit-frame-pointer \
+		  -fsanitize=fuzzer-no-link,address,undefined \
+		  -fno-sanitize-recover=undefined \
+		  -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_BIN        = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%)
+
+$(BUILD)/fuzz/fuzz-%: $(BUILD)/fuzz/fuzz-%.o $(DAEMON_LIB)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# In the sub-make only: BUILD=$(FUZZ_BUILD), CC=$(FUZZ_CC).
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz-build:
+	@tools/deps.sh --fuzz
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+		CFLAGS="$(FUZZ_CFLAGS)" fuzz-bins
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		fuzz/run.sh $(FUZZ_BUILD) $$t $(FUZZ_SECONDS) \
+			$(FUZZ_BUILD)/corpus/$$t || exit 1; done
+
+fuzz-ci: fuzz-build
+	@for t in $(FUZZ_TARGETS); do rm -rf $(FUZZ_BUILD)/corpus-ci/$$t; \
+		fuzz/run.sh $(FUZZ_BUILD) $$t $(FUZZ_CI_SECONDS) \
+			$(FUZZ_BUILD)/corpus-ci/$$t || exit 1; done
+
+# Regenerates the committed seed corpora (fuzz/mkseeds.c, on the real
+# encoders); run by hand after a format change.
+$(BUILD)/fuzz/mkseeds: $(BUILD)/fuzz/mkseeds.o $(DAEMON_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+fuzz-seeds: $(BUILD)/fuzz/mkseeds
+	$(BUILD)/fuzz/mkseeds fuzz/corpus
+
+.PHONY: fuzz fuzz-ci fuzz-build fuzz-bins fuzz-seeds
+-include $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz-%.d) $(BUILD)/fuzz/mkseeds.d

@@ -119,6 +119,12 @@ static void loss(void *arg, const struct rloss *l)
 	char line[2048];
 
 	recover_loss_line(&c->st, l, line, sizeof(line));
+	if (!l->hole) {
+		/* A refused record: dropped PUTs are counted once below. */
+		c->problems += l->stop;
+		say(c, "DAMAGE", "%s", line);
+		return;
+	}
 	say(c, "note", "salvage: %s", line);
 }
 

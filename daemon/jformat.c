@@ -205,36 +205,39 @@ bool jf_block_peek(const void *block, struct jf_block_info *ret)
 	return true;
 }
 
-size_t jf_rec_parse(const void *p, size_t len, struct jf_rec *ret)
+enum jf_rec_state jf_rec_frame(const void *p, size_t len, struct jf_rec *ret,
+				size_t *ret_len)
 {
 	const uint8_t *b = p;
 	struct jf_rec_hdr h;
 	size_t need;
 
 	if (len < sizeof(h))
-		return 0;
+		return JF_REC_CUT;
 	memcpy(&h, b, sizeof(h));
 	if (!h.key_len || h.key_len > KVS_MAX_KEY)
-		return 0;
+		return JF_REC_BAD;
 	if (h.type == JF_DEL) {
 		need = sizeof(h) + h.key_len;
 		if (need > len)
-			return 0;
+			return JF_REC_CUT;
 		*ret = (struct jf_rec){
 			.type = JF_DEL,
 			.key_len = h.key_len,
 			.key = b + sizeof(h),
 		};
-		return need;
+		*ret_len = need;
+		return JF_REC_OK;
 	}
+	/* nseg is bounded before it multiplies: no product can wrap. */
 	if (h.type != JF_PUT || !h.nseg || h.nseg > KVS_MAX_SEGMENTS ||
 	    h.meta_len > KVS_MAX_METADATA || h.next > h.nseg * KVS_MAX_EXTENTS)
-		return 0;
+		return JF_REC_BAD;
 	need = sizeof(h) + h.key_len + h.meta_len +
-	       h.nseg * sizeof(struct jf_rec_seg) +
-	       h.next * sizeof(struct jf_rec_ext);
+	       (size_t)h.nseg * sizeof(struct jf_rec_seg) +
+	       (size_t)h.next * sizeof(struct jf_rec_ext);
 	if (need > len)
-		return 0;
+		return JF_REC_CUT;
 	*ret = (struct jf_rec){
 		.type = JF_PUT,
 		.flags = h.flags,
@@ -246,51 +249,82 @@ size_t jf_rec_parse(const void *p, size_t len, struct jf_rec *ret)
 		.meta = b + sizeof(h) + h.key_len,
 		.segs = b + sizeof(h) + h.key_len + h.meta_len,
 	};
-	ret->exts = ret->segs + h.nseg * sizeof(struct jf_rec_seg);
-	return need;
+	ret->exts = ret->segs + (size_t)h.nseg * sizeof(struct jf_rec_seg);
+	*ret_len = need;
+	return JF_REC_OK;
+}
+
+size_t jf_rec_parse(const void *p, size_t len, struct jf_rec *ret)
+{
+	size_t n;
+
+	return jf_rec_frame(p, len, ret, &n) == JF_REC_OK ? n : 0;
+}
+
+const char *jf_rec_check(const struct jf_rec *r, uint32_t nfiles)
+{
+	uint32_t k = 0;
+
+	assert(r->type == JF_PUT);
+	for (uint32_t i = 0; i < r->nseg; i++) {
+		struct jf_rec_seg s;
+		uint64_t blocks = 0;
+
+		memcpy(&s, r->segs + i * sizeof(s), sizeof(s));
+		if (!s.len)
+			return "a segment of 0 bytes";
+		if (!s.next)
+			return "a segment with no extents";
+		/* Compared before adding: a huge count must not wrap k. */
+		if (s.next > r->next - k)
+			return "its segments claim more extents than it holds";
+		for (uint32_t n = 0; n < s.next; n++) {
+			struct jf_rec_ext x;
+
+			memcpy(&x, r->exts + (size_t)(k + n) * sizeof(x), sizeof(x));
+			if (x.file >= nfiles)
+				return "an extent in a file the store does not have";
+			if (!x.nblocks)
+				return "an extent of 0 blocks";
+			/* At most 64 extents of 2^32-1 blocks: no wrap. */
+			blocks += x.nblocks;
+		}
+		if (blocks != s.len / JF_BLOCK + (s.len % JF_BLOCK != 0))
+			return "a segment whose extents do not cover exactly its "
+			       "length";
+		k += s.next;
+	}
+	if (k != r->next)
+		return "extents that belong to no segment";
+	return NULL;
 }
 
 int jf_rec_entry(const struct jf_rec *r, uint32_t nfiles, struct entry **ret)
 {
 	struct entry *e;
-	uint32_t k = 0;
 
 	assert(r->type == JF_PUT);
+	if (jf_rec_check(r, nfiles))
+		return -EBADMSG;
 	e = entry_new(r->key, r->key_len, r->meta, r->meta_len, r->nseg, r->next);
 	if (!e)
 		return -ENOMEM;
 	e->flags = r->flags & ENTRY_PINNED;
-	for (uint32_t i = 0; i < r->nseg; i++) {
+	for (uint32_t i = 0, k = 0; i < r->nseg; i++) {
 		struct jf_rec_seg s;
 
 		memcpy(&s, r->segs + i * sizeof(s), sizeof(s));
-		/* Compared before adding: a huge count must not wrap k. */
-		if (!s.len || !s.next || s.next > r->next - k)
-			goto out_bad;
 		e->segs[i] = (struct sseg){ s.len, k, s.next, s.crc, 0 };
 		k += s.next;
+		/* 1024 segments of at most 2^38 blocks each: no wrap. */
 		e->size += s.len;
 	}
 	for (uint32_t i = 0; i < r->next; i++) {
 		struct jf_rec_ext x;
 
 		memcpy(&x, r->exts + i * sizeof(x), sizeof(x));
-		if (x.file >= nfiles || !x.nblocks)
-			goto out_bad;
 		e->ext[i] = (struct sext){ x.block, x.nblocks, x.file };
-	}
-	for (uint32_t i = 0; i < r->nseg; i++) {
-		uint64_t blocks = 0, len = e->segs[i].len;
-
-		for (uint32_t n = 0; n < e->segs[i].next; n++)
-			blocks += e->ext[e->segs[i].ext + n].nblocks;
-		if (blocks != len / JF_BLOCK + (len % JF_BLOCK != 0))
-			goto out_bad;
 	}
 	*ret = e;
 	return 0;
-
-out_bad:
-	free(e);
-	return -EBADMSG;
 }

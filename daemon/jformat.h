@@ -166,24 +166,47 @@ struct jf_rec {
 	const uint8_t *exts;	/* next struct jf_rec_ext, unaligned */
 };
 
+/* What jf_rec_frame() makes of the bytes at a record start. */
+enum jf_rec_state {
+	JF_REC_OK,
+	JF_REC_CUT,	/* a sound fixed part, but the record runs past len
+			 * (or len holds less than a fixed part) */
+	JF_REC_BAD,	/* a fixed part no writer produces */
+};
+
 /*
  * Frames the record at the start of p[0, len): checks its fixed part
  * against the protocol limits (key 1..KVS_MAX_KEY, PUT: 1..KVS_MAX_SEGMENTS
  * segments, metadata up to KVS_MAX_METADATA, at most KVS_MAX_EXTENTS
- * extents per segment) and that it is whole. Returns its length with *ret
- * describing it, or 0 where replay must stop: the record is cut off by the
- * end of the stream, or its fixed part is one no writer produces.
+ * extents per segment) and that it is whole. On JF_REC_OK,
+ * *ret describes it and *ret_len is its length. Nothing past the fixed
+ * part is read.
+ */
+enum jf_rec_state jf_rec_frame(const void *p, size_t len, struct jf_rec *ret,
+				size_t *ret_len);
+
+/*
+ * jf_rec_frame() for callers that need no reason: the record's length
+ * with *ret describing it, or 0 where replay must stop (cut off, or a
+ * fixed part no writer produces).
  */
 size_t jf_rec_parse(const void *p, size_t len, struct jf_rec *ret);
 
 /*
+ * Checks a framed PUT's content: every segment has a length and extents,
+ * the segments' extents add up to exactly the record's, each segment's
+ * extents cover exactly its blocks, and every extent has blocks in one of
+ * nfiles files. Returns NULL, or what fails as a phrase for a log line
+ * ("a segment of 0 bytes"); static strings. The extents' place inside
+ * each file's data area is the store's to check (store_extent_valid()).
+ */
+const char *jf_rec_check(const struct jf_rec *r, uint32_t nfiles);
+
+/*
  * Decodes a framed PUT into a new entry (refs 1, unlinked, flags and size
- * set; owner: the caller, who frees it with free()), checking that every
- * segment has a length and extents, that the segments' extents add up to
- * no more than the record's, that each segment's extents cover exactly its
- * blocks, and that every extent has blocks in one of nfiles files. Returns
- * 0, -EBADMSG for a record that fails a check (damaged: skip it), or
- * -ENOMEM.
+ * set; owner: the caller, who frees it with free()) once jf_rec_check()
+ * passes. Returns 0, -EBADMSG for a record that fails a check (damaged:
+ * skip it), or -ENOMEM.
  */
 int jf_rec_entry(const struct jf_rec *r, uint32_t nfiles, struct entry **ret);
 

@@ -100,6 +100,37 @@ static void add_key(void *arg, enum jf_type type, const uint8_t *key,
 					    type == JF_PUT ? "PUT" : "DEL", s);
 }
 
+/* recover_loss_line() for a record in valid blocks that replay refused. */
+static void refused_line(const struct store *st, const struct rloss *l,
+			 char *buf, size_t len)
+{
+	char rec[400] = "record", then[200];
+
+	if (l->cut_type) {
+		char key[300];
+
+		recover_key_str(l->cut_key, l->cut_key_len, key, sizeof(key));
+		snprintf(rec, sizeof(rec), "%s of \"%s\"", l->cut_type == JF_PUT ?
+			 "PUT" : "DEL", key);
+	}
+	if (!l->stop)
+		snprintf(then, sizeof(then), "that PUT alone is dropped");
+	else if (l->around && l->resume < l->log->blocks)
+		snprintf(then, sizeof(then), "the replay resumes at the next "
+			 "record start, in block %" PRIu64, l->resume);
+	else if (l->around)
+		snprintf(then, sizeof(then), "the rest of its run of valid "
+			 "blocks is skipped");
+	else
+		snprintf(then, sizeof(then), "the valid log ends there: the %zu "
+			 "bytes of records after it (%" PRIu64 " later commits) are "
+			 "not replayed", l->after, l->after_commits);
+	snprintf(buf, len, "%s: log half %u (generation %" PRIu64 "): the %s at "
+		 "block %" PRIu64 ", byte %zu of its payload, is refused: %s; %s",
+		 st->files[0].path, l->log->half, l->log->gen, rec, l->block,
+		 l->at, l->why, then);
+}
+
 void recover_loss_line(const struct store *st, const struct rloss *l,
 		       char *buf, size_t len)
 {
@@ -108,6 +139,10 @@ void recover_loss_line(const struct store *st, const struct rloss *l,
 	struct keys k = { read, sizeof(read), 0 };
 	size_t n = 0;
 
+	if (!h) {
+		refused_line(st, l, buf, len);
+		return;
+	}
 	if (l->cut_type) {
 		recover_key_str(l->cut_key, l->cut_key_len, key, sizeof(key));
 		snprintf(cut, sizeof(cut), "the %s of \"%s\" they cut and ",
@@ -367,9 +402,8 @@ int recover_claims(const struct index *ix, struct claim **ret, size_t *ret_n)
  * sorted pass. Two entries claiming one block, or a block outside the
  * data area, mean a damaged log: such entries are dropped (*dropped).
  */
-static int rebuild_space(struct journal *j, uint64_t *dropped)
+static int rebuild_space(struct store *st, struct index *ix, uint64_t *dropped)
 {
-	struct store *st = j->store;
 	struct claim *c = NULL;
 	struct entry *gone = NULL;
 	struct extent *x = NULL;
@@ -380,13 +414,21 @@ static int rebuild_space(struct journal *j, uint64_t *dropped)
 	do {
 		again = false;
 		free(c);
-		r = recover_claims(j->index, &c, &n);
+		r = recover_claims(ix, &c, &n);
 		if (r < 0)
 			return r;
 		for (size_t i = 0; i < n; i++) {
 			const struct sext *p = i ? &c[i - 1].x : NULL, *q = &c[i].x;
-			/* p may be out of range itself: then it goes too. */
-			bool overlap = p && p->file == q->file &&
+			/*
+			 * p out of range, or another extent of an entry
+			 * dropped in this pass: its entry went (or goes)
+			 * already, and q is judged again in the next pass,
+			 * against what stays. Otherwise p is in range and
+			 * p->block + p->nblocks cannot wrap.
+			 */
+			bool overlap = p && c[i - 1].e->linked &&
+				       store_extent_valid(st, p) &&
+				       p->file == q->file &&
 				       p->block + p->nblocks > q->block;
 
 			if (overlap || !store_extent_valid(st, q)) {
@@ -403,7 +445,7 @@ static int rebuild_space(struct journal *j, uint64_t *dropped)
 						 q->block, q->nblocks, q->file,
 						 overlap ? "are another entry's too"
 						 : "are outside the data area");
-					index_del(j->index, e->key, e->key_len);
+					index_del(ix, e->key, e->key_len);
 					e->hnext = gone;
 					gone = e;
 					(*dropped)++;
@@ -490,10 +532,12 @@ int recover_verify(const struct store *st, const struct index *ix,
 
 static void log_loss(void *arg, const struct rloss *l)
 {
+	const struct store *st = arg;
 	char line[2048];
 
-	recover_loss_line(arg, l, line, sizeof(line));
-	log_warn("salvage: %s", line);
+	recover_loss_line(st, l, line, sizeof(line));
+	log_warn("%s: %s", st->mode == STORE_SALVAGE ? "salvage" : "recovery",
+		 line);
 }
 
 /* A salvaged entry whose data no longer matches: dropped. */
@@ -527,15 +571,16 @@ static void note_bad(void *arg, struct entry *e, uint32_t seg, int err,
 	b->e[b->n++] = e;
 }
 
-static int salvage_data(struct journal *j, uint64_t *dropped)
+static int salvage_data(const struct store *st, struct index *ix,
+			uint64_t *dropped)
 {
 	struct bad b = { 0 };
-	int r = recover_verify(j->store, j->index, note_bad, &b, NULL, NULL);
+	int r = recover_verify(st, ix, note_bad, &b, NULL, NULL);
 
 	if (!r && b.oom)
 		r = -ENOMEM;
 	for (size_t i = 0; i < b.n; i++) {
-		free(index_del(j->index, b.e[i]->key, b.e[i]->key_len));
+		free(index_del(ix, b.e[i]->key, b.e[i]->key_len));
 		(*dropped)++;
 	}
 	free(b.e);
@@ -559,20 +604,19 @@ static void note_slots(const struct store *st, const struct rlog *live)
 }
 
 /* Replays the chosen half; with salvage around damage, data checked. */
-static int replay(struct journal *j, const struct recover_plan *p,
-		  bool salvage, uint64_t t0, char *err, size_t len)
+static int replay(struct store *st, struct index *ix,
+		  const struct recover_plan *p, bool salvage, uint64_t t0,
+		  char *err, size_t len)
 {
-	struct store *st = j->store;
 	struct replay_stats rs = { 0 };
 	uint64_t dropped = 0;
 	int r;
 
-	r = replay_records(&p->log, j->index, st->nfiles, salvage, log_loss,
-			   st, &rs);
+	r = replay_records(&p->log, ix, st->nfiles, salvage, log_loss, st, &rs);
 	if (r == 0 && salvage)
-		r = salvage_data(j, &dropped);
+		r = salvage_data(st, ix, &dropped);
 	if (r == 0)
-		r = rebuild_space(j, &dropped);
+		r = rebuild_space(st, ix, &dropped);
 	if (r < 0) {
 		/* Never a checkpoint of a shortened index. */
 		snprintf(err, len, "recovery of %s: %s; the store was not changed",
@@ -588,45 +632,52 @@ static int replay(struct journal *j, const struct recover_plan *p,
 			   "commit that was never acknowledged", st->files[0].path,
 			   p->log.end, p->log.torn);
 	log_notice("recovery: %" PRIu64 " entries from %zu log blocks (%" PRIu64
-		   " KiB of log half %u read) in %" PRIu64 " ms", j->index->count,
+		   " KiB of log half %u read) in %" PRIu64 " ms", ix->count,
 		   p->log.nblk, p->log.scanned * STORE_BLOCK >> 10, p->log.half,
 		   now_ms() - t0);
 	return 0;
 }
 
-int journal_recover(struct journal *j, char *err, size_t len)
+int recover_load(struct store *st, struct index *ix, char *err, size_t len)
 {
-	struct store *st = j->store;
 	bool salvage = st->mode == STORE_SALVAGE;
 	uint64_t t0 = now_ms();
 	struct recover_plan p;
 	int r;
 
-	if (!st->created) {
-		r = recover_plan(st, salvage, &p, err, len);
-		if (r < 0)
-			return r;
-		note_slots(st, &p.log);
-		if (p.log.v2)
-			log_notice("%s: store format version %u: read with its rules, "
-				   "then upgraded to version %u", st->files[0].path,
-				   STORE_VERSION_OLD, STORE_VERSION);
-		if (p.damage && !salvage) {
-			snprintf(err, len, "%s; acknowledged entries would be lost: "
-				 "kvswapd --check shows what survives, kvswapd "
-				 "--salvage starts on it and logs what is lost",
-				 p.what);
-			recover_plan_free(&p);
-			return -EUCLEAN;
-		}
-		if (p.damage)
-			log_warn("salvage: %s; starting on log half %u (generation "
-				 "%" PRIu64 ")", p.what, p.log.half, p.log.gen);
-		/* The next checkpoint's generation beats every one on disk. */
-		if (salvage && (st->sb_lost || p.newer))
-			store_sb_adopt(st, p.log.half, p.log.nonce, p.gen_max);
-		r = replay(j, &p, salvage, t0, err, len);
+	r = recover_plan(st, salvage, &p, err, len);
+	if (r < 0)
+		return r;
+	note_slots(st, &p.log);
+	if (p.log.v2)
+		log_notice("%s: store format version %u: read with its rules, "
+			   "then upgraded to version %u", st->files[0].path,
+			   STORE_VERSION_OLD, STORE_VERSION);
+	if (p.damage && !salvage) {
+		snprintf(err, len, "%s; acknowledged entries would be lost: "
+			 "kvswapd --check shows what survives, kvswapd "
+			 "--salvage starts on it and logs what is lost", p.what);
 		recover_plan_free(&p);
+		return -EUCLEAN;
+	}
+	if (p.damage)
+		log_warn("salvage: %s; starting on log half %u (generation "
+			 "%" PRIu64 ")", p.what, p.log.half, p.log.gen);
+	/* The next checkpoint's generation beats every one on disk. */
+	if (salvage && (st->sb_lost || p.newer))
+		store_sb_adopt(st, p.log.half, p.log.nonce, p.gen_max);
+	r = replay(st, ix, &p, salvage, t0, err, len);
+	recover_plan_free(&p);
+	return r;
+}
+
+int journal_recover(struct journal *j, char *err, size_t len)
+{
+	struct store *st = j->store;
+	int r;
+
+	if (!st->created) {
+		r = recover_load(st, j->index, err, len);
 		if (r < 0)
 			return r;
 	}

@@ -27,6 +27,19 @@ struct store;
  */
 int journal_recover(struct journal *j, char *err, size_t len);
 
+/*
+ * journal_recover()'s reading of an existing store (st not created by
+ * this start) into the empty index ix: the plan, damage refused
+ * (-EUCLEAN, the reason in err) unless st was opened with STORE_SALVAGE,
+ * the replay, salvage's data check, every file's free space rebuilt from
+ * the entries that survive (extents out of range or claimed twice drop
+ * their entries). Writes nothing to the store (salvage adopts a half in
+ * memory only); one log line per refused record or dropped entry. On
+ * failure ix may hold part of the store: the caller clears it. Returns 0
+ * or a negative errno with a message in err.
+ */
+int recover_load(struct store *st, struct index *ix, char *err, size_t len);
+
 /* What startup makes of a store's log: the half to replay, the damage. */
 struct recover_plan {
 	struct rlog log;	/* the half to replay */
@@ -67,8 +80,9 @@ void recover_describe(const struct store *st, const struct rlog *lg,
 
 /*
  * One line on what damaged run l->hole took with it (the record it cut,
- * the records read from its blocks, what losing each means), for the
- * salvage log and kvswapd --check.
+ * the records read from its blocks, what losing each means), or (hole
+ * NULL) on a record replay refused and what became of the log after it,
+ * for the startup or salvage log and kvswapd --check.
  */
 void recover_loss_line(const struct store *st, const struct rloss *l,
 		       char *buf, size_t len);

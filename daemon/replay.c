@@ -47,7 +47,7 @@ static int add_valid(struct reader *rd, const uint8_t *b,
 	if (grow((void **)&lg->blk, &rd->bcap, lg->nblk, sizeof(*lg->blk), 1024))
 		return -ENOMEM;
 	while (need > rd->scap) {
-		size_t c = rd->scap ? 2 * rd->scap : 4u << 20;
+		size_t c = rd->scap ? 2 * rd->scap : 256u << 10;
 		uint8_t *q = realloc(lg->stream, c);
 
 		if (!q)
@@ -205,7 +205,7 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 		uint64_t gen, bool v2, uint64_t ck_blocks, struct rlog *ret,
 		char *err, size_t len)
 {
-	const size_t chunk = 4u << 20;
+	size_t chunk = 4u << 20;
 	uint64_t horizon = (ck_blocks > 0 ? ck_blocks : 1) + LOOKAHEAD_BLOCKS;
 	struct rlog lg = {
 		.half = half,
@@ -220,6 +220,9 @@ int replay_read(const struct store *st, uint32_t half, uint64_t nonce,
 	uint8_t *buf;
 	int r = 0;
 
+	/* A small store's log half is read with a buffer its size. */
+	if (chunk > lg.blocks * STORE_BLOCK)
+		chunk = lg.blocks * STORE_BLOCK;
 	if (posix_memalign((void **)&buf, STORE_BLOCK, chunk)) {
 		snprintf(err, len, "out of memory");
 		return -ENOMEM;
@@ -343,53 +346,167 @@ int replay_peek(const struct store *st, uint32_t half,
 
 /* --- records --------------------------------------------------------------- */
 
+/* What replay_span() needs besides the bytes: the target and the report. */
+struct span {
+	const struct rlog *lg;
+	struct index *ix;
+	uint32_t nfiles;
+	bool around;
+	replay_loss_fn *lossfn;
+	void *arg;
+	struct replay_stats *st;
+};
+
+/* The valid block holding stream offset pos (the last, at the very end). */
+static size_t block_at(const struct rlog *lg, size_t pos)
+{
+	size_t lo = 0, hi = lg->nblk;
+
+	/* The last block whose payload starts at or before pos. */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (lg->blk[mid].off <= pos)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	/* Empty blocks share their offset with the next: take that one. */
+	while (lo + 1 < lg->nblk && lg->blk[lo + 1].off == pos &&
+	       lg->blk[lo].off + lg->blk[lo].used == pos)
+		lo++;
+	return lo;
+}
+
+/* A refused record at stream offset pos, for the report. */
+static void refused(const struct span *sp, size_t pos, size_t end,
+		    const struct jf_rec_hdr *h, const char *why, bool stop,
+		    struct rloss *loss)
+{
+	const struct rlog *lg = sp->lg;
+	size_t b = block_at(lg, pos);
+
+	*loss = (struct rloss){
+		.log = lg,
+		.why = why,
+		.stop = stop,
+		.around = sp->around,
+		.block = lg->blk[b].seq,
+		.at = pos - lg->blk[b].off,
+		.resume = lg->blocks,
+	};
+	/* Once per replay without `around`: a scan is cheap enough. */
+	if (stop && !sp->around) {
+		loss->after = end - pos;
+		for (size_t i = b + 1; i < lg->nblk && lg->blk[i].off < end; i++)
+			loss->after_commits += lg->blk[i].start;
+	}
+	/* Its key, where its length is one a writer could have written. */
+	if ((h->type == JF_PUT || h->type == JF_DEL) && h->key_len &&
+	    h->key_len <= KVS_MAX_KEY && end - pos >= sizeof(*h) + h->key_len) {
+		loss->cut_type = h->type;
+		loss->cut_key = lg->stream + pos + sizeof(*h);
+		loss->cut_key_len = h->key_len;
+	}
+}
+
 /*
- * Replays the framed record into the index. Returns 0, or -ENOMEM. A PUT
- * whose content does not check is skipped (counted).
+ * Where replay goes on after a refused record at pos, around damage: the
+ * first record start in a later block of the same run of valid blocks
+ * (ending at stream offset end), or end.
  */
-static int replay_one(const struct jf_rec *rec, struct index *ix,
-		      uint32_t nfiles, struct replay_stats *st)
+static size_t resume_at(const struct rlog *lg, size_t pos, size_t end,
+			uint64_t *ret_block)
+{
+	for (size_t b = block_at(lg, pos) + 1; b < lg->nblk &&
+	     lg->blk[b].off < end; b++) {
+		if (lg->blk[b].seq != lg->blk[b - 1].seq + 1)
+			break;
+		if (lg->blk[b].lead < lg->blk[b].used) {
+			*ret_block = lg->blk[b].seq;
+			return lg->blk[b].off + lg->blk[b].lead;
+		}
+	}
+	return end;
+}
+
+/*
+ * Replays the framed record at stream offset pos into the index. Returns
+ * 0, or -ENOMEM. A PUT whose content does not check is dropped (counted,
+ * reported).
+ */
+static int replay_one(const struct span *sp, const struct jf_rec *rec,
+		      size_t pos, size_t end)
 {
 	struct entry *e;
+	const char *why;
 	int r;
 
 	if (rec->type == JF_DEL) {
-		free(index_del(ix, rec->key, rec->key_len));
-		st->records++;
+		free(index_del(sp->ix, rec->key, rec->key_len));
+		sp->st->records++;
 		return 0;
 	}
-	r = jf_rec_entry(rec, nfiles, &e);
+	r = jf_rec_entry(rec, sp->nfiles, &e);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
-		st->dropped++;
+		struct jf_rec_hdr h;
+		struct rloss loss;
+
+		sp->st->dropped++;
+		why = jf_rec_check(rec, sp->nfiles);
+		memcpy(&h, sp->lg->stream + pos, sizeof(h));
+		refused(sp, pos, end, &h, why ? why : "its content does not check",
+			false, &loss);
+		if (sp->lossfn)
+			sp->lossfn(sp->arg, &loss);
 		return 0;
 	}
-	free(index_put(ix, e));
-	st->records++;
+	free(index_put(sp->ix, e));
+	sp->st->records++;
 	return 0;
 }
 
 /*
  * Replays the records in stream bytes [pos, end). Returns the offset where
- * replay stopped (end, or where a record is cut or unreadable), or a
- * negative errno.
+ * replay stopped (end, where a record is cut, or, without `around`, where
+ * one is refused), or a negative errno.
  */
-static int64_t replay_span(const struct rlog *lg, size_t pos, size_t end,
-			   struct index *ix, uint32_t nfiles,
-			   struct replay_stats *st)
+static int64_t replay_span(const struct span *sp, size_t pos, size_t end)
 {
+	const struct rlog *lg = sp->lg;
+
 	while (pos < end) {
 		struct jf_rec rec;
-		size_t n = jf_rec_parse(lg->stream + pos, end - pos, &rec);
+		struct jf_rec_hdr h;
+		struct rloss loss;
+		size_t n;
 		int r;
 
-		if (!n)
+		switch (jf_rec_frame(lg->stream + pos, end - pos, &rec, &n)) {
+		case JF_REC_OK:
+			r = replay_one(sp, &rec, pos, end);
+			if (r < 0)
+				return r;
+			pos += n;
+			continue;
+		case JF_REC_CUT:
+			return (int64_t)pos;
+		case JF_REC_BAD:
 			break;
-		r = replay_one(&rec, ix, nfiles, st);
-		if (r < 0)
-			return r;
-		pos += n;
+		}
+		/* Valid blocks, a record no writer produces: damage. */
+		sp->st->refused++;
+		memcpy(&h, lg->stream + pos, sizeof(h));
+		refused(sp, pos, end, &h, "its fixed part is one no writer "
+			"produces", true, &loss);
+		if (sp->around)
+			pos = resume_at(lg, pos, end, &loss.resume);
+		if (sp->lossfn)
+			sp->lossfn(sp->arg, &loss);
+		if (!sp->around)
+			break;
 	}
 	return (int64_t)pos;
 }
@@ -451,10 +568,12 @@ static void report(const struct rlog *lg, uint64_t from, uint64_t to,
 }
 
 /* Every run of valid blocks, each from its first record start. */
-static int replay_around(const struct rlog *lg, struct index *ix,
-			 uint32_t nfiles, replay_loss_fn *lossfn, void *arg,
-			 struct replay_stats *st)
+static int replay_around(const struct span *sp)
 {
+	const struct rlog *lg = sp->lg;
+	replay_loss_fn *lossfn = sp->lossfn;
+	void *arg = sp->arg;
+	struct replay_stats *st = sp->st;
 	size_t i = 0;
 
 	report(lg, 0, lg->nblk ? lg->blk[0].seq : lg->blocks, 0, 0, lossfn, arg,
@@ -474,8 +593,8 @@ static int replay_around(const struct rlog *lg, struct index *ix,
 			while (first <= k && lg->blk[first].lead == lg->blk[first].used)
 				first++;
 		pos = first > k ? (int64_t)end :
-		      replay_span(lg, lg->blk[first].off + (lg->blk[i].seq ?
-				  lg->blk[first].lead : 0), end, ix, nfiles, st);
+		      replay_span(sp, lg->blk[first].off + (lg->blk[i].seq ?
+				  lg->blk[first].lead : 0), end);
 		if (pos < 0)
 			return (int)pos;
 		report(lg, last->seq + 1, k + 1 < lg->nblk ? lg->blk[k + 1].seq :
@@ -490,10 +609,19 @@ int replay_records(const struct rlog *lg, struct index *ix, uint32_t nfiles,
 		   struct replay_stats *ret)
 {
 	struct replay_stats st = { 0 };
+	struct span sp = {
+		.lg = lg,
+		.ix = ix,
+		.nfiles = nfiles,
+		.around = around && !lg->v2,
+		.lossfn = loss,
+		.arg = arg,
+		.st = &st,
+	};
 	int64_t pos = 0;
 
-	if (around && !lg->v2) {
-		int r = replay_around(lg, ix, nfiles, loss, arg, &st);
+	if (sp.around) {
+		int r = replay_around(&sp);
 
 		if (r < 0)
 			return r;
@@ -501,7 +629,7 @@ int replay_records(const struct rlog *lg, struct index *ix, uint32_t nfiles,
 		/* Blocks [0, end) are valid and in order: the stream's start. */
 		const struct rblock *b = &lg->blk[lg->end - 1];
 
-		pos = replay_span(lg, 0, b->off + b->used, ix, nfiles, &st);
+		pos = replay_span(&sp, 0, b->off + b->used);
 		if (pos < 0)
 			return (int)pos;
 	}

@@ -96,18 +96,35 @@ void replay_free(struct rlog *lg);
 int replay_peek(const struct store *st, uint32_t half,
 		struct jf_block_info *ret);
 
-/* What a damaged run of blocks took with it, for the report. */
+/*
+ * What a damaged run of blocks took with it, for the report; or (hole
+ * NULL) a record in valid blocks that replay refused.
+ */
 struct rloss {
 	const struct rlog *log;
 	const struct rhole *hole;
-	uint64_t commit;	/* first block of the commit it falls in */
-	bool checkpoint;	/* that commit is the checkpoint */
-	enum jf_type cut_type;	/* the record cut by it, if its key was
-				 * read (0: none, or unreadable) */
+	uint64_t commit;	/* hole: first block of the commit it falls in */
+	bool checkpoint;	/* hole: that commit is the checkpoint */
+	enum jf_type cut_type;	/* the record cut by it (hole NULL: the
+				 * record refused), if its key was read (0:
+				 * none, or unreadable) */
 	const uint8_t *cut_key;
 	uint16_t cut_key_len;
+	/* hole NULL: */
+	const char *why;	/* what about the record fails */
+	bool stop;		/* its fixed part is one no writer produces:
+				 * the replay stops there (or, around damage,
+				 * resumes at block `resume`); else the PUT
+				 * alone is dropped */
+	uint64_t block;		/* the block the record starts in */
+	size_t at;		/* its offset in that block's payload */
+	size_t after;		/* stop, not around: stream bytes after it,
+				 * not replayed */
+	uint64_t after_commits;	/* stop, not around: commits starting after it */
+	bool around;		/* replayed around damage */
+	uint64_t resume;	/* stop, around: where replay resumes
+				 * (lg->blocks: not in this run) */
 };
-
 typedef void replay_loss_fn(void *arg, const struct rloss *loss);
 
 /*
@@ -125,6 +142,7 @@ size_t replay_hole_records(const struct rlog *lg, const struct rhole *h,
 struct replay_stats {
 	uint64_t records;	/* replayed */
 	uint64_t dropped;	/* PUTs whose content did not check */
+	uint64_t refused;	/* records whose fixed part no writer produces */
 	uint64_t lost;		/* damaged runs records were lost to */
 };
 
@@ -132,11 +150,15 @@ struct replay_stats {
  * Replays the log's records into ix (PUT: insert or replace, DEL: remove;
  * entries replaced or removed are freed), entries' extents checked
  * against nfiles files. Without `around`, the records of blocks [0, end),
- * which must hold no damage. With `around` (--salvage, --check), every
- * record that lies whole in valid blocks, in order, resuming after each
- * run of invalid blocks at the next record start; each damaged run's
- * loss goes to loss(arg, ...) (if not NULL). Returns 0 with *ret (if not
- * NULL) filled, or -ENOMEM (ix then holds part of the log).
+ * which must hold no damage, up to the first record whose fixed part no
+ * writer produces (the valid log ends there). With `around` (--salvage,
+ * --check), every record that lies whole in valid blocks, in order,
+ * resuming after each run of invalid blocks, and after each refused
+ * record, at the next record start; each damaged run's loss goes to
+ * loss(arg, ...) (if not NULL). Every refused record (the one that ends
+ * the log, or a PUT whose content does not check: dropped alone) goes to
+ * loss too, with hole NULL. Returns 0 with *ret (if not NULL) filled, or
+ * -ENOMEM (ix then holds part of the log).
  */
 int replay_records(const struct rlog *lg, struct index *ix, uint32_t nfiles,
 		   bool around, replay_loss_fn *loss, void *arg,

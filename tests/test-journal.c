@@ -14,6 +14,13 @@
  * log blocks written into its live half with pwrite, recovery run, the
  * index and the free space checked, then recovered again from the
  * checkpoint recovery wrote.
+ *
+ * The real daemon: kvswapd ($KVSWAPD; the ASan build under make
+ * test-sanitize) started on stores whose log holds a crafted record
+ * (wrapping counts, an extent at block 2^64-1, a file the store lacks, an
+ * oversize key or metadata, overlapping extents): it starts, says so in
+ * one line, serves what the valid log holds, stops cleanly, and starts
+ * clean again. These skip where the kernel refuses io_uring.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,10 +32,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/magic.h>
 
+#include <liburing.h>
+
 #include "crc32c.h"
+#include "daemon.h"
 #include "index.h"
 #include "jformat.h"
 #include "journal.h"
@@ -474,6 +485,31 @@ static void m_len_short(struct entry *e) { e->segs[0].len = JF_BLOCK; }
 static void m_len_long(struct entry *e) { e->segs[1].len = 2 * JF_BLOCK + 1; }
 static void m_len_huge(struct entry *e) { e->segs[0].len = UINT64_MAX; }
 static void m_blocks_more(struct entry *e) { e->ext[1].nblocks = 2; }
+/* Segment 1 on extent 2 alone (2 blocks): extent 3 is left over. */
+static void m_ext_spare(struct entry *e)
+{
+	e->segs[1].next = 1;
+	e->ext[2].nblocks = 2;
+}
+
+/* The reason jf_rec_check() gives, which the startup log line quotes. */
+static void why_put(void (*mut)(struct entry *e), const char *want)
+{
+	uint8_t p[JF_PAYLOAD];
+	uint64_t blk = 1000;
+	struct entry *e = mk("content", 8, 0, 2, 2, 1, 0, &blk);
+	const char *why = NULL;
+	struct jf_rec rec;
+	size_t n;
+
+	mut(e);
+	n = flat(JF_PUT, e, p);
+	if (jf_rec_parse(p, n, &rec) == n)
+		why = jf_rec_check(&rec, 2);
+	ok(why && !strcmp(why, want), "jf_rec_check says \"%s\" (%s)", want,
+	   why ? why : "nothing");
+	free(e);
+}
 
 static void test_bad_content(void)
 {
@@ -500,6 +536,12 @@ static void test_bad_content(void)
 		m_len_long);
 	bad_put("a segment of 2^64-1 bytes", m_len_huge);
 	bad_put("an extent one block too long", m_blocks_more);
+	bad_put("an extent that belongs to no segment", m_ext_spare);
+	why_put(m_seg_wrap, "its segments claim more extents than it holds");
+	why_put(m_ext_file, "an extent in a file the store does not have");
+	why_put(m_ext_spare, "extents that belong to no segment");
+	why_put(m_len_huge, "a segment whose extents do not cover exactly its "
+		"length");
 }
 
 /* --- recovery of store images ------------------------------------------- */
@@ -589,15 +631,18 @@ static void img_commit(struct img *im, uint64_t nonce, uint64_t seq,
 /*
  * Opens the store, writes the image and a zeroed block after it into the
  * epoch's half, then the superblock naming it (both slots), as a
- * checkpoint would, and recovers (STORE_SALVAGE: salvages).
+ * checkpoint would; the store stays open (ctx_close()). replay_mode()
+ * then recovers (STORE_SALVAGE: salvages).
  */
-static int replay_mode(struct img *im, enum store_mode mode)
+static int write_image(struct img *im, enum store_mode mode)
 {
 	uint8_t *sb = block_alloc(1);
 	int r = ctx_open_mode(mode);
 
-	if (r < 0)
+	if (r < 0) {
+		free(sb);
 		return r;
+	}
 	memset(im->buf + im->n * JF_BLOCK, 0, JF_BLOCK);
 	if (pwrite(C.s.files[0].fd, im->buf, (im->n + 1) * JF_BLOCK,
 		   (off_t)store_log_offset(&C.s, EP.half)) !=
@@ -610,7 +655,14 @@ static int replay_mode(struct img *im, enum store_mode mode)
 			bail_out("writing the superblock: %s", strerror(errno));
 	store_sb_commit(&C.s, EP.half, EP.nonce, im->ck);
 	free(sb);
-	return ctx_recover();
+	return 0;
+}
+
+static int replay_mode(struct img *im, enum store_mode mode)
+{
+	int r = write_image(im, mode);
+
+	return r < 0 ? r : ctx_recover();
 }
 
 static int replay(struct img *im)
@@ -917,6 +969,73 @@ static void test_store(const char *dir)
 		free(bad);
 	}
 
+	/*
+	 * An extent out of range (in the log area, reaching into the data
+	 * area) does not condemn the valid extent it overlaps: only its own
+	 * entry goes.
+	 */
+	{
+		uint64_t b2 = base + 5;
+		struct entry *in;
+
+		bad = mk("reach", 5, 0, 1, 1, 20, 0, &b2);
+		bad->ext[0].block = base - 10;
+		b2 = base + 5;
+		in = mk("inside", 6, 0, 1, 1, 1, 0, &b2);
+		nonce = live_nonce();
+		im.n = 0;
+		e[0] = bad, e[1] = in;
+		img_commit(&im, nonce, 0, (enum jf_type[]){ JF_PUT, JF_PUT }, e, 2);
+		is_int(replay(&im), 0, "recovery with an extent from the log area "
+		       "into the data area");
+		ok(C.ix.count == 1 && ent_eq(get(in), in) && !get(bad),
+		   "only the out-of-range entry is dropped, not the valid one "
+		   "under it");
+		is_uint(used_bytes(), ent_blocks(in) * JF_BLOCK,
+			"the free space has the valid entry's block taken");
+		ctx_close();
+		free(bad);
+		free(in);
+	}
+
+	/*
+	 * A record whose fixed part no writer produces ends the log; salvage
+	 * resumes at the next record start (the next commit's block).
+	 */
+	{
+		uint64_t b2 = base + 1000;
+		uint32_t huge = UINT32_MAX;
+
+		bad = mk("fixed", 5, 0, 1, 1, 1, 0, &b2);
+		for (int pass = 0; pass < 2; pass++) {
+			nonce = live_nonce();
+			im.n = 0;
+			e[0] = x, e[1] = bad;
+			img_commit(&im, nonce, 0, (enum jf_type[]){ JF_PUT, JF_PUT },
+				   e, 2);
+			/* bad's extent count, in block 0, after x's record. */
+			memcpy(im.buf + JF_HDR + jf_rec_size(JF_PUT, x) +
+			       offsetof(struct jf_rec_hdr, next), &huge, sizeof(huge));
+			reseal(im.buf);
+			img_commit(&im, nonce, im.n, t, &y, 1);
+			if (!pass) {
+				is_int(replay(&im), 0, "recovery up to a record "
+				       "with 2^32-1 extents");
+				ok(C.ix.count == 1 && ent_eq(get(x), x) && !get(y),
+				   "the valid log ends there: the commit after it "
+				   "is not replayed");
+			} else {
+				is_int(replay_mode(&im, STORE_SALVAGE), 0, "salvage "
+				       "past a record with 2^32-1 extents");
+				ok(C.ix.count == 2 && ent_eq(get(x), x) &&
+				   ent_eq(get(y), y) && !get(bad), "salvage resumes "
+				   "at the next commit: x and y are back");
+			}
+			ctx_close();
+		}
+		free(bad);
+	}
+
 	/* Both extents bad: the entry is dropped once, and freed once. */
 	{
 		uint64_t b2 = base + 1000;
@@ -945,6 +1064,232 @@ static void test_store(const char *dir)
 	free(z);
 	free(im.buf);
 	unlink(store_path);
+}
+
+/* --- the real daemon on crafted stores ------------------------------------ */
+
+/*
+ * Each case: a checkpoint of three PUTs (x, a crafted record, y) written
+ * into a store kvswapd made, then kvswapd (the real binary: $KVSWAPD, the
+ * ASan build under make test-sanitize) started on it. It must start, log
+ * the one line about the crafted record, serve what the valid log holds,
+ * and stop cleanly (a sanitizer report makes it exit non-zero); started
+ * again, it has nothing more to say: its startup checkpoint left a clean
+ * log.
+ */
+struct crafted {
+	const char *what;
+	void (*mut)(struct entry *bad, const struct entry *x);
+	/* Or the crafted record's fixed part, patched after encoding. */
+	size_t field;		/* offsetof(struct jf_rec_hdr, ...) */
+	uint32_t value;
+	size_t width;
+	const char *line;	/* in the one line the daemon logs */
+	bool y_back;		/* the record after it is replayed */
+	const char *check;	/* in kvswapd --check's DAMAGE line (NULL:
+				 * line) */
+};
+
+static void c_seg_wrap(struct entry *e, const struct entry *x)
+{
+	/* 2 + (2^32 - 1) extents wrap to 1 in 32 bits. */
+	e->segs[1].next = UINT32_MAX;
+}
+
+static void c_block_max(struct entry *e, const struct entry *x)
+{
+	e->ext[1].block = UINT64_MAX;
+}
+
+static void c_file(struct entry *e, const struct entry *x)
+{
+	e->ext[3].file = 5;
+}
+
+static void c_overlap(struct entry *e, const struct entry *x)
+{
+	e->ext[2].block = x->ext[0].block;
+}
+
+static const struct crafted CRAFTED[] = {
+	{ "a segment's extent count that wraps the sum", c_seg_wrap, 0, 0, 0,
+	  "is refused: its segments claim more extents than it holds; that "
+	  "PUT alone is dropped", true, NULL },
+	{ "a record extent count of 2^32-1", NULL,
+	  offsetof(struct jf_rec_hdr, next), UINT32_MAX, 4,
+	  "is refused: its fixed part is one no writer produces; the valid log "
+	  "ends there", false, NULL },
+	{ "a segment count whose product with 64 wraps", NULL,
+	  offsetof(struct jf_rec_hdr, nseg), 0x04000001u, 4,
+	  "is refused: its fixed part is one no writer produces; the valid log "
+	  "ends there", false, NULL },
+	{ "an extent at block 2^64-1", c_block_max, 0, 0, 0,
+	  "recovery: dropping crafted: its blocks 18446744073709551615+1 of file "
+	  "0 are outside the data area", true,
+	  "entry \"crafted\": blocks 18446744073709551615+1 of" },
+	{ "an extent in file 5 of a 1-file store", c_file, 0, 0, 0,
+	  "is refused: an extent in a file the store does not have; that PUT "
+	  "alone is dropped", true, NULL },
+	{ "a 65535-byte key", NULL, offsetof(struct jf_rec_hdr, key_len), 0xffff,
+	  2, "is refused: its fixed part is one no writer produces; the valid log "
+	  "ends there", false, NULL },
+	{ "4097 bytes of metadata", NULL, offsetof(struct jf_rec_hdr, meta_len),
+	  KVS_MAX_METADATA + 1, 4, "is refused: its fixed part is one no writer "
+	  "produces; the valid log ends there", false, NULL },
+	{ "an extent overlapping another entry's", c_overlap, 0, 0, 0,
+	  "are another entry's too", true, "both claim block" },
+};
+
+/* How many lines of log hold `what`. */
+static unsigned lines_with(const char *log, const char *what)
+{
+	unsigned n = 0;
+
+	for (const char *p = log; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
+/* Which of the entries the daemon has (ret); negative if it cannot say. */
+static int present(const struct harness *h, struct entry *const *e, size_t n,
+		   bool *ret)
+{
+	const void *keys[4];
+	size_t lens[4];
+	struct kvswap *k;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = e[i]->key;
+		lens[i] = e[i]->key_len;
+	}
+	if (harness_connect(h, &k) < 0)
+		return -1;
+	r = kvswap_lookup(k, keys, lens, (uint32_t)n, ret);
+	kvswap_close(k);
+	return r;
+}
+
+static void daemon_case(const struct crafted *c, const char *path)
+{
+	struct harness_opts o = { .store_size = STORE_SIZE, .store = path };
+	struct img im = { block_alloc(IMG_BLOCKS), 0, 0 };
+	struct entry *x, *bad, *y, *e[3];
+	struct harness *h = NULL;
+	static char log[1 << 16];
+	uint64_t base, blk;
+	bool have[3] = { false, false, false };
+	int r;
+
+	snprintf(store_path, sizeof(store_path), "%s", path);
+	if (ctx_open() < 0)
+		bail_out("cannot open the daemon's store %s", path);
+	base = C.s.files[0].alloc.base;
+	ctx_close();
+	blk = base + 100;
+	x = mk("x-ray", 5, 0, 1, 1, 1, 0, &blk);
+	bad = mk("crafted", 7, 3, 2, 2, 1, 0, &blk);
+	y = mk("yankee", 6, 0, 1, 1, 1, 0, &blk);
+	/* Their data, so that --check finds nothing else to say. */
+	put_data(x);
+	put_data(y);
+	if (c->mut)
+		c->mut(bad, x);
+	e[0] = x, e[1] = bad, e[2] = y;
+	img_commit(&im, live_nonce(), 0, (enum jf_type[]){ JF_PUT, JF_PUT,
+		   JF_PUT }, e, 3);
+	if (c->width) {
+		/* x is small: the crafted record starts in block 0. */
+		size_t at = JF_HDR + jf_rec_size(JF_PUT, x) + c->field;
+
+		memcpy(im.buf + at, &c->value, c->width);
+		reseal(im.buf);
+	}
+	if (write_image(&im, STORE_SERVE) < 0)
+		bail_out("cannot write the image into %s", path);
+	ctx_close();
+
+	/* kvswapd --check first: it reads the same log, writing nothing. */
+	{
+		const char *args[] = { "--check", "--store", path, NULL };
+
+		r = harness_spawn(args, 0, &h);
+		if (r == 0)
+			r = harness_wait_exit(h, 10000);
+		const char *want = c->check ? c->check : c->line;
+		const char *at = NULL;
+
+		if (r == 0 && harness_read_log(h, log, sizeof(log)) > 0)
+			at = strstr(log, want);
+		/* On a line of its own that begins "DAMAGE". */
+		while (at && at > log && at[-1] != '\n')
+			at--;
+		if (!ok(r == 0 && WIFEXITED(h->status) &&
+			WEXITSTATUS(h->status) == 1 && at &&
+			!strncmp(at, "DAMAGE", 6), "%s: kvswapd --check reports "
+			"it as DAMAGE (%s), exit status 1", c->what, want))
+			harness_show_log(h, 30);
+		harness_free(h);
+		h = NULL;
+	}
+	r = harness_start(&o, &h);
+	if (!is_int(r, 0, "kvswapd starts on a log with %s", c->what))
+		goto out;
+	harness_read_log(h, log, sizeof(log));
+	if (!is_uint(lines_with(log, c->line), 1, "%s: one line says so (%s)",
+		     c->what, c->line))
+		harness_show_log(h, 20);
+	r = present(h, e, 3, have);
+	ok(r >= 0 && (c->mut == c_overlap ? have[0] != have[1] :
+		      have[0] && !have[1]) && have[2] == c->y_back,
+	   "%s: %s", c->what, c->mut == c_overlap ? "one of the two claimants "
+	   "is dropped, the rest is served" : c->y_back ? "x and y are "
+	   "served, the crafted entry is not" : "x is served; the crafted "
+	   "record and what follows it are not");
+	is_int(harness_stop(h), 0, "%s: kvswapd stops cleanly (no sanitizer "
+	       "report)", c->what);
+	harness_free(h);
+	h = NULL;
+
+	r = harness_start(&o, &h);
+	if (!is_int(r, 0, "%s: kvswapd starts again", c->what))
+		goto out;
+	harness_read_log(h, log, sizeof(log));
+	ok(!lines_with(log, "refused") && !lines_with(log, "dropping"),
+	   "%s: its startup checkpoint left a clean log", c->what);
+	is_int(harness_stop(h), 0, "%s: and stops cleanly", c->what);
+out:
+	harness_free(h);
+	free(x);
+	free(bad);
+	free(y);
+	free(im.buf);
+}
+
+static void test_daemon(void)
+{
+	struct harness_opts o = { .store_size = STORE_SIZE };
+	struct io_uring ring;
+	struct harness *h;
+	char path[sizeof(h->store)];
+	int r;
+
+	/* Probed here: without io_uring only these cases skip. */
+	r = io_uring_queue_init(8, &ring, 0);
+	if (r < 0) {
+		skip("io_uring refused by the kernel (%s): kvswapd cannot start",
+		     strerror(-r));
+		return;
+	}
+	io_uring_queue_exit(&ring);
+	harness_init("test-journal-daemon");
+	if (!is_int(harness_start(&o, &h), 0, "kvswapd makes a store"))
+		return;
+	snprintf(path, sizeof(path), "%s", h->store);
+	is_int(harness_stop(h), 0, "and stops");
+	harness_free(h);
+	for (size_t i = 0; i < sizeof(CRAFTED) / sizeof(CRAFTED[0]); i++)
+		daemon_case(&CRAFTED[i], path);
 }
 
 /* build/tests/test-journal -> build/tmp/test-journal-<pid>, not tmpfs. */
@@ -986,6 +1331,7 @@ int main(int argc, char **argv)
 	test_bad_content();
 	make_dir(argv[0], dir, sizeof(dir));
 	test_store(dir);
+	test_daemon();
 	if (!tap_failures())
 		rmdir(dir);
 	else

@@ -10,6 +10,7 @@ libsystemd-dev libinih-dev libisal-dev scdoc perl systemd fuse3 libfuse3-dev"
 pkgs="$pkgs python3 python3-numpy python3-torch python3-pytest"
 # make deb and tests/test-deb.sh (in make test): the Debian packaging tools.
 pkgs="$pkgs dpkg-dev debhelper lintian git"
+[ "${1:-}" = "--fuzz" ] && pkgs="$pkgs clang libclang-rt-14-dev"
 
 missing=
 for p in $pkgs; do
