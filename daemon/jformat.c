@@ -214,7 +214,8 @@ size_t jf_rec_parse(const void *p, size_t len, struct jf_rec *ret)
 	if (len < sizeof(h))
 		return 0;
 	memcpy(&h, b, sizeof(h));
-	if (!h.key_len || h.key_len > KVS_MAX_KEY)
+	/* Format 4 keys are composite: tenant, NUL, key (catalog.c checks). */
+	if (!h.key_len || h.key_len > ENTRY_MAX_KEY)
 		return 0;
 	if (h.type == JF_DEL) {
 		need = sizeof(h) + h.key_len;

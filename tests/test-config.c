@@ -402,23 +402,23 @@ static void test_files(void)
 		 "(did you mean store-size?)");
 	p = put("bad6.conf", "[kvswapd]\nqueue-depth = 4\n\n[storage]\n"
 		"path = /x\n");
-	bad_file("unknown section", p, "4: [storage]: unknown section (the only "
-		 "one is [kvswapd])");
+	bad_file("unknown section", p, "4: [storage]: unknown section (the "
+		 "sections are [kvswapd] and [tenant NAME])");
 	p = put("bad7.conf", "[kvswapd]\n[empty]\n");
 	bad_file("unknown section without options", p, "2: [empty]: unknown "
-		 "section (the only one is [kvswapd])");
+		 "section (the sections are [kvswapd] and [tenant NAME])");
 	p = put("bad8.conf", "queue-depth = 4\n[kvswapd]\n");
 	bad_file("option before the section", p, "1: queue-depth: option before "
 		 "the [kvswapd] section");
 	p = put("bad9.conf", "[kvswapd]\nqueue-depth\n");
 	bad_file("line without =", p, "2: syntax error: expected 'option = "
-		 "value', [kvswapd] or a comment");
+		 "value', [kvswapd], [tenant NAME] or a comment");
 	p = put("bad10.conf", "[kvswapd\nqueue-depth = 4\n");
 	bad_file("unterminated section header", p, "1: syntax error: expected "
-		 "'option = value', [kvswapd] or a comment");
+		 "'option = value', [kvswapd], [tenant NAME] or a comment");
 	p = put("bad11.conf", "[kvswapd]\nnot an option line\nqueue-depth = x\n");
 	bad_file("first of two errors is reported", p, "2: syntax error: "
-		 "expected 'option = value', [kvswapd] or a comment");
+		 "expected 'option = value', [kvswapd], [tenant NAME] or a comment");
 	p = put("bad12.conf", "[kvswapd]\nqueue-depth = x\nnot an option line\n");
 	bad_file("first of two errors is reported (value first)", p,
 		 "2: queue-depth: 'x' is not a number in 1..4096");

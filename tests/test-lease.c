@@ -137,8 +137,17 @@ static int squeeze(struct ctx *c, unsigned i)
 
 static void ctx_open(struct ctx *c, uint64_t store)
 {
+	/*
+	 * Leases' mechanics, with the whole store leased: the per-tenant
+	 * leased-bytes quota (half the store by default) is test-tenant's.
+	 */
+	static const char *const lease_all[] = { "--tenant-max-leased=100%",
+						 NULL };
+
 	memset(c, 0, sizeof(*c));
-	if (harness_start(&(struct harness_opts){ .store_size = store }, &c->d) < 0 ||
+	if (harness_start(&(struct harness_opts){ .store_size = store,
+						  .extra_args = lease_all },
+			  &c->d) < 0 ||
 	    harness_connect(c->d, &c->k) < 0)
 		bail_out("cannot start kvswapd");
 	c->cap = kvswap_limits(c->k)->capacity;

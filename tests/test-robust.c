@@ -107,7 +107,10 @@ static uint64_t u64(const uint8_t *p)
 	return v;
 }
 
-/* Superblock slot `slot` of a file: version 3's CRC is of all 128 bytes. */
+/*
+ * Superblock slot `slot` of a file: versions 3 and 4 have a CRC of all
+ * 128 bytes; the daemon writes version 4 (tenants in the keys).
+ */
 static struct sbv sb_read(const char *path, int slot)
 {
 	uint8_t b[128], z[128];
@@ -118,7 +121,7 @@ static struct sbv sb_read(const char *path, int slot)
 	memcpy(z, b, sizeof(z));
 	memset(z + 92, 0, 4);
 	s.version = u32(b + 8);
-	s.valid = !memcmp(b, "KVSWAPST", 8) && s.version == 3 &&
+	s.valid = !memcmp(b, "KVSWAPST", 8) && s.version == 4 &&
 		  u32(b + 92) == crc32c(0, z, sizeof(z));
 	s.meta_start = u64(b + 56);
 	s.meta_half = u64(b + 64);
@@ -171,12 +174,18 @@ static off_t log_block_off(const struct sbv *sb, uint64_t seq)
 }
 
 /* The key of the record starting at p (a record header is 16 bytes). */
+/* A record's client key: format 4 stores "tenant\0key". */
 static void rec_key(const uint8_t *p, char *key, size_t len)
 {
+	const char *k = (const char *)p + 16;
+	size_t tl;
 	uint16_t kl;
 
 	memcpy(&kl, p + 2, 2);
-	snprintf(key, len, "%.*s", (int)kl, (const char *)p + 16);
+	tl = strnlen(k, kl);
+	if (tl < kl)
+		tl++;
+	snprintf(key, len, "%.*s", (int)(kl - tl), k + tl);
 }
 
 static size_t rec_size(const uint8_t *p)
@@ -1043,23 +1052,54 @@ static void test_v2(void)
 		write_at(c->path0, sb, BLK, slot * BLK);
 	}
 	check_clean(c, "a version 2 store");
+	/*
+	 * Its keys name no tenant (format 4 keeps one per entry): refused,
+	 * with the fix named, until kvswapd --migrate-tenant gives them all
+	 * to one tenant: this process's, "uid-<uid>", so that it reads them.
+	 */
 	{
 		struct harness_opts o = { .store_size = STORE_SIZE, .store = c->store };
+		char size[32], migrate[64], want[96];
+		const char *serve[] = { "--store", c->store, "--store-size", size,
+					"--socket", "@DIR/s", NULL };
+		const char *mig[] = { migrate, "--store", c->store, "--store-size",
+				      size, "--socket", "@DIR/s", NULL };
 
-		if (!is_int(harness_start(&o, &c->d), 0, "version 2: kvswapd starts"))
-			bail_out("cannot start kvswapd on a version 2 store");
+		snprintf(size, sizeof(size), "%llu", (unsigned long long)STORE_SIZE);
+		snprintf(migrate, sizeof(migrate), "--migrate-tenant=uid-%u",
+			 (unsigned)getuid());
+		is_int(run(serve, out, sizeof(out)), 1, "version 2: kvswapd "
+		       "refuses to serve it (exit 1)");
+		if (!ok(strstr(out, "version 2") && strstr(out, "keeps no tenants") &&
+			strstr(out, "--migrate-tenant=NAME"),
+			"version 2: the refusal says how to migrate"))
+			diag("%s", out);
+		check_clean(c, "a version 2 store, refused");
+		is_int(run(mig, out, sizeof(out)), 0, "version 2: kvswapd %s "
+		       "migrates it and exits 0", migrate);
+		snprintf(want, sizeof(want), "2 entries of tenant 'uid-%u'",
+			 (unsigned)getuid());
+		if (!ok(strstr(out, "version 2") && strstr(out, "upgraded") &&
+			strstr(out, want),
+			"version 2: the migration's log says the store is upgraded, "
+			"%s", want))
+			diag("%s", out);
+		is_int(run(mig, out, sizeof(out)), 1, "version 2: a second "
+		       "migration is refused (exit 1)");
+		ok(strstr(out, "nothing to migrate") != NULL,
+		   "version 2: ... as nothing to migrate");
+		if (!is_int(harness_start(&o, &c->d), 0, "version 2, migrated: "
+			    "kvswapd starts"))
+			bail_out("cannot start kvswapd on a migrated store");
 		if (harness_connect(c->d, &c->k) < 0 ||
 		    kvswap_region_create(c->k, REGION, &c->src) < 0 ||
 		    kvswap_region_create(c->k, REGION, &c->dst) < 0)
 			bail_out("cannot connect");
-		harness_read_log(c->d, slog, sizeof(slog));
-		ok(strstr(slog, "version 2") && strstr(slog, "upgraded"),
-		   "version 2: the log says the store is upgraded");
 	}
 	check_all(c, "version 2", NULL);
 	is_int(ctx_stop(c), 0, "version 2: kvswapd exits 0 on SIGTERM");
 	ok(sb_read(c->path0, 0).valid && sb_read(c->path0, 1).valid,
-	   "version 2: both superblock slots are version 3 now");
+	   "version 2: both superblock slots are version 4 now");
 	check_clean(c, "a version 2 store, upgraded");
 	comes_back(c, "a version 2 store, upgraded", NULL);
 	free(b);
