@@ -105,15 +105,16 @@ int catalog_lease(struct catalog *cat, struct entry *e, struct lease_owner *o,
 			lease_prune(cat, o);
 		if (o->count >= CATALOG_MAX_LEASES)
 			return -ENOSPC;
-		/* A first lease on e makes its bytes leased: the quota's. */
+		/*
+		 * A first lease on e makes its bytes leased: the quota's. Our
+		 * expired leases go first if they are what stands in the way.
+		 */
+		if (!e->leases && e->tenant &&
+		    e->tenant->use.leased_bytes + bytes > e->tenant->lim.leased_bytes)
+			lease_prune(cat, o);
 		r = e->leases ? 0 : quota_check(e->tenant, QUOTA_LEASED, bytes,
 						"lookup", &o->quota_logged, err,
 						len);
-		if (r < 0) {
-			lease_prune(cat, o);
-			r = quota_check(e->tenant, QUOTA_LEASED, bytes, "lookup",
-					&o->quota_logged, err, len);
-		}
 		if (r < 0)
 			return r;
 		l = calloc(1, sizeof(*l));

@@ -406,6 +406,30 @@ static void admin_sees(struct kvswap *k, struct out *o)
 	o->v[9] = kvswap_stat(k, &s) == 0 ? (long long)s.entries : -1;
 }
 
+/* Leases 8 entries of its own: the leased-bytes quota (1 MiB) stops it. */
+static void b_leases(struct kvswap *k, struct out *o)
+{
+	const void *keys[8];
+	size_t lens[8];
+	char names[8][16];
+	struct kvswap_tenant_stat t0, t1;
+
+	o->v[0] = kvswap_tenant_stat(k, NULL, &t0);
+	for (int i = 0; i < 8; i++) {
+		snprintf(names[i], sizeof(names[i]), "lease-%d", i);
+		keys[i] = names[i];
+		lens[i] = strlen(names[i]);
+		if (put(k, names[i], 0x11, ESZ, 0) < 0)
+			o->v[1]++;
+	}
+	o->v[2] = kvswap_lookup_lease(k, keys, lens, 8, 60000, NULL);
+	o->v[3] = kvswap_tenant_stat(k, NULL, &t1);
+	o->v[4] = (long long)t1.leased;
+	o->v[5] = (long long)t1.max_leased;
+	o->v[6] = (long long)(t1.quota_refusals - t0.quota_refusals);
+	o->v[7] = (long long)t1.max_lease_ms;
+}
+
 /* Pins until refused, then fills the store twice over, unpinned. */
 static void b_hogs(struct kvswap *k, struct out *o)
 {
@@ -513,8 +537,9 @@ static void setup(void)
 	if (!f)
 		bail_out("%s: %s", dmn.conf, strerror(errno));
 	fprintf(f, "[kvswapd]\nadmin-group = " ADMIN_GROUP "\n"
-		"tenant-max-pinned = 25%%\nlog-level = info\n\n"
-		"[tenant shared]\nusers = %s, %s\n", u_a.name, u_c.name);
+		"tenant-max-pinned = 25%%\ntenant-max-leased = 1M\n"
+		"log-level = info\n\n[tenant shared]\nusers = %s, %s\n"
+		"tenant-max-leased = 50%%\n", u_a.name, u_c.name);
 	fclose(f);
 	out = mmap(NULL, sizeof(*out), PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -598,6 +623,17 @@ static void quotas(void)
 {
 	long long base;
 	char want[96];
+
+	if (as_user(&u_b, b_leases) < 0)
+		bail_out("user B's child failed");
+	is_int(out->v[1], 0, "B stores 8 entries of 256 KiB");
+	is_int(out->v[2], 8, "B's Lookup finds all 8 (the Lookup succeeds)");
+	is_int(out->v[5], 1 << 20, "B's leased-bytes quota is 1 MiB "
+	       "(tenant-max-leased = 1M)");
+	is_int(out->v[4], 1 << 20, "B leases 4 of them, 1 MiB: the 5th would "
+	       "pass the quota");
+	is_int(out->v[6], 1, "one quota refusal counted");
+	is_int(out->v[7], 60000, "the longest lease is tenant-max-lease-ms");
 
 	/* The reference: A's round trip before B hogs, in this run. */
 	victim_key = "baseline";
