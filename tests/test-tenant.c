@@ -411,7 +411,7 @@ static void b_leases(struct kvswap *k, struct out *o)
 {
 	const void *keys[8];
 	size_t lens[8];
-	char names[8][16];
+	char names[8][24];
 	struct kvswap_tenant_stat t0, t1;
 
 	o->v[0] = kvswap_tenant_stat(k, NULL, &t0);
