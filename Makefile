@@ -59,7 +59,7 @@ BENCH_BIN = $(BUILD)/bench/crc32c-speed $(BUILD)/bench/scale \
 # -MMD -MP writes one .d beside each object (beside each bench binary, which
 # is compiled and linked in one step); make reads those that exist.
 DEPS = $(patsubst %.o,%.d,$(DAEMON_OBJ) $(LIB_OBJ) $(CLI_OBJ) $(HARNESS) \
-			  $(TEST_OBJ)) $(BENCH_BIN:%=%.d)
+			  $(TEST_OBJ) $(CTL_OBJ)) $(BENCH_BIN:%=%.d)
 
 # Man pages, from scdoc sources: docs/man/kvswapd.8.scd -> build/man/kvswapd.8
 MAN_SRC  = $(wildcard docs/man/*.scd)

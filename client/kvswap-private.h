@@ -110,6 +110,8 @@ struct kvswap {
 	uint64_t next_id;
 	struct kvswap_limits limits;
 	struct kvswap_batch_limits blimits;	/* all 0: no batches */
+	char tenant[33];	/* HelloReply.tenant; "": not said */
+	bool admin;		/* HelloReply.admin */
 	size_t max_send;	/* what we pack: min(announced, buffer) */
 	size_t bufsize;
 	uint8_t *txbuf;

@@ -1058,6 +1058,9 @@ static int hello(struct kvswap *k)
 	l->capacity = hr->capacity;
 	if (hr->daemon)
 		snprintf(l->daemon, sizeof(l->daemon), "%s", hr->daemon);
+	/* Daemons without tenants leave these out. */
+	snprintf(k->tenant, sizeof(k->tenant), "%s", hr->tenant ? hr->tenant : "");
+	k->admin = hr->has_admin && hr->admin;
 	/* Daemons without batches leave these out: all 0. */
 	memset(&k->blimits, 0, sizeof(k->blimits));
 	if (hr->has_max_batch_entries && hr->has_max_batch_segments &&
@@ -2010,6 +2013,12 @@ KVSWAP_EXPORT void kvswap_entry_clear(struct kvswap_entry *e)
 KVSWAP_EXPORT int kvswap_delete(struct kvswap *k, const void *key,
 				size_t key_len)
 {
+	return kvswap_delete_tenant(k, NULL, key, key_len);
+}
+
+KVSWAP_EXPORT int kvswap_delete_tenant(struct kvswap *k, const char *tenant,
+				       const void *key, size_t key_len)
+{
 	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
 	Kvswap__V1__Delete d = KVSWAP__V1__DELETE__INIT;
 	Kvswap__V1__Event *ev;
@@ -2025,6 +2034,7 @@ KVSWAP_EXPORT int kvswap_delete(struct kvswap *k, const void *key,
 	d.has_key = true;
 	d.key.data = (uint8_t *)key;
 	d.key.len = key_len;
+	d.tenant = (char *)tenant;
 	rq.body_case = KVSWAP__V1__REQUEST__BODY_DELETE;
 	rq.delete_ = &d;
 	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_DELETE, &ev);
@@ -2105,6 +2115,14 @@ KVSWAP_EXPORT int kvswap_list(struct kvswap *k, uint64_t *cursor,
 			      struct kvswap_entry **ret_entries,
 			      uint32_t *ret_n)
 {
+	return kvswap_list_tenant(k, NULL, cursor, limit, ret_entries, ret_n);
+}
+
+KVSWAP_EXPORT int kvswap_list_tenant(struct kvswap *k, const char *tenant,
+				     uint64_t *cursor, uint32_t limit,
+				     struct kvswap_entry **ret_entries,
+				     uint32_t *ret_n)
+{
 	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
 	Kvswap__V1__List l = KVSWAP__V1__LIST__INIT;
 	struct kvswap_entry *entries = NULL;
@@ -2122,6 +2140,7 @@ KVSWAP_EXPORT int kvswap_list(struct kvswap *k, uint64_t *cursor,
 	}
 	l.has_cursor = true;
 	l.cursor = *cursor;
+	l.tenant = (char *)tenant;
 	/* 0 leaves the page size to the daemon's default. */
 	if (limit) {
 		l.has_limit = true;
@@ -2262,6 +2281,73 @@ KVSWAP_EXPORT int stat_v0(struct kvswap *k, struct kvswap_stat *ret)
 	if (r == 0)
 		memcpy(ret, &s, STAT_V0_SIZE);
 	return r;
+}
+
+/* --- tenants --------------------------------------------------------------- */
+
+KVSWAP_EXPORT const char *kvswap_tenant(const struct kvswap *k)
+{
+	return k ? k->tenant : "";
+}
+
+KVSWAP_EXPORT bool kvswap_is_admin(const struct kvswap *k)
+{
+	return k && k->admin;
+}
+
+KVSWAP_EXPORT int kvswap_tenant_stat(struct kvswap *k, const char *tenant,
+				     struct kvswap_tenant_stat *ret)
+{
+	Kvswap__V1__Request rq = KVSWAP__V1__REQUEST__INIT;
+	Kvswap__V1__Stat s = KVSWAP__V1__STAT__INIT;
+	Kvswap__V1__StatReply *sr;
+	Kvswap__V1__Event *ev;
+	int r;
+
+	r = kvs_check_conn(k);
+	if (r < 0)
+		return r;
+	if (!ret) {
+		kvs_set_error(k, "tenant_stat: NULL result pointer");
+		return -EINVAL;
+	}
+	s.tenant = (char *)tenant;
+	rq.body_case = KVSWAP__V1__REQUEST__BODY_STAT;
+	rq.stat = &s;
+	r = call(k, &rq, -1, KVSWAP__V1__EVENT__BODY_STAT, &ev);
+	if (r < 0)
+		return r;
+	sr = ev->stat;
+	if (!sr->tenant) {
+		kvs_set_error(k, "kvswapd %s keeps no tenants", k->limits.daemon);
+		kvswap__v1__event__free_unpacked(ev, NULL);
+		return -EOPNOTSUPP;
+	}
+	*ret = (struct kvswap_tenant_stat){
+		.entries = sr->tenant_entries,
+		.bytes = sr->tenant_bytes,
+		.pinned = sr->tenant_pinned,
+		.leased = sr->tenant_leased,
+		.connections = sr->tenant_connections,
+		.regions = sr->tenant_regions,
+		.region_bytes = sr->tenant_region_bytes,
+		.in_flight = sr->tenant_in_flight,
+		.evictions = sr->tenant_evictions,
+		.quota_refusals = sr->tenant_quota_refusals,
+		.max_bytes = sr->tenant_max_bytes,
+		.max_pinned = sr->tenant_max_pinned,
+		.max_leased = sr->tenant_max_leased,
+		.max_lease_ms = sr->tenant_max_lease_ms,
+		.max_connections = sr->tenant_max_connections,
+		.max_regions = sr->tenant_max_regions,
+		.max_region_bytes = sr->tenant_max_region_bytes,
+		.max_in_flight = sr->tenant_max_in_flight,
+		.tenants = sr->tenants,
+		.admin = sr->admin,
+	};
+	snprintf(ret->tenant, sizeof(ret->tenant), "%s", sr->tenant);
+	kvswap__v1__event__free_unpacked(ev, NULL);
+	return 0;
 }
 
 /* --- errno names ---------------------------------------------------------- */

@@ -501,6 +501,59 @@ void kvswap_entries_free(struct kvswap_entry *entries, uint32_t n);
 
 int kvswap_stat(struct kvswap *k, struct kvswap_stat *ret);
 
+/*
+ * Tenants (docs/TENANTS.md). Every connection belongs to one tenant, the
+ * daemon's choice from the peer's uid and groups; its keys are that
+ * tenant's namespace. kvswap_tenant() is its name ("" from a daemon that
+ * keeps no tenants), kvswap_is_admin() whether it may name other tenants.
+ */
+const char *kvswap_tenant(const struct kvswap *k);
+bool kvswap_is_admin(const struct kvswap *k);
+
+/* A tenant's usage, counters and limits (bytes block-rounded). */
+struct kvswap_tenant_stat {
+	char tenant[33];
+	uint64_t entries;
+	uint64_t bytes;			/* stored and being swapped out */
+	uint64_t pinned;
+	uint64_t leased;		/* bytes of entries under its leases */
+	uint32_t connections;
+	uint32_t regions;
+	uint64_t region_bytes;
+	uint32_t in_flight;		/* requests */
+	uint64_t evictions;		/* its entries evicted for space */
+	uint64_t quota_refusals;
+	uint64_t max_bytes;
+	uint64_t max_pinned;
+	uint64_t max_leased;
+	uint32_t max_lease_ms;
+	uint32_t max_connections;
+	uint32_t max_regions;
+	uint64_t max_region_bytes;
+	uint32_t max_in_flight;
+	uint32_t tenants;		/* admins: tenants the daemon knows */
+	bool admin;			/* this connection is an admin */
+};
+
+/*
+ * The tenant's figures: this connection's tenant with tenant NULL; an
+ * admin may name another (-EPERM for anyone else, -ENOENT for a tenant
+ * the daemon does not know). -EOPNOTSUPP from a daemon without tenants.
+ */
+int kvswap_tenant_stat(struct kvswap *k, const char *tenant,
+		       struct kvswap_tenant_stat *ret);
+
+/*
+ * kvswap_list() and kvswap_delete() in another tenant's namespace (admins
+ * only: -EPERM otherwise); tenant NULL is this connection's own. An
+ * unknown tenant lists nothing and deletes nothing (-ENOENT).
+ */
+int kvswap_list_tenant(struct kvswap *k, const char *tenant, uint64_t *cursor,
+		       uint32_t limit, struct kvswap_entry **ret_entries,
+		       uint32_t *ret_n);
+int kvswap_delete_tenant(struct kvswap *k, const char *tenant,
+			 const void *key, size_t key_len);
+
 /* "EINVAL"-style name of a positive errno code, or NULL if unknown. */
 const char *kvswap_errno_name(int code);
 

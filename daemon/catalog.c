@@ -15,24 +15,16 @@
 #include "jformat.h"
 #include "defs.h"
 #include "log.h"
+#include "quota.h"
 #include "store.h"
+#include "tenant.h"
+
+_Static_assert(ENTRY_MAX_KEY == KVS_MAX_KEY + TENANT_NAME_MAX + 1,
+	       "a composite key: tenant, NUL, key");
 
 static void space_back(void *arg);
 static void entry_freed(void *arg, const struct entry *e);
 
-/*
- * A lease: in its owner's list (doubly linked, to end it in O(1)) and in
- * its entry's (singly: an entry has few holders). Owner: catalog.c; it
- * holds no reference on the entry: when the entry goes, so do its leases.
- */
-struct lease {
-	struct lease *onext;
-	struct lease *oprev;
-	struct lease *enext;
-	struct entry *e;
-	struct lease_owner *o;
-	uint64_t until;
-};
 
 /* --- metadata room ------------------------------------------------------- */
 
@@ -74,11 +66,12 @@ static void meta_unreserve(struct catalog *cat, struct entry *e)
 }
 
 int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
-		 struct stats *st)
+		 struct stats *st, struct tenants *tenants)
 {
 	int r;
 
 	memset(cat, 0, sizeof(*cat));
+	cat->tenants = tenants;
 	cat->store = s;
 	cat->jr = jr;
 	cat->st = st;
@@ -143,143 +136,30 @@ void catalog_fini(struct catalog *cat)
 	cat->scratch = NULL;
 }
 
-struct entry *catalog_get(struct catalog *cat, const void *key, size_t len)
+/* tn's composite key for the client's key into buf (ENTRY_MAX_KEY). */
+static uint32_t ckey(const struct tenant *tn, const void *key, size_t len,
+		     uint8_t *buf)
 {
-	return index_get(&cat->index, key, len);
+	assert(len <= KVS_MAX_KEY && tn->name_len <= TENANT_NAME_MAX);
+	memcpy(buf, tn->name, tn->name_len);
+	buf[tn->name_len] = '\0';
+	memcpy(buf + tn->name_len + 1, key, len);
+	return (uint32_t)(tn->name_len + 1 + len);
 }
 
-static uint64_t entry_blocks(const struct entry *e);
-
-/* e is protected until the latest of its leases. */
-static void lease_recompute(struct entry *e)
+struct entry *catalog_get(struct catalog *cat, const struct tenant *tn,
+			  const void *key, size_t len)
 {
-	uint64_t until = 0;
+	uint8_t k[ENTRY_MAX_KEY];
 
-	for (const struct lease *l = e->leases; l; l = l->enext)
-		if (l->until > until)
-			until = l->until;
-	e->lease_until = until;
-}
-
-/* Unlinks and frees l, counting how it ended. */
-static void lease_free(struct catalog *cat, struct lease *l, uint64_t *outcome)
-{
-	struct lease **pp;
-
-	for (pp = &l->e->leases; *pp != l; pp = &(*pp)->enext)
-		assert(*pp);
-	*pp = l->enext;
-	if (l->oprev)
-		l->oprev->onext = l->onext;
-	else
-		l->o->head = l->onext;
-	if (l->onext)
-		l->onext->oprev = l->oprev;
-	assert(l->o->count > 0);
-	l->o->count--;
-	/* A lease used or released after it ran out counts as expired. */
-	if (outcome != &cat->st->leases_dropped && l->until <= now_ms())
-		outcome = &cat->st->leases_expired;
-	(*outcome)++;
-	free(l);
-}
-
-static struct lease *lease_find(struct entry *e, const struct lease_owner *o)
-{
-	for (struct lease *l = e->leases; l; l = l->enext)
-		if (l->o == o)
-			return l;
-	return NULL;
-}
-
-/* Frees o's expired leases: a client that never swaps in stays bounded. */
-static void lease_prune(struct catalog *cat, struct lease_owner *o)
-{
-	uint64_t now = now_ms();
-	struct lease *l, *next;
-
-	for (l = o->head; l; l = next) {
-		struct entry *e = l->e;
-
-		next = l->onext;
-		if (l->until <= now) {
-			lease_free(cat, l, &cat->st->leases_expired);
-			lease_recompute(e);
-		}
-	}
-}
-
-int catalog_lease(struct catalog *cat, struct entry *e, struct lease_owner *o,
-		  uint64_t until)
-{
-	struct lease *l = lease_find(e, o);
-
-	if (!l) {
-		if (o->count >= CATALOG_MAX_LEASES)
-			lease_prune(cat, o);
-		if (o->count >= CATALOG_MAX_LEASES)
-			return -ENOSPC;
-		l = calloc(1, sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		l->e = e;
-		l->o = o;
-		l->enext = e->leases;
-		e->leases = l;
-		l->onext = o->head;
-		if (o->head)
-			o->head->oprev = l;
-		o->head = l;
-		o->count++;
-	}
-	l->until = until;
-	lease_recompute(e);
-	cat->st->leases_granted++;
-	return 0;
-}
-
-void catalog_unlease(struct catalog *cat, struct entry *e,
-		     struct lease_owner *o)
-{
-	struct lease *l = lease_find(e, o);
-
-	if (!l)
-		return;
-	lease_free(cat, l, &cat->st->leases_released);
-	lease_recompute(e);
-}
-
-void catalog_unlease_all(struct catalog *cat, struct lease_owner *o)
-{
-	while (o->head) {
-		struct entry *e = o->head->e;
-
-		lease_free(cat, o->head, &cat->st->leases_dropped);
-		lease_recompute(e);
-	}
-}
-
-/* The entry leaves the index: its leases end with it. */
-static void leases_end(struct catalog *cat, struct entry *e)
-{
-	if (!e)
-		return;
-	while (e->leases)
-		lease_free(cat, e->leases, &cat->st->leases_dropped);
-	e->lease_until = 0;
+	return index_get(&cat->index, k, ckey(tn, key, len, k));
 }
 
 void catalog_read_begin(struct catalog *cat, struct entry *e,
 			struct lease_owner *o)
 {
-	struct lease *l = lease_find(e, o);
-
 	assert(e->linked);
-	/* The swap-in a lease protected the entry for: the lease is used. */
-	if (l) {
-		lease_free(cat, l, &cat->st->leases_consumed);
-		lease_recompute(e);
-	}
+	lease_consume(cat, e, o);
 	/* The entry stays allocated until this read is done with it. */
 	e->refs++;
 	index_touch(&cat->index, e);
@@ -343,6 +223,7 @@ static bool unlink_entry(struct catalog *cat, struct entry *e,
 	index_del(&cat->index, e->key, e->key_len);
 	meta_unlink(cat, e);
 	leases_end(cat, e);
+	quota_uncharge(e, cat->store->block);
 	supersede(cat, e->key, e->key_len);
 	if (journal_del(cat->jr, e, done, arg) < 0) {
 		store_entry_put(cat->store, e);
@@ -360,36 +241,61 @@ static uint64_t entry_blocks(const struct entry *e)
 	return n;
 }
 
+/* Evicts e: its blocks come back when its last reference goes. */
+static uint64_t evict_one(struct catalog *cat, struct entry *e)
+{
+	uint64_t b = entry_blocks(e) * cat->store->block;
+
+	e->evicted = true;
+	cat->evicting += b;
+	if (e->tenant)
+		e->tenant->stat.evictions++;
+	unlink_entry(cat, e, NULL, NULL);
+	cat->st->evictions++;
+	return b;
+}
+
 /*
  * Evicts least recently used entries, not pinned and not leased, until
- * `need` more bytes will be free. Their blocks return once the DEL
- * records are durable. Evicts nothing if even all of them would not do.
- * Returns the bytes evicted.
+ * `need` more bytes will be free: only tenant `only`'s if set (it is over
+ * its bytes quota); else first from the tenants using the most, down to a
+ * common level (quota_evict_plan: one tenant's entries cannot push out
+ * another's while it holds more than its share), then in LRU order. Their
+ * blocks return once the DEL records are durable. Evicts nothing if even
+ * all of them would not do. Returns the bytes evicted.
  */
-static uint64_t evict(struct catalog *cat, uint64_t need)
+static uint64_t evict(struct catalog *cat, uint64_t need,
+		      const struct tenant *only)
 {
-	uint64_t got = 0, can = 0, now = now_ms();
+	uint64_t got = 0, can = 0, now = now_ms(), B = cat->store->block;
 	struct entry *e, *next;
 
 	for (e = index_lru_first(&cat->index); e && can < need;
 	     e = index_lru_next(&cat->index, e))
-		if (e->lease_until <= now)
-			can += entry_blocks(e) * cat->store->block;
+		if (e->lease_until <= now && (!only || e->tenant == only))
+			can += entry_blocks(e) * B;
 	if (can < need)
 		return 0;
-	for (e = index_lru_first(&cat->index); e && got < need; e = next) {
-		next = index_lru_next(&cat->index, e);
-		if (e->lease_until > now)
-			continue;
-		got += entry_blocks(e) * cat->store->block;
-		/* Its blocks come back when its last reference goes. */
-		e->evicted = true;
-		cat->evicting += entry_blocks(e) * cat->store->block;
-		unlink_entry(cat, e, NULL, NULL);
-		cat->st->evictions++;
+	if (!only)
+		quota_evict_plan(cat->tenants, need);
+	for (int pass = only ? 1 : 0; pass < 2 && got < need; pass++) {
+		for (e = index_lru_first(&cat->index); e && got < need; e = next) {
+			uint64_t b = entry_blocks(e) * B;
+
+			next = index_lru_next(&cat->index, e);
+			if (e->lease_until > now || (only && e->tenant != only))
+				continue;
+			if (pass == 0 && (!e->tenant || !e->tenant->evict_allot))
+				continue;
+			if (pass == 0)
+				e->tenant->evict_allot -= b < e->tenant->evict_allot ?
+							  b : e->tenant->evict_allot;
+			got += evict_one(cat, e);
+		}
 	}
 	if (got)
-		log_debug("evicted %llu bytes", (unsigned long long)got);
+		log_debug("evicted %llu bytes%s%s", (unsigned long long)got,
+			  only ? " of tenant " : "", only ? only->name : "");
 	return got;
 }
 
@@ -524,7 +430,36 @@ void catalog_leases_due(struct catalog *cat)
 	cat->space_returned = true;
 }
 
-int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
+/*
+ * tn's quotas for a new entry of `bytes` (block-rounded): pinned bytes
+ * are refused over their quota; over the bytes quota tn's own least
+ * recently used entries go first, or it is refused if they would not do.
+ */
+static int admit_quota(struct catalog *cat, struct tenant *tn, uint64_t bytes,
+		       bool pinned, uint8_t *logged, char *err, size_t len)
+{
+	uint64_t over;
+	int r;
+
+	/* A quota of the whole store binds no tighter than the store. */
+	if (pinned && tn->lim.pinned_bytes < cat->store->capacity) {
+		r = quota_check(tn, QUOTA_PINNED, bytes, "swap_out", logged,
+				err, len);
+		if (r < 0)
+			return r;
+	}
+	/* A quota of the whole store binds no tighter than the store. */
+	if (tn->lim.bytes >= cat->store->capacity)
+		return 0;
+	over = quota_over(tn, bytes);
+	if (over && bytes <= tn->lim.bytes)
+		evict(cat, over, tn);
+	return quota_check(tn, QUOTA_BYTES, bytes, "swap_out", logged, err,
+			   len);
+}
+
+int catalog_reserve(struct catalog *cat, struct tenant *tn,
+		    struct lease_owner *o, const void *ckey_, uint32_t ckey_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,
 		    const uint64_t *lens, bool pinned, bool wait_leases,
 		    struct entry **ret, char *err, size_t len)
@@ -532,6 +467,8 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 	uint32_t counts[KVS_MAX_SEGMENTS], next = 0;
 	struct store *s = cat->store;
 	uint64_t total = 0, blocks = 0, avail = store_avail(s);
+	uint8_t key[ENTRY_MAX_KEY];
+	uint32_t key_len = ckey(tn, ckey_, ckey_len, key);
 	struct entry *e;
 	int r;
 
@@ -540,6 +477,11 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 		total += lens[i];
 		blocks += (lens[i] + s->block - 1) / s->block;
 	}
+	r = admit_quota(cat, tn, blocks * s->block, pinned, &o->quota_logged,
+			err, len);
+	if (r < 0)
+		return r;
+	avail = store_avail(s);
 	/* Before evicting: its least record, one extent per segment. */
 	r = admit_meta(cat, key, key_len, put_bytes(key_len, meta_len, nseg, nseg),
 		       err, len);
@@ -583,10 +525,13 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 	memcpy(e->ext, cat->scratch, next * sizeof(*e->ext));
 	e->size = total;
 	e->flags = pinned ? ENTRY_PINNED : 0;
+	e->tenant = tn;
+	e->tenant_len = tn->name_len;
 	for (uint32_t i = 0, k = 0; i < nseg; i++) {
 		e->segs[i] = (struct sseg){ lens[i], k, counts[i], 0, 0 };
 		k += counts[i];
 	}
+	quota_charge(e, s->block);
 	/* Visible as in flight until linked or abandoned (IF_ABSENT). */
 	e->refs++;
 	store_entry_put(s, index_put(&cat->writing, e));
@@ -600,7 +545,7 @@ out_full:
 	 */
 	if (blocks * s->block <= avail + cat->evicting)
 		return -EAGAIN;
-	if (evict(cat, blocks * s->block - avail - cat->evicting) ||
+	if (evict(cat, blocks * s->block - avail - cat->evicting, NULL) ||
 	    !journal_idle(cat->jr))
 		return -EAGAIN;
 	if (wait_leases && leases_would_do(cat, blocks * s->block - avail -
@@ -619,7 +564,7 @@ void catalog_make_room(struct catalog *cat, uint64_t bytes)
 	uint64_t have = store_avail(cat->store) + cat->evicting;
 
 	if (bytes > have)
-		evict(cat, bytes - have);
+		evict(cat, bytes - have, NULL);
 }
 
 /*
@@ -627,8 +572,11 @@ void catalog_make_room(struct catalog *cat, uint64_t bytes)
  * index), or durable and committing its record (the pending list, short:
  * the records of a commit or two).
  */
-bool catalog_writing(struct catalog *cat, const void *key, size_t len)
+bool catalog_writing(struct catalog *cat, const struct tenant *tn,
+		     const void *ckey_, size_t ckey_len)
 {
+	uint8_t key[ENTRY_MAX_KEY];
+	size_t len = ckey(tn, ckey_, ckey_len, key);
 	uint64_t h;
 
 	if (index_get(&cat->writing, key, len))
@@ -682,6 +630,8 @@ static void entry_freed(void *arg, const struct entry *e)
 	struct catalog *cat = arg;
 
 	assert(!e->leases);
+	/* Every path out of the index uncharges; this one cannot miss. */
+	quota_uncharge((struct entry *)e, cat->store->block);
 	if (!e->evicted)
 		return;
 	assert(cat->evicting >= entry_blocks(e) * cat->store->block);
@@ -711,6 +661,7 @@ void catalog_abandon(struct catalog *cat, struct entry *e)
 	writing_remove(cat, e);
 	assert(!e->linked);
 	meta_unreserve(cat, e);
+	quota_uncharge(e, cat->store->block);
 	store_entry_put(cat->store, e);
 }
 
@@ -725,8 +676,10 @@ void catalog_link(struct catalog *cat, struct entry *e)
 	 * replaced entry's blocks wait for it. */
 	old = index_put(&cat->index, e);
 	meta_link(cat, e);
-	if (old)
+	if (old) {
 		meta_unlink(cat, old);
+		quota_uncharge(old, cat->store->block);
+	}
 	leases_end(cat, old);
 	if (journal_put(cat->jr, e, old, NULL, NULL) < 0)
 		store_entry_put(cat->store, old);
@@ -746,6 +699,7 @@ static void put_landed(void *arg, int err)
 	struct entry *e = op->e;
 
 	if (e->superseded) {
+		quota_uncharge(e, cat->store->block);
 		/*
 		 * Its blocks wait for the later record. Without memory to wait
 		 * with, they are never freed rather than freed too soon.
@@ -759,8 +713,10 @@ static void put_landed(void *arg, int err)
 		pending_remove(cat, e);
 		old = index_put(&cat->index, e);
 		meta_link(cat, e);
-		if (old)
+		if (old) {
 			meta_unlink(cat, old);
+			quota_uncharge(old, cat->store->block);
+		}
 		leases_end(cat, old);
 		store_entry_put(cat->store, old);
 	}
@@ -785,10 +741,10 @@ void catalog_link_durable(struct catalog *cat, struct entry *e,
 		put_landed(op, -ENOMEM);
 }
 
-int catalog_delete(struct catalog *cat, const void *key, size_t len,
-		   catalog_done_fn *done, void *arg)
+int catalog_delete(struct catalog *cat, const struct tenant *tn,
+		   const void *key, size_t len, catalog_done_fn *done, void *arg)
 {
-	struct entry *e = index_get(&cat->index, key, len);
+	struct entry *e = catalog_get(cat, tn, key, len);
 
 	if (!e)
 		return -ENOENT;

@@ -13,6 +13,8 @@
 struct store;
 struct journal;
 struct sext;
+struct tenant;
+struct tenants;
 
 /*
  * The catalog: the stored entries and their life. It is the one place an
@@ -26,6 +28,12 @@ struct sext;
  * References: the index holds one on every linked entry; each reader
  * (catalog_read_begin) holds one; the journal holds one per queued record.
  * The last one returns the entry's blocks (store_entry_put).
+ *
+ * Tenants: every key is the composite "tenant\0key" (docs/TENANTS.md);
+ * every function that takes a client's key takes its tenant too, so no
+ * request can name another tenant's entry. Each entry's bytes, pins and
+ * leases count against its tenant's quotas (quota.c), and eviction takes
+ * from the tenants using the most first.
  */
 
 typedef void catalog_done_fn(void *arg, int err);
@@ -68,6 +76,7 @@ struct catalog {
 	struct store *store;
 	struct journal *jr;
 	struct stats *st;
+	struct tenants *tenants;
 	/*
 	 * Durable swap-outs whose PUT records are being committed, linked by
 	 * hnext: not in the index yet.
@@ -95,7 +104,7 @@ struct catalog {
  * index and every entry in it (at exit, when nothing else refers to them).
  */
 int catalog_init(struct catalog *cat, struct store *s, struct journal *jr,
-		 struct stats *st);
+		 struct stats *st, struct tenants *tenants);
 void catalog_fini(struct catalog *cat);
 
 /*
@@ -105,21 +114,35 @@ void catalog_fini(struct catalog *cat);
  */
 void catalog_recount(struct catalog *cat);
 
+/*
+ * Recovery (the journal's replayed hook, before the startup checkpoint):
+ * every replayed entry gets its tenant from its composite key and counts
+ * in its usage; an entry whose key names no valid tenant is dropped with
+ * a warning. With migrate (a format 3 or 2 store, kvswapd
+ * --migrate-tenant), every key is first made "migrate\0key". Returns 0 or
+ * a negative errno with a line in err.
+ */
+int catalog_adopt(struct catalog *cat, const char *migrate, char *err,
+		  size_t len);
+
 /* Record bytes a checkpoint of the index needs now: linked + pending. */
 uint64_t catalog_checkpoint_bytes(const struct catalog *cat);
 
-/* The linked entry under key, or NULL. Touches nothing. */
-struct entry *catalog_get(struct catalog *cat, const void *key, size_t len);
+/* tn's linked entry under key, or NULL. Touches nothing. */
+struct entry *catalog_get(struct catalog *cat, const struct tenant *tn,
+			  const void *key, size_t len);
 
 /*
  * Leases: o's lease keeps e from eviction until `until` (ms). A renewal
  * sets the new time, shorter or longer; e is protected until the latest
- * of its holders' leases. Returns 0, or -ENOSPC if o holds
- * CATALOG_MAX_LEASES unexpired leases already.
+ * of its holders' leases. Returns 0, -ENOSPC if o holds
+ * CATALOG_MAX_LEASES unexpired leases already, or -EDQUOT (message in
+ * err) if e's bytes would take its tenant over its leased-bytes quota.
+ * (lease.c)
  */
 #define CATALOG_MAX_LEASES 65536
 int catalog_lease(struct catalog *cat, struct entry *e, struct lease_owner *o,
-		  uint64_t until);
+		  uint64_t until, char *err, size_t len);
 
 /* Ends o's lease on e, if any (Lookup.release). */
 void catalog_unlease(struct catalog *cat, struct entry *e,
@@ -127,6 +150,11 @@ void catalog_unlease(struct catalog *cat, struct entry *e,
 
 /* Ends every lease of o (its connection closed). */
 void catalog_unlease_all(struct catalog *cat, struct lease_owner *o);
+
+/* lease.c, for catalog.c: e leaves the index; o's swap-in reads e. */
+void leases_end(struct catalog *cat, struct entry *e);
+void lease_consume(struct catalog *cat, struct entry *e,
+		   struct lease_owner *o);
 
 /*
  * A swap-in by o starts reading e (from catalog_get): takes a reference,
@@ -138,14 +166,18 @@ void catalog_read_begin(struct catalog *cat, struct entry *e,
 void catalog_read_end(struct catalog *cat, struct entry *e);
 
 /*
- * Allocates the blocks of a new entry (nseg segments of lens[i] bytes)
- * and makes it, not yet visible; evicts least recently used entries if
- * the space is short. Returns 0 and the entry (the caller's reference) in
- * *ret; -EAGAIN when evicted space or metadata room is on its way back
- * (catalog_wait); -ENOSPC (the data area or the metadata log is full) or
+ * Allocates the blocks of tn's new entry (nseg segments of lens[i]
+ * bytes) and makes it, not yet visible; evicts least recently used
+ * entries if the space is short (tn's own first if it is over its bytes
+ * quota, else those of the tenants using the most). Returns 0 and the
+ * entry (the caller's reference) in *ret; -EAGAIN when evicted space or
+ * metadata room is on its way back (catalog_wait); -ENOSPC (the data area
+ * or the metadata log is full), -EDQUOT (over one of tn's quotas: logged
+ * once per kind for o, the connection's catalog state) or
  * -ENOMEM with a message in err. Metadata room is never made by evicting.
  */
-int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
+int catalog_reserve(struct catalog *cat, struct tenant *tn,
+		    struct lease_owner *o, const void *key, uint32_t key_len,
 		    const void *meta, uint32_t meta_len, uint32_t nseg,
 		    const uint64_t *lens, bool pinned, bool wait_leases,
 		    struct entry **ret, char *err, size_t len);
@@ -154,7 +186,8 @@ int catalog_reserve(struct catalog *cat, const void *key, uint32_t key_len,
 void catalog_leases_due(struct catalog *cat);
 
 /* Whether a swap-out of key is in flight (reserved, not linked yet). */
-bool catalog_writing(struct catalog *cat, const void *key, size_t len);
+bool catalog_writing(struct catalog *cat, const struct tenant *tn,
+		     const void *key, size_t len);
 
 /*
  * A batch about to reserve `bytes` in all: evicts now what the free
@@ -198,8 +231,8 @@ void catalog_link_durable(struct catalog *cat, struct entry *e,
  * (or if the record cannot be queued) 1 is returned and nothing waits.
  * -ENOENT if there is no such entry.
  */
-int catalog_delete(struct catalog *cat, const void *key, size_t len,
-		   catalog_done_fn *done, void *arg);
+int catalog_delete(struct catalog *cat, const struct tenant *tn,
+		   const void *key, size_t len, catalog_done_fn *done, void *arg);
 
 /* Drops e, whose bytes could not be read back right, if still linked. */
 void catalog_drop(struct catalog *cat, struct entry *e);

@@ -14,10 +14,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "defs.h"
 #include "index.h"
 #include "recover.h"
 #include "replay.h"
 #include "store.h"
+#include "tenant.h"
 
 struct check {
 	FILE *out;
@@ -227,6 +229,84 @@ static int check_data(struct check *c)
 	return 0;
 }
 
+/* Entries and bytes of one tenant, for the report. */
+struct tcount {
+	char name[TENANT_NAME_MAX + 1];
+	uint64_t entries;
+	uint64_t bytes;
+};
+
+struct tcounts {
+	struct tcount *v;
+	size_t n;
+	uint64_t orphans;	/* keys that name no tenant */
+	bool nomem;
+};
+
+static void count_tenant(struct entry *e, void *arg)
+{
+	struct tcounts *t = arg;
+	const uint8_t *nul = memchr(e->key, '\0', e->key_len < TENANT_NAME_MAX + 1 ?
+					      e->key_len : TENANT_NAME_MAX + 1);
+	size_t n = nul ? (size_t)(nul - e->key) : 0, i;
+	struct tcount *v;
+
+	if (!nul || !tenant_name_valid((const char *)e->key, n) ||
+	    e->key_len - n - 1 < 1 || e->key_len - n - 1 > KVS_MAX_KEY) {
+		t->orphans++;
+		return;
+	}
+	for (i = 0; i < t->n; i++)
+		if (strlen(t->v[i].name) == n && !memcmp(t->v[i].name, e->key, n))
+			break;
+	if (i == t->n) {
+		v = realloc(t->v, (t->n + 1) * sizeof(*v));
+		if (!v) {
+			t->nomem = true;
+			return;
+		}
+		t->v = v;
+		memset(&v[t->n], 0, sizeof(v[t->n]));
+		memcpy(v[t->n].name, e->key, n);
+		t->n++;
+	}
+	t->v[i].entries++;
+	t->v[i].bytes += e->size;
+}
+
+/*
+ * Format 4: every key names its tenant; one line per tenant. Formats 3
+ * and 2 name none: the daemon serves them only once migrated.
+ */
+static void check_tenants(struct check *c)
+{
+	struct tcounts t = { 0 };
+	uint64_t cursor = 0;
+
+	if (!c->st.sb_lost && c->st.sb_version < STORE_VERSION) {
+		say(c, "note", "store format version %u keeps no tenants: kvswapd "
+		    "serves it only after kvswapd --migrate-tenant=NAME gives its "
+		    "entries to tenant NAME", c->st.sb_version);
+		return;
+	}
+	do
+		cursor = index_scan(&c->ix, cursor, count_tenant, &t);
+	while (cursor);
+	for (size_t i = 0; i < t.n && i < CHECK_SHOW_MAX; i++)
+		say(c, "ok", "tenant '%s': %" PRIu64 " entries, %" PRIu64 " bytes",
+		    t.v[i].name, t.v[i].entries, t.v[i].bytes);
+	if (t.n > CHECK_SHOW_MAX)
+		say(c, "ok", "%zu tenants in all", t.n);
+	if (t.nomem)
+		say(c, "note", "out of memory counting entries by tenant");
+	if (t.orphans) {
+		c->problems++;
+		say(c, "DAMAGE", "%" PRIu64 " entries have keys that name no tenant: "
+		    "startup drops them", t.orphans);
+	}
+	free(t.v);
+}
+
 int check_store(const char *paths, FILE *out)
 {
 	struct check c = { .out = out };
@@ -267,6 +347,7 @@ int check_store(const char *paths, FILE *out)
 	}
 	say(&c, "ok", "%" PRIu64 " records replayed: %" PRIu64 " entries",
 	    rs.records, c.ix.count);
+	check_tenants(&c);
 	r = check_extents(&c);
 	if (r == 0)
 		r = check_data(&c);

@@ -14,9 +14,7 @@
  * and refuses lines that would not fit instead of letting inih split them.
  */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +23,7 @@
 #include <syslog.h>
 
 #include "config.h"
+#include "defs.h"
 #include "store.h"
 
 enum opt_type {
@@ -33,6 +32,8 @@ enum opt_type {
 	OPT_SIZE,	/* uint64_t bytes, K/M/G/T suffixes; a multiple of step */
 	OPT_UINT,	/* uint32_t, decimal */
 	OPT_ENUM,	/* int, one of names[] */
+	OPT_SHARE,	/* uint64_t: as OPT_SIZE, or "N%" of the store
+			 * (CONFIG_SHARE_PCT | N, N in 1..100) */
 };
 
 struct opt_name {
@@ -144,6 +145,74 @@ static const struct opt options[] = {
 		.reloadable = true,
 		.arg = "on|off",
 		.help = "check each segment's CRC32C on swap-in",
+	},
+	/* Tenants (docs/TENANTS.md); [tenant NAME] sections override these. */
+	{
+		.name = "admin-group", .type = OPT_PATH,
+		.offset = FIELD(admin_group, const char *),
+		.max = 64, .def_str = "",
+		.arg = "GROUP",
+		.help = "its members may list, stat and delete across tenants",
+	},
+	{
+		.name = "tenant-max-bytes", .type = OPT_SHARE,
+		.offset = FIELD(tenant_def.bytes, uint64_t),
+		.min = STORE_BLOCK, .max = 1ull << 56, .step = STORE_BLOCK,
+		.def_num = CONFIG_SHARE_PCT | 100,
+		.arg = "SIZE|N%",
+		.help = "bytes a tenant may store (its own LRU entries go first)",
+	},
+	{
+		.name = "tenant-max-pinned", .type = OPT_SHARE,
+		.offset = FIELD(tenant_def.pinned, uint64_t),
+		.min = STORE_BLOCK, .max = 1ull << 56, .step = STORE_BLOCK,
+		.def_num = CONFIG_SHARE_PCT | 50,
+		.arg = "SIZE|N%",
+		.help = "bytes of pinned entries a tenant may hold",
+	},
+	{
+		.name = "tenant-max-leased", .type = OPT_SHARE,
+		.offset = FIELD(tenant_def.leased, uint64_t),
+		.min = STORE_BLOCK, .max = 1ull << 56, .step = STORE_BLOCK,
+		.def_num = CONFIG_SHARE_PCT | 50,
+		.arg = "SIZE|N%",
+		.help = "bytes of entries a tenant may hold leases on",
+	},
+	{
+		.name = "tenant-max-lease-ms", .type = OPT_UINT,
+		.offset = FIELD(tenant_def.lease_ms, uint32_t),
+		.min = 1, .max = KVS_MAX_LEASE_MS, .def_num = KVS_MAX_LEASE_MS,
+		.arg = "MS",
+		.help = "longest lease; longer Lookup.lease_ms is clamped to it",
+	},
+	{
+		.name = "tenant-max-connections", .type = OPT_UINT,
+		.offset = FIELD(tenant_def.conns, uint32_t),
+		.min = 1, .max = KVS_MAX_CLIENTS, .def_num = 256,
+		.arg = "N",
+		.help = "connections of one tenant",
+	},
+	{
+		.name = "tenant-max-regions", .type = OPT_UINT,
+		.offset = FIELD(tenant_def.regions, uint32_t),
+		.min = 1, .max = 1u << 20, .def_num = 1024,
+		.arg = "N",
+		.help = "registered regions of one tenant, all its connections",
+	},
+	{
+		.name = "tenant-max-region-bytes", .type = OPT_SIZE,
+		.offset = FIELD(tenant_def.region_bytes, uint64_t),
+		.min = STORE_BLOCK, .max = 1ull << 50, .step = STORE_BLOCK,
+		.def_num = 64ull << 30,
+		.arg = "SIZE",
+		.help = "registered (pinned) region bytes of one tenant",
+	},
+	{
+		.name = "tenant-max-inflight", .type = OPT_UINT,
+		.offset = FIELD(tenant_def.inflight, uint32_t),
+		.min = 1, .max = 1u << 20, .def_num = 4096,
+		.arg = "N",
+		.help = "requests in flight of one tenant",
 	},
 };
 
@@ -260,6 +329,25 @@ static int set_size(const struct opt *o, const char *value, uint64_t *ret,
 	return 0;
 }
 
+static int set_share(const struct opt *o, const char *value, uint64_t *ret,
+		     char *err, size_t len)
+{
+	size_t n = strlen(value);
+	unsigned long v;
+	char *end;
+
+	if (!n || value[n - 1] != '%')
+		return set_size(o, value, ret, err, len);
+	errno = 0;
+	v = strtoul(value, &end, 10);
+	if (*value < '0' || *value > '9' || end != value + n - 1 || errno ||
+	    v < 1 || v > 100)
+		return fail(err, len, -EINVAL, "%s: '%s' is not a share of the "
+			    "store in 1%%..100%%", o->name, value);
+	*ret = CONFIG_SHARE_PCT | v;
+	return 0;
+}
+
 static int set_uint(const struct opt *o, const char *value, uint32_t *ret,
 		    char *err, size_t len)
 {
@@ -301,7 +389,8 @@ static int set_enum(const struct opt *o, const char *value, int *ret,
 static int set_path(const struct opt *o, const char *value, char **ret,
 		    char *err, size_t len)
 {
-	if (!*value)
+	/* Empty only where that is the default: "none" (admin-group). */
+	if (!*value && (!o->def_str || *o->def_str))
 		return fail(err, len, -EINVAL, "%s: the path is empty", o->name);
 	if (strlen(value) > o->max)
 		return fail(err, len, -EINVAL, "%s: '%s' is longer than %llu "
@@ -385,6 +474,7 @@ void config_defaults(struct config *cfg)
 			*(const char **)f = o->def_str;
 			break;
 		case OPT_SIZE:
+		case OPT_SHARE:
 			*(uint64_t *)f = o->def_num;
 			break;
 		case OPT_UINT:
@@ -435,7 +525,9 @@ int config_set(struct config *cfg, const char *key, const char *value,
 		r = set_path_list(o, value, &str, err, len);
 		break;
 	case OPT_SIZE:
-		r = set_size(o, value, &size, err, len);
+	case OPT_SHARE:
+		r = o->type == OPT_SIZE ? set_size(o, value, &size, err, len) :
+		    set_share(o, value, &size, err, len);
 		if (!r)
 			*(uint64_t *)field(cfg, o) = size;
 		break;
@@ -477,6 +569,7 @@ static bool opt_equal(const struct opt *o, const struct config *a,
 		sb = *(const char *const *)fb;
 		return sa == sb || (sa && sb && !strcmp(sa, sb));
 	case OPT_SIZE:
+	case OPT_SHARE:
 		return *(const uint64_t *)fa == *(const uint64_t *)fb;
 	case OPT_UINT:
 		return *(const uint32_t *)fa == *(const uint32_t *)fb;
@@ -490,6 +583,12 @@ size_t config_diff(const struct config *a, const struct config *b,
 		   const char **keys, size_t n)
 {
 	size_t count = 0;
+
+	if (!config_tenants_equal(a, b)) {
+		if (count < n)
+			keys[count] = "[tenant] sections";
+		count++;
+	}
 
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		if (opt_equal(&options[i], a, b))
@@ -517,6 +616,11 @@ void config_usage(FILE *f)
 		case OPT_SIZE:
 			format_size(o->def_num, def, sizeof(def));
 			break;
+		case OPT_SHARE:
+			snprintf(def, sizeof(def), "%llu%% of the store",
+				 (unsigned long long)(o->def_num &
+						      ~CONFIG_SHARE_PCT));
+			break;
 		case OPT_UINT:
 			snprintf(def, sizeof(def), "%llu, at most %llu",
 				 (unsigned long long)o->def_num,
@@ -539,234 +643,79 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < NOPTIONS; i++)
 		if (is_string(&options[i]))
 			free_string(cfg, &options[i]);
+	config_tenants_free(cfg);
 }
 
-/* --- files ---------------------------------------------------------------- */
-
-/* One file being parsed: what the reader and the handler share. */
-struct load {
-	struct config *cfg;
-	const char *path;
-	FILE *f;
-	char *line;		/* the line inih is on, from getline() */
-	size_t cap;
-	unsigned lineno;
-	/*
-	 * inih treats an indented line that follows an option's line (with no
-	 * section header in between) as a continuation of that option's
-	 * value: prev_key mirrors its memory of that option, and cont says
-	 * whether the current line is such a continuation.
-	 */
-	char prev_key[64];
-	bool cont;
-	int ret;		/* first error, its text in err */
-	int read_errno;
-	char *err;
-	size_t len;
-};
-
-/* The file's error: "path:line: what", kept only if it is the first. */
-__attribute__((format(printf, 3, 4)))
-static int load_fail(struct load *l, int ret, const char *fmt, ...)
+/* For config-file.c: option `key` takes a list over indented lines. */
+bool config_is_list(const char *key)
 {
-	char what[512];
-	va_list ap;
+	const struct opt *o = opt_find(key);
 
-	if (l->ret)
-		return l->ret;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	l->ret = fail(l->err, l->len, ret, "%s:%u: %s", l->path, l->lineno, what);
-	return l->ret;
+	return o && o->type == OPT_PATH_LIST;
+}
+
+const char *config_string(const struct config *cfg, const char *key)
+{
+	const struct opt *o = opt_find(key);
+
+	return o && is_string(o) ? *(const char *const *)cfield(cfg, o) : NULL;
 }
 
 /*
- * inih's fgets-style reader: hands over one whole line per call, so that
- * l->lineno is the line of every handler call that follows. A line that
- * would not fit inih's buffer, a NUL byte, an unknown section or an earlier
- * error ends the input.
+ * A limit option's value in cfg and its place in struct config_limits, for
+ * [tenant] sections: returns the byte offset of the field in
+ * struct config_limits and its size, or -ENOENT.
  */
-static char *load_read(char *buf, int size, void *stream)
+int config_limit_field(const char *key, size_t *ret_off, size_t *ret_size)
 {
-	struct load *l = stream;
-	const char *p;
-	ssize_t n;
+	const struct opt *o = opt_find(key);
+	size_t base = offsetof(struct config, tenant_def);
 
-	if (l->ret)
-		return NULL;
-	errno = 0;
-	n = getline(&l->line, &l->cap, l->f);
-	if (n < 0) {
-		if (ferror(l->f))
-			l->read_errno = errno ? errno : EIO;
-		return NULL;
-	}
-	l->lineno++;
-	if (n >= size) {
-		load_fail(l, -EINVAL, "the line is longer than %d characters "
-			  "(a long store list can go on over indented lines)",
-			  size - 2);
-		return NULL;
-	}
-	if (strlen(l->line) != (size_t)n) {
-		load_fail(l, -EINVAL, "the line holds a NUL byte");
-		return NULL;
-	}
-	p = l->line;
-	if (l->lineno == 1 && !memcmp(p, "\xef\xbb\xbf", 3))
-		p += 3;
-	l->cont = (*p == ' ' || *p == '\t') && *l->prev_key;
-	p += strspn(p, " \t");
-	if (!l->cont && *p == '[') {
-		size_t nlen = strcspn(p + 1, "]");
-
-		/* A header without "]" is left to inih, which refuses it. */
-		if (p[1 + nlen] == ']') {
-			if (nlen != strlen(SECTION) ||
-			    memcmp(p + 1, SECTION, nlen)) {
-				load_fail(l, -EINVAL, "[%.*s]: unknown section "
-					  "(the only one is [" SECTION "])",
-					  (int)nlen, p + 1);
-				return NULL;
-			}
-			*l->prev_key = '\0';
-		}
-	}
-	memcpy(buf, l->line, (size_t)n + 1);
-	return buf;
+	if (!o || o->offset < base ||
+	    o->offset >= base + sizeof(struct config_limits))
+		return -ENOENT;
+	*ret_off = o->offset - base;
+	*ret_size = o->type == OPT_UINT ? sizeof(uint32_t) : sizeof(uint64_t);
+	return 0;
 }
 
-/* inih's handler: one option line, or one continuation line. */
-static int load_option(void *user, const char *section, const char *name,
-		       const char *value)
+/* --- [tenant] sections (config-file.c reads them) ----------------------- */
+
+bool config_tenants_equal(const struct config *a, const struct config *b)
 {
-	struct load *l = user;
-	const struct opt *o;
-	char *joined;
-	const char *cur;
-	int r;
+	if (a->ntenants != b->ntenants)
+		return false;
+	for (size_t i = 0; i < a->ntenants; i++) {
+		const struct config_tenant *x = &a->tenants[i], *y = &b->tenants[i];
 
-	if (l->cont) {
-		/* name is the option of the line being continued. */
-		o = opt_find(name);
-		if (!o || o->type != OPT_PATH_LIST)
-			return !load_fail(l, -EINVAL, "an indented line continues "
-					  "the value of %s, which takes one line: "
-					  "remove the indentation", name);
-		/* "  store-size = 2G" under a store list is an option, not a path. */
-		if (strchr(value, '='))
-			return !load_fail(l, -EINVAL, "an indented line continues "
-					  "the value of %s but holds '=': remove the "
-					  "indentation", name);
-		cur = *(const char **)field(l->cfg, o);
-		if (asprintf(&joined, "%s%s%s", cur,
-			     *cur && cur[strlen(cur) - 1] != ',' ? "," : "",
-			     value) < 0)
-			return !load_fail(l, -ENOMEM, "out of memory");
-		r = config_set(l->cfg, o->name, joined, l->err, l->len);
-		free(joined);
-	} else if (strcmp(section, SECTION)) {
-		return !load_fail(l, -EINVAL, "%s: %s", name, *section ?
-				  "unknown section" :
-				  "option before the [" SECTION "] section");
-	} else {
-		snprintf(l->prev_key, sizeof(l->prev_key), "%s", name);
-		r = config_set(l->cfg, name, value, l->err, l->len);
+		if (strcmp(x->name, y->name) || x->nuids != y->nuids ||
+		    x->ngids != y->ngids || x->set != y->set ||
+		    memcmp(&x->lim, &y->lim, sizeof(x->lim)) ||
+		    (x->nuids && memcmp(x->uids, y->uids,
+					x->nuids * sizeof(*x->uids))) ||
+		    (x->ngids && memcmp(x->gids, y->gids,
+					x->ngids * sizeof(*x->gids))))
+			return false;
 	}
-	if (r < 0) {
-		/*
-		 * config_set()'s message names the option and the value. An
-		 * unknown option makes the file invalid, not missing.
-		 */
-		char what[512];
-
-		snprintf(what, sizeof(what), "%s", l->err);
-		return !load_fail(l, r == -ENOENT ? -EINVAL : r, "%s", what);
-	}
-	return 1;
+	return true;
 }
 
-static int load_file(struct config *cfg, const char *path, bool must_exist,
-		     char *err, size_t len)
+void config_tenants_free(struct config *cfg)
 {
-	struct load l = {
-		.cfg = cfg,
-		.path = path,
-		.err = err,
-		.len = len,
-	};
-	int r;
-
-	l.f = fopen(path, "re");
-	if (!l.f) {
-		if (errno == ENOENT && !must_exist)
-			return 0;
-		return fail(err, len, -errno, "%s: %s", path, strerror(errno));
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		free(cfg->tenants[i].uids);
+		free(cfg->tenants[i].gids);
 	}
-	r = ini_parse_stream(load_read, &l, load_option, &l);
-	/*
-	 * inih goes on after a syntax error and returns the first bad line;
-	 * the reader stops at the first of ours. Report whichever came first.
-	 */
-	if (r > 0 && (!l.ret || (unsigned)r < l.lineno)) {
-		l.ret = 0;
-		l.lineno = (unsigned)r;
-		load_fail(&l, -EINVAL, "syntax error: expected 'option = value', "
-			  "[" SECTION "] or a comment");
-	} else if (!l.ret && l.read_errno) {
-		l.ret = fail(err, len, -l.read_errno, "%s: %s", path,
-			     strerror(l.read_errno));
-	} else if (!l.ret && r < 0) {
-		l.ret = fail(err, len, -ENOMEM, "%s: out of memory", path);
-	}
-	free(l.line);
-	fclose(l.f);
-	return l.ret;
+	free(cfg->tenants);
+	cfg->tenants = NULL;
+	cfg->ntenants = 0;
 }
 
-static int conf_filter(const struct dirent *d)
+uint64_t config_share(uint64_t v, uint64_t capacity)
 {
-	size_t n = strlen(d->d_name);
-
-	return d->d_name[0] != '.' && n > 5 && !strcmp(d->d_name + n - 5, ".conf");
-}
-
-/* Byte order, whatever the locale: "10-a.conf" < "20-b.conf" < "a.conf". */
-static int conf_order(const struct dirent **a, const struct dirent **b)
-{
-	return strcmp((*a)->d_name, (*b)->d_name);
-}
-
-int config_load(struct config *cfg, const char *path, bool must_exist,
-		char *err, size_t len)
-{
-	struct dirent **names = NULL;
-	char *dir, *file;
-	int n, r;
-
-	r = load_file(cfg, path, must_exist, err, len);
-	if (r < 0)
-		return r;
-	if (asprintf(&dir, "%s.d", path) < 0)
-		return fail(err, len, -ENOMEM, "out of memory");
-	n = scandir(dir, &names, conf_filter, conf_order);
-	if (n < 0) {
-		r = errno == ENOENT ? 0 : fail(err, len, -errno, "%s: %s", dir,
-					       strerror(errno));
-		goto out_free_dir;
-	}
-	for (int i = 0; i < n; i++) {
-		if (!r && asprintf(&file, "%s/%s", dir, names[i]->d_name) < 0)
-			r = fail(err, len, -ENOMEM, "out of memory");
-		else if (!r) {
-			r = load_file(cfg, file, true, err, len);
-			free(file);
-		}
-		free(names[i]);
-	}
-	free(names);
-out_free_dir:
-	free(dir);
-	return r;
+	if (!(v & CONFIG_SHARE_PCT))
+		return v;
+	/* capacity < 2^57 and the share <= 100: no overflow. */
+	v = capacity * (v & ~CONFIG_SHARE_PCT) / 100 / 4096 * 4096;
+	return v ? v : 4096;
 }

@@ -6,6 +6,37 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+
+/* A share of the store instead of a size: CONFIG_SHARE_PCT | percent. */
+#define CONFIG_SHARE_PCT	(1ull << 63)
+
+/* A tenant's limits as configured (tenant.h has them resolved). */
+struct config_limits {
+	uint64_t bytes;		/* a size, or CONFIG_SHARE_PCT | percent */
+	uint64_t pinned;	/* likewise */
+	uint64_t leased;	/* likewise */
+	uint32_t lease_ms;
+	uint32_t conns;
+	uint32_t regions;
+	uint64_t region_bytes;
+	uint32_t inflight;
+};
+
+/*
+ * A [tenant NAME] section: the peers it takes (uids, and the uids of
+ * users= and the gids of groups=, resolved when the file is read) and the
+ * limits it sets; the others are the tenant-max-* options'.
+ */
+struct config_tenant {
+	char name[33];
+	uid_t *uids;
+	size_t nuids;
+	gid_t *gids;
+	size_t ngids;
+	struct config_limits lim;
+	uint32_t set;		/* bit: offset in lim / 8 of a limit set */
+};
 
 /* The running settings; the config module fills them. */
 struct config {
@@ -16,11 +47,18 @@ struct config {
 	int log_level;
 	int cache;		/* default durability: cache (1) or durable (0) */
 	int verify;		/* check CRC32C on swap-in */
+	const char *admin_group;	/* "": none */
+	struct config_limits tenant_def;	/* tenant-max-* */
+	/* The [tenant NAME] sections, in file order (config-file.c). */
+	struct config_tenant *tenants;
+	size_t ntenants;
 	/*
 	 * Command line only (kvswapd.c), never from a file, and not in
 	 * config.c's table: start on what survived a damaged store.
 	 */
 	bool salvage;
+	/* Likewise (kvswapd --migrate-tenant=NAME): migrate a format 3 store. */
+	const char *migrate_tenant;
 };
 
 /*
@@ -79,5 +117,26 @@ void config_usage(FILE *f);
  * their defaults.
  */
 void config_free(struct config *cfg);
+
+/*
+ * For config-file.c, which reads the files: whether option `key` is a
+ * list that goes on over indented lines; a string option's value; and
+ * where a tenant-max-* option lives in struct config_limits (-ENOENT if
+ * it is no such option).
+ */
+bool config_is_list(const char *key);
+const char *config_string(const struct config *cfg, const char *key);
+int config_limit_field(const char *key, size_t *ret_off, size_t *ret_size);
+
+/* config-file.c: the [tenant] sections, compared, and freed. */
+bool config_tenants_equal(const struct config *a, const struct config *b);
+void config_tenants_free(struct config *cfg);
+
+/*
+ * A limit resolved against the store's capacity: a size as it is, a
+ * share as that percent of capacity (rounded down to 4 KiB, at least 4
+ * KiB).
+ */
+uint64_t config_share(uint64_t v, uint64_t capacity);
 
 #endif

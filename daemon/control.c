@@ -17,6 +17,7 @@
 #include "log.h"
 #include "server.h"
 #include "swap.h"
+#include "tenant.h"
 
 #define EV_INIT(ev, req)						\
 	Kvswap__V1__Event ev = KVSWAP__V1__EVENT__INIT;			\
@@ -65,6 +66,9 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 	h.block_size = srv->store.block;
 	h.capacity = srv->store.capacity;
 	h.store_files = srv->store.nfiles;
+	h.tenant = c->tenant->name;
+	h.has_admin = 1;
+	h.admin = c->admin;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_HELLO;
 	ev.hello = &h;
 	conn_send(c, &ev);
@@ -129,15 +133,20 @@ static void lookup(struct server *srv, struct conn *c, Request *req)
 	const Kvswap__V1__Lookup *m = req->lookup;
 	Kvswap__V1__LookupReply lr = KVSWAP__V1__LOOKUP_REPLY__INIT;
 	protobuf_c_boolean present[KVS_MAX_LOOKUP];
-	uint64_t until = m->lease_ms ? now_ms() + m->lease_ms : 0;
+	/* Clamped, not refused: the tenant's longest lease (TENANTS.md). */
+	uint32_t ms = m->lease_ms < c->tenant->lim.lease_ms ? m->lease_ms :
+		      c->tenant->lim.lease_ms;
+	uint64_t until = ms ? now_ms() + ms : 0;
 	bool prefix = true, release = m->has_release && m->release;
+	char refused[256] = "";
 	EV_INIT(ev, req);
 
 	lr.has_prefix = 1;
-	lr.has_leased = until && !release;
+	lr.has_leased = lr.has_lease_ms = until && !release;
+	lr.lease_ms = ms;
 	for (size_t i = 0; i < m->n_keys; i++) {
-		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
-					      m->keys[i].len);
+		struct entry *e = catalog_get(&srv->cat, c->tenant,
+					      m->keys[i].data, m->keys[i].len);
 
 		present[i] = e != NULL;
 		prefix = prefix && present[i];
@@ -150,10 +159,13 @@ static void lookup(struct server *srv, struct conn *c, Request *req)
 		}
 		if (e && release)
 			catalog_unlease(&srv->cat, e, &c->leases);
-		else if (e && prefix && until &&
-			 catalog_lease(&srv->cat, e, &c->leases, until) == 0)
+		else if (e && prefix && until && !*refused &&
+			 catalog_lease(&srv->cat, e, &c->leases, until, refused,
+				       sizeof(refused)) == 0)
 			lr.leased++;
 	}
+	if (*refused)
+		lr.lease_refused = refused;
 	lr.n_present = m->n_keys;
 	lr.present = present;
 	ev.body_case = KVSWAP__V1__EVENT__BODY_LOOKUP;
@@ -175,7 +187,8 @@ static void entry_info(Kvswap__V1__EntryInfo *info, const struct entry *e,
 		lengths[i] = e->segs[i].len;
 	info->has_key = info->has_size = info->has_segments = 1;
 	info->has_metadata = 1;
-	info->key = (ProtobufCBinaryData){ e->key_len, e->key };
+	info->key = (ProtobufCBinaryData){ entry_ckey_len(e),
+					   (uint8_t *)entry_ckey(e) };
 	info->size = e->size;
 	info->segments = e->nseg;
 	info->n_lengths = e->nseg;
@@ -195,8 +208,8 @@ static void describe_batch(struct server *srv, struct conn *c, Request *req)
 	EV_INIT(ev, req);
 
 	for (size_t i = 0; i < m->n_keys; i++) {
-		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
-					      m->keys[i].len);
+		struct entry *e = catalog_get(&srv->cat, c->tenant,
+					      m->keys[i].data, m->keys[i].len);
 
 		if (e) {
 			nl += e->nseg;
@@ -215,8 +228,8 @@ static void describe_batch(struct server *srv, struct conn *c, Request *req)
 	}
 	nl = 0;
 	for (size_t i = 0; i < m->n_keys; i++) {
-		struct entry *e = catalog_get(&srv->cat, m->keys[i].data,
-					      m->keys[i].len);
+		struct entry *e = catalog_get(&srv->cat, c->tenant,
+					      m->keys[i].data, m->keys[i].len);
 
 		if (!e)
 			continue;
@@ -250,7 +263,7 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 		describe_batch(srv, c, req);
 		return;
 	}
-	e = catalog_get(&srv->cat, m->key.data, m->key.len);
+	e = catalog_get(&srv->cat, c->tenant, m->key.data, m->key.len);
 	if (!e) {
 		not_found(c, req, "describe.key: no such entry");
 		return;
@@ -259,6 +272,32 @@ static void describe(struct server *srv, struct conn *c, Request *req)
 	ev.body_case = KVSWAP__V1__EVENT__BODY_DESCRIBE;
 	ev.describe = &info;
 	conn_send(c, &ev);
+}
+
+/*
+ * The tenant a request's `tenant` field names: the caller's own if unset
+ * or its own name; another only for an admin (EPERM, sent, otherwise).
+ * Returns 0 with *ret set (NULL: no such tenant, so no entries), or -1
+ * once the error is sent.
+ */
+static int target(struct server *srv, struct conn *c, Request *req,
+		  const char *name, const char *what, struct tenant **ret)
+{
+	char err[160];
+
+	if (!name || !strcmp(name, c->tenant->name)) {
+		*ret = c->tenant;
+		return 0;
+	}
+	if (!c->admin) {
+		snprintf(err, sizeof(err), "%s '%s': only an admin may name "
+			 "another tenant (this connection is tenant '%s')",
+			 what, name, c->tenant->name);
+		conn_send_error(c, req->id, EPERM, -1, err);
+		return -1;
+	}
+	*ret = tenants_find(&srv->tenants, name, strlen(name));
+	return 0;
 }
 
 /*
@@ -316,9 +355,12 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 	const ProtobufCBinaryData *keys = m->n_keys ? m->keys : &m->key;
 	size_t n = m->n_keys ? m->n_keys : 1;
 	struct pending_reply *p;
+	struct tenant *tn;
 	ssize_t last = -1;
 	bool wait;
 
+	if (target(srv, c, req, m->tenant, "delete.tenant", &tn) < 0)
+		return;
 	p = calloc(1, sizeof(*p) + n * sizeof(p->deleted[0]));
 	if (!p) {
 		conn_send_error(c, req->id, ENOMEM, -1, "delete: out of memory");
@@ -326,8 +368,8 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 	}
 	*p = (struct pending_reply){ c, req->id, m->n_keys > 0, n };
 	for (size_t i = 0; i < n; i++) {
-		p->deleted[i] = catalog_get(&srv->cat, keys[i].data,
-					    keys[i].len) != NULL;
+		p->deleted[i] = tn && catalog_get(&srv->cat, tn, keys[i].data,
+						  keys[i].len) != NULL;
 		if (p->deleted[i])
 			last = (ssize_t)i;
 	}
@@ -344,7 +386,7 @@ static void delete(struct server *srv, struct conn *c, Request *req)
 
 		if (!p->deleted[i])
 			continue;
-		if (catalog_delete(&srv->cat, keys[i].data, keys[i].len,
+		if (catalog_delete(&srv->cat, tn, keys[i].data, keys[i].len,
 				   mine ? delete_done : NULL, mine ? p : NULL) != 0 &&
 		    mine) {
 			conn_xfer_end(c);
@@ -363,8 +405,14 @@ static void delete(struct server *srv, struct conn *c, Request *req)
  */
 #define LIST_ENTRY_OVERHEAD 32
 #define LIST_BUDGET (KVS_MAX_MESSAGE - 64)
+/*
+ * Buckets one page scans at most: the table is shared by every tenant,
+ * so a page of a small tenant's entries may otherwise read it all.
+ */
+#define LIST_SCAN_BUCKETS 16384
 
 struct list_page {
+	const struct tenant *tn;	/* whose entries */
 	Kvswap__V1__EntryInfo *info;
 	Kvswap__V1__EntryInfo **ptrs;
 	size_t n;
@@ -376,22 +424,33 @@ static void list_add(struct entry *e, void *arg)
 	struct list_page *p = arg;
 	Kvswap__V1__EntryInfo *i = &p->info[p->n];
 
+	if (e->tenant != p->tn)
+		return;
 	kvswap__v1__entry_info__init(i);
 	i->has_key = i->has_size = i->has_segments = 1;
-	i->key = (ProtobufCBinaryData){ e->key_len, e->key };
+	i->key = (ProtobufCBinaryData){ entry_ckey_len(e),
+					(uint8_t *)entry_ckey(e) };
 	i->size = e->size;
 	i->segments = e->nseg;
 	p->ptrs[p->n++] = i;
 	p->bytes += e->key_len + LIST_ENTRY_OVERHEAD;
 }
 
-/* Entries in the bucket at cursor, to know whether a page can take it. */
+/* The tenant's entries in the bucket at cursor: can a page take it? */
+struct bucket_count {
+	const struct tenant *tn;
+	size_t n;
+	size_t bytes;
+};
+
 static void count_bucket(struct entry *e, void *arg)
 {
-	size_t *c = arg;
+	struct bucket_count *b = arg;
 
-	c[0]++;
-	c[1] += e->key_len + LIST_ENTRY_OVERHEAD;
+	if (e->tenant != b->tn)
+		return;
+	b->n++;
+	b->bytes += e->key_len + LIST_ENTRY_OVERHEAD;
 }
 
 static void list(struct server *srv, struct conn *c, Request *req)
@@ -400,7 +459,15 @@ static void list(struct server *srv, struct conn *c, Request *req)
 	uint32_t limit = req->list->has_limit ? req->list->limit : 100;
 	uint64_t cursor = req->list->cursor;
 	struct list_page p = { 0 };
+	uint32_t scanned = 0;
+	struct tenant *tn;
 	EV_INIT(ev, req);
+
+	if (target(srv, c, req, req->list->tenant, "list.tenant", &tn) < 0)
+		return;
+	p.tn = tn;
+	if (!p.tn)
+		cursor = 0;	/* an unknown tenant: nothing to list */
 
 	/* Whole buckets only; a bucket holds a few entries at load <= 1. */
 	p.info = calloc(limit + 64, sizeof(*p.info));
@@ -410,20 +477,22 @@ static void list(struct server *srv, struct conn *c, Request *req)
 				"list: out of memory");
 		goto out_free;
 	}
-	do {
-		size_t need[2] = { 0, 0 };
+	while (p.tn && p.n < limit && scanned++ < LIST_SCAN_BUCKETS) {
+		struct bucket_count need = { p.tn, 0, 0 };
 
-		catalog_scan(&srv->cat, cursor, count_bucket, need);
-		if (p.n && (p.n + need[0] > limit || p.bytes + need[1] > LIST_BUDGET))
+		catalog_scan(&srv->cat, cursor, count_bucket, &need);
+		if (p.n && (p.n + need.n > limit || p.bytes + need.bytes > LIST_BUDGET))
 			break;
-		if (need[0] > 64 || need[1] > LIST_BUDGET) {
+		if (need.n > 64 || need.bytes > LIST_BUDGET) {
 			/* Only a hash attack could fill one bucket so. */
 			conn_send_error(c, req->id, EOVERFLOW, -1,
 					"list: a hash bucket is too full to list");
 			goto out_free;
 		}
 		cursor = catalog_scan(&srv->cat, cursor, list_add, &p);
-	} while (cursor && p.n < limit);
+		if (!cursor)
+			break;
+	}
 	lr.has_cursor = 1;
 	lr.cursor = cursor;
 	lr.n_entries = p.n;
@@ -441,12 +510,80 @@ static uint64_t tv_us(struct timeval tv)
 	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
 }
 
+/* The tenant's usage, counters and limits (StatReply.tenant_*). */
+static void stat_tenant(Kvswap__V1__StatReply *s, const struct tenant *tn)
+{
+	s->tenant = (char *)tn->name;
+	s->has_tenant_entries = s->has_tenant_bytes = s->has_tenant_pinned = 1;
+	s->has_tenant_leased = s->has_tenant_connections = 1;
+	s->has_tenant_regions = s->has_tenant_region_bytes = 1;
+	s->has_tenant_in_flight = s->has_tenant_evictions = 1;
+	s->has_tenant_quota_refusals = 1;
+	s->tenant_entries = tn->use.entries;
+	s->tenant_bytes = tn->use.bytes;
+	s->tenant_pinned = tn->use.pinned_bytes;
+	s->tenant_leased = tn->use.leased_bytes;
+	s->tenant_connections = tn->use.conns;
+	s->tenant_regions = tn->use.regions;
+	s->tenant_region_bytes = tn->use.region_bytes;
+	s->tenant_in_flight = tn->use.inflight;
+	s->tenant_evictions = tn->stat.evictions;
+	s->tenant_quota_refusals = tn->stat.quota_refusals;
+	s->has_tenant_max_bytes = s->has_tenant_max_pinned = 1;
+	s->has_tenant_max_leased = s->has_tenant_max_lease_ms = 1;
+	s->has_tenant_max_connections = s->has_tenant_max_regions = 1;
+	s->has_tenant_max_region_bytes = s->has_tenant_max_in_flight = 1;
+	s->tenant_max_bytes = tn->lim.bytes;
+	s->tenant_max_pinned = tn->lim.pinned_bytes;
+	s->tenant_max_leased = tn->lim.leased_bytes;
+	s->tenant_max_lease_ms = tn->lim.lease_ms;
+	s->tenant_max_connections = tn->lim.conns;
+	s->tenant_max_regions = tn->lim.regions;
+	s->tenant_max_region_bytes = tn->lim.region_bytes;
+	s->tenant_max_in_flight = tn->lim.inflight;
+}
+
+/*
+ * What a tenant that is not an admin sees: the store's shape and its own
+ * tenant; the daemon-wide counters would tell it of other tenants'
+ * entries and activity, so they are left out, and entries, used and
+ * pinned are its own.
+ */
+static void stat_confine(Kvswap__V1__StatReply *s, const struct tenant *tn)
+{
+	s->entries = tn->use.entries;
+	s->used = tn->use.bytes;
+	s->pinned = tn->use.pinned_bytes;
+	s->has_bytes_in = s->has_bytes_out = s->has_requests = 0;
+	s->has_errors = s->has_in_flight = s->has_clients = 0;
+	s->has_regions = s->has_cpu_user_us = s->has_cpu_system_us = 0;
+	s->has_evictions = s->has_journal_commits = s->has_checkpoints = 0;
+	s->has_checksum_errors = s->has_io_errors = 0;
+	s->has_log_bytes_used = s->has_checkpoint_bytes = 0;
+	s->has_metadata_refusals = s->has_lookup_hits = 0;
+	s->has_lookup_misses = s->has_lookup_hit_bytes = s->has_batches = 0;
+	s->has_batch_entries = s->has_batch_segments = s->has_group_events = 0;
+	s->has_leases_granted = s->has_leases_consumed = 0;
+	s->has_leases_released = s->has_leases_expired = 0;
+	s->has_leases_dropped = s->has_evicting = 0;
+}
+
 static void stat_(struct server *srv, struct conn *c, Request *req)
 {
 	Kvswap__V1__StatReply s = KVSWAP__V1__STAT_REPLY__INIT;
 	struct rusage ru = { 0 };
+	struct tenant *tn;
+	char err[96];
 	EV_INIT(ev, req);
 
+	if (target(srv, c, req, req->stat->tenant, "stat.tenant", &tn) < 0)
+		return;
+	if (!tn) {
+		snprintf(err, sizeof(err), "stat.tenant '%s': no such tenant",
+			 req->stat->tenant);
+		conn_send_error(c, req->id, ENOENT, -1, err);
+		return;
+	}
 	getrusage(RUSAGE_SELF, &ru);
 	s.has_capacity = s.has_used = s.has_entries = s.has_bytes_in = 1;
 	s.has_bytes_out = s.has_requests = s.has_errors = s.has_in_flight = 1;
@@ -505,6 +642,15 @@ static void stat_(struct server *srv, struct conn *c, Request *req)
 	s.leases_expired = srv->st.leases_expired;
 	s.leases_dropped = srv->st.leases_dropped;
 	s.evicting = srv->cat.evicting;
+	stat_tenant(&s, tn);
+	s.has_admin = 1;
+	s.admin = c->admin;
+	if (c->admin) {
+		s.has_tenants = 1;
+		s.tenants = srv->tenants.count;
+	} else {
+		stat_confine(&s, c->tenant);
+	}
 	ev.body_case = KVSWAP__V1__EVENT__BODY_STAT;
 	ev.stat = &s;
 	conn_send(c, &ev);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct tenant;
+
 /* A run of blocks in one store file. */
 struct sext {
 	uint64_t block;
@@ -46,13 +48,33 @@ struct entry {
 	bool evicted;		/* its blocks count in catalog's `evicting` */
 	uint32_t nseg;
 	uint32_t next;
-	uint32_t key_len;
+	uint32_t key_len;	/* of the composite key: tenant, NUL, key */
 	uint32_t meta_len;
+	/*
+	 * The tenant it belongs to (catalog.c sets it: at reserve, or after
+	 * recovery from the composite key) and the length of its name: the
+	 * client's key is key + tenant_len + 1 (entry_ckey()).
+	 */
+	struct tenant *tenant;
+	uint8_t tenant_len;
+	bool counted;		/* in its tenant's usage (quota.c) */
+	bool lease_counted;	/* its bytes in its tenant's leased bytes */
 	struct sseg *segs;
 	struct sext *ext;
 	uint8_t *key;
 	uint8_t *meta;
 };
+
+/* The client's key of e: its composite key less "tenant\0". */
+static inline const uint8_t *entry_ckey(const struct entry *e)
+{
+	return e->key + e->tenant_len + 1;
+}
+
+static inline uint32_t entry_ckey_len(const struct entry *e)
+{
+	return e->key_len - e->tenant_len - 1u;
+}
 
 struct index {
 	struct entry **buckets;

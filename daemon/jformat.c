@@ -215,7 +215,8 @@ enum jf_rec_state jf_rec_frame(const void *p, size_t len, struct jf_rec *ret,
 	if (len < sizeof(h))
 		return JF_REC_CUT;
 	memcpy(&h, b, sizeof(h));
-	if (!h.key_len || h.key_len > KVS_MAX_KEY)
+	/* Format 4 keys are composite: tenant, NUL, key (catalog.c checks). */
+	if (!h.key_len || h.key_len > ENTRY_MAX_KEY)
 		return JF_REC_BAD;
 	if (h.type == JF_DEL) {
 		need = sizeof(h) + h.key_len;

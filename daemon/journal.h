@@ -57,6 +57,14 @@ struct journal {
 	struct loop *loop;
 	journal_progress_fn *progress;
 	void *progress_arg;
+	/*
+	 * Recovery: after the log is replayed, before the startup checkpoint
+	 * writes the index (the catalog assigns tenants, store format 4, or
+	 * migrates a format 3 index). Returns 0 or a negative errno with a
+	 * line in err; the store is then left unchanged.
+	 */
+	int (*replayed)(void *arg, char *err, size_t len);
+	void *replayed_arg;
 
 	struct jitem *head;	/* queued records */
 	struct jitem *tail;

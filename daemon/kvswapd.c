@@ -31,6 +31,7 @@ static struct {
 	bool check;			/* --check: check the store and exit */
 	bool salvage;			/* --salvage */
 	char *check_paths;		/* --check FILE...: joined by commas */
+	const char *migrate_tenant;	/* --migrate-tenant NAME */
 } cmdline;
 
 static void usage(FILE *f)
@@ -47,6 +48,9 @@ static void usage(FILE *f)
 		"                           2 cannot open it; changes nothing\n"
 		"  --salvage                start on a damaged store: replay what\n"
 		"                           survived and log what was lost\n"
+		"  --migrate-tenant NAME    give every entry of a store of format\n"
+		"                           3 or 2 to tenant NAME, write it as\n"
+		"                           format 4, and exit\n"
 		"  -h, --help               this text\n"
 		"  --version                print the version\n\n"
 		"Command-line options override the files; see kvswapd(8).\n");
@@ -111,6 +115,10 @@ static int parse_args(int argc, char **argv)
 		}
 		if (!strcmp(name, "config")) {
 			cmdline.config_path = eq ? eq + 1 : argv[++i];
+			continue;
+		}
+		if (!strcmp(name, "migrate-tenant")) {
+			cmdline.migrate_tenant = eq ? eq + 1 : argv[++i];
 			continue;
 		}
 		cmdline.args[cmdline.nargs].key = strndup(key, strlen(name));
@@ -203,10 +211,19 @@ int main(int argc, char **argv)
 		return ret;
 	}
 	cfg.salvage = cmdline.salvage;
+	cfg.migrate_tenant = cmdline.migrate_tenant;
 	ret = server_init(&srv, &cfg, err, sizeof(err));
 	srv.reload = reload;
 	if (ret < 0) {
 		log_err("%s", *err ? err : strerror(-ret));
+		goto out_fini;
+	}
+	if (cfg.migrate_tenant) {
+		/* Recovery migrated and wrote the format 4 checkpoint. */
+		log_notice("migrated %s to store format 4: %llu entries of tenant "
+			   "'%s'; start kvswapd as usual", srv.store.files[0].path,
+			   (unsigned long long)srv.cat.index.count,
+			   cfg.migrate_tenant);
 		goto out_fini;
 	}
 	listen_fd = conn_listen(cfg.socket_path, &created, err, sizeof(err));

@@ -16,6 +16,8 @@ struct lease;
 struct lease_owner {
 	struct lease *head;
 	uint32_t count;
+	/* Quota refusals of this connection already logged (quota.h kinds). */
+	uint8_t quota_logged;
 };
 
 #endif

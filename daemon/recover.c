@@ -681,6 +681,11 @@ int journal_recover(struct journal *j, char *err, size_t len)
 		if (r < 0)
 			return r;
 	}
+	if (j->replayed) {
+		r = j->replayed(j->replayed_arg, err, len);
+		if (r < 0)
+			return r;
+	}
 	/* A fresh epoch: stale blocks past the old tail can never replay. */
 	r = journal_checkpoint_sync(j, err, len);
 	for (uint32_t i = 1; !r && i < st->nfiles; i++) {

@@ -304,7 +304,7 @@ size_t replay_hole_records(const struct rlog *lg, const struct rhole *h,
 
 		memcpy(&r, p + pos, sizeof(r));
 		if ((r.type != JF_PUT && r.type != JF_DEL) || !r.key_len ||
-		    r.key_len > KVS_MAX_KEY || pos + sizeof(r) + r.key_len > len)
+		    r.key_len > ENTRY_MAX_KEY || pos + sizeof(r) + r.key_len > len)
 			break;
 		if (r.type == JF_PUT && (r.nseg > KVS_MAX_SEGMENTS ||
 					 r.meta_len > KVS_MAX_METADATA ||

@@ -6,6 +6,7 @@
  * and xfer.c; entries are catalog.c.
  */
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,29 +217,122 @@ static int register_files(struct server *srv, char *err, size_t len)
 	return ret;
 }
 
-/*
- * A tenant's limits unless the configuration says otherwise: no tenant may
- * pin or lease more than half the store, so that another always has room
- * (eviction takes from the largest tenant first).
- */
-static void tenant_defaults(const struct store *s, struct tenant_limits *ret)
+/* Configured limits resolved: shares of the store become bytes. */
+static void limits_resolve(const struct config_limits *c, uint64_t capacity,
+			   struct tenant_limits *ret)
 {
 	*ret = (struct tenant_limits){
-		.bytes = s->capacity,
-		.pinned_bytes = s->capacity / 2,
-		.leased_bytes = s->capacity / 2,
-		.lease_ms = KVS_MAX_LEASE_MS,
-		.conns = 256,
-		.regions = 1024,
-		.region_bytes = 64ull << 30,
-		.inflight = 4096,
+		.bytes = config_share(c->bytes, capacity),
+		.pinned_bytes = config_share(c->pinned, capacity),
+		.leased_bytes = config_share(c->leased, capacity),
+		.lease_ms = c->lease_ms,
+		.conns = c->conns,
+		.regions = c->regions,
+		.region_bytes = c->region_bytes,
+		.inflight = c->inflight,
 	};
+}
+
+/*
+ * The tenant table from the configuration: default limits (by default no
+ * tenant may pin or lease more than half the store, so that another always
+ * has room), the admin group, and one rule per [tenant] section whose
+ * limits are its own where it sets them, else the defaults.
+ */
+static int tenants_setup(struct server *srv, const struct config *cfg,
+			 char *err, size_t len)
+{
+	struct config_limits lim;
+	struct tenant_limits def;
+	gid_t admin = (gid_t)-1;
+	int ret;
+
+	limits_resolve(&cfg->tenant_def, srv->store.capacity, &def);
+	if (cfg->admin_group && *cfg->admin_group) {
+		struct group *gr = getgrnam(cfg->admin_group);
+
+		if (!gr) {
+			snprintf(err, len, "admin-group: no group '%s' on this "
+				 "host", cfg->admin_group);
+			return -ENOENT;
+		}
+		admin = gr->gr_gid;
+	}
+	srv->rules = calloc(cfg->ntenants ? cfg->ntenants : 1,
+			    sizeof(*srv->rules));
+	if (!srv->rules) {
+		snprintf(err, len, "tenants: out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		const struct config_tenant *t = &cfg->tenants[i];
+		struct tenant_rule *r = &srv->rules[i];
+
+		lim = cfg->tenant_def;
+		for (size_t off = 0; off < sizeof(lim); off += 4)
+			if (t->set & (1u << (off / 4)))
+				memcpy((char *)&lim + off, (const char *)&t->lim + off,
+				       4);
+		snprintf(r->name, sizeof(r->name), "%s", t->name);
+		r->uids = t->uids;
+		r->nuids = t->nuids;
+		r->gids = t->gids;
+		r->ngids = t->ngids;
+		limits_resolve(&lim, srv->store.capacity, &r->lim);
+	}
+	ret = tenants_init(&srv->tenants, &def, admin, srv->rules,
+			   cfg->ntenants);
+	if (ret < 0)
+		snprintf(err, len, "tenants: %s", strerror(-ret));
+	return ret;
+}
+
+/* The journal's replayed hook: tenants of the replayed entries. */
+static int adopt(void *arg, char *err, size_t len)
+{
+	struct server *srv = arg;
+
+	return catalog_adopt(&srv->cat, srv->cfg.migrate_tenant, err, len);
+}
+
+/*
+ * Store format 4 keeps each entry's tenant; a format 3 or 2 store does
+ * not, and starts only through kvswapd --migrate-tenant=NAME, which
+ * gives all its entries to NAME.
+ */
+static int check_format(const struct server *srv, const char *migrate,
+			char *err, size_t len)
+{
+	const struct store *s = &srv->store;
+	bool old = !s->created && !s->sb_lost && s->sb_version < STORE_VERSION;
+
+	if (migrate && !tenant_name_valid(migrate, strlen(migrate))) {
+		snprintf(err, len, "--migrate-tenant '%s': not a tenant name (1 "
+			 "to %d of A-Z a-z 0-9 . _ -)", migrate, TENANT_NAME_MAX);
+		return -EINVAL;
+	}
+	if (old && !migrate) {
+		snprintf(err, len, "%s: store format version %u keeps no tenants; "
+			 "this kvswapd needs version %u: run kvswapd "
+			 "--migrate-tenant=NAME once (same --store and "
+			 "--store-size) to give every entry to tenant NAME (e.g. "
+			 "uid-%u, the tenant of the service's uid)",
+			 s->files[0].path, s->sb_version, STORE_VERSION,
+			 (unsigned)getuid());
+		return -EPROTONOSUPPORT;
+	}
+	if (!old && migrate) {
+		snprintf(err, len, "--migrate-tenant: %s is %s; nothing to "
+			 "migrate", s->files[0].path, s->created ? "a new store" :
+			 "already store format version 4");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int server_init(struct server *srv, const struct config *cfg, char *err,
 		size_t len)
 {
-	struct tenant_limits def;
 	sigset_t mask;
 	int ret;
 
@@ -250,18 +344,21 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 			 cfg->salvage ? STORE_SALVAGE : STORE_SERVE, err, len);
 	if (ret < 0)
 		return ret;
-	/* Before recovery: replayed entries name their tenants. */
-	tenant_defaults(&srv->store, &def);
-	ret = tenants_init(&srv->tenants, &def, (gid_t)-1, NULL, 0);
-	if (ret < 0) {
-		snprintf(err, len, "tenants: %s", strerror(-ret));
+	ret = check_format(srv, cfg->migrate_tenant, err, len);
+	if (ret < 0)
 		return ret;
-	}
+	/* Before recovery: replayed entries name their tenants. */
+	ret = tenants_setup(srv, cfg, err, len);
+	if (ret < 0)
+		return ret;
 	ret = loop_init(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
 	journal_init(&srv->jr, &srv->store, &srv->cat.index, &srv->loop);
-	ret = catalog_init(&srv->cat, &srv->store, &srv->jr, &srv->st);
+	srv->jr.replayed = adopt;
+	srv->jr.replayed_arg = srv;
+	ret = catalog_init(&srv->cat, &srv->store, &srv->jr, &srv->st,
+			   &srv->tenants);
 	if (ret < 0) {
 		snprintf(err, len, "index: %s", strerror(-ret));
 		return ret;
@@ -323,6 +420,8 @@ void server_fini(struct server *srv)
 	journal_fini(&srv->jr);
 	catalog_fini(&srv->cat);
 	tenants_fini(&srv->tenants);
+	free(srv->rules);
+	srv->rules = NULL;
 	store_close(&srv->store);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);

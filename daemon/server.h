@@ -31,6 +31,7 @@ struct server {
 	struct loop loop;
 	struct store store;
 	struct tenants tenants;
+	struct tenant_rule *rules;	/* from cfg's [tenant] sections */
 	struct journal jr;
 	struct catalog cat;
 	struct regions regions;

@@ -18,8 +18,8 @@
 
 /*
  * On-disk superblock, little-endian, at block 0 and block 1 of a file
- * (docs/STORE_FORMAT.md). Version 3 writes the same superblock to both
- * slots; version 2 wrote file 0's generation g to slot g % 2 and only
+ * (docs/STORE_FORMAT.md). Versions 3 and 4 write the same superblock to
+ * both slots; version 2 wrote file 0's generation g to slot g % 2 and only
  * slot 0 of the other files.
  */
 struct superblock {
@@ -312,7 +312,8 @@ static int create_path(struct store *s, uint32_t index, char *err, size_t len)
 
 static bool version_known(uint32_t v)
 {
-	return v == STORE_VERSION || v == STORE_VERSION_OLD;
+	return v == STORE_VERSION || v == STORE_VERSION_V3 ||
+	       v == STORE_VERSION_OLD;
 }
 
 /* What one slot block holds; *sb is its superblock (valid or not). */
@@ -344,12 +345,12 @@ static int foreign_version(const struct store_file *f,
 		if (sb[i].version < STORE_VERSION_OLD)
 			return fail(err, len, -EPROTONOSUPPORT,
 				    "%s: store format version %u, this kvswapd "
-				    "reads versions %u and %u; remove the store "
+				    "reads versions %u to %u; remove the store "
 				    "files to start a new store", f->path,
 				    sb[i].version, STORE_VERSION_OLD, STORE_VERSION);
 		return fail(err, len, -EPROTONOSUPPORT,
 			    "%s: store format version %u, this kvswapd reads "
-			    "versions %u and %u; use the kvswapd that wrote it",
+			    "versions %u to %u; use the kvswapd that wrote it",
 			    f->path, sb[i].version, STORE_VERSION_OLD,
 			    STORE_VERSION);
 	}
@@ -385,8 +386,8 @@ static int check_live(struct store *s, uint32_t index,
 		s->sb_nonce = live->nonce;
 		s->sb_active = live->active;
 		s->sb_version = live->version;
-		s->sb_ck_blocks = live->version == STORE_VERSION ? live->ck_blocks
-								 : 0;
+		s->sb_ck_blocks = live->version >= STORE_VERSION_V3 ?
+				  live->ck_blocks : 0;
 		if (live->active > 1 || s->meta_start < STORE_HEADER_BYTES ||
 		    s->meta_half < STORE_BLOCK || s->meta_half % STORE_BLOCK ||
 		    data_start(s, 0) >= f->size ||

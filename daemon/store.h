@@ -17,8 +17,13 @@
  */
 #define STORE_HEADER_BYTES	(1u << 20)
 #define STORE_MAGIC		"KVSWAPST"
-#define STORE_VERSION		3u
-/* Read and upgraded at the first start (docs/STORE_FORMAT.md). */
+/* Format 4: keys are composite, "tenant\0key" (docs/STORE_FORMAT.md). */
+#define STORE_VERSION		4u
+/*
+ * Formats 3 and 2 keep no tenants: read only by kvswapd --migrate-tenant
+ * (and --check). Format 2 is also read with its own log rules.
+ */
+#define STORE_VERSION_V3	3u
 #define STORE_VERSION_OLD	2u
 #define STORE_MAX_FILES		64
 #define STORE_SB_BYTES		128
@@ -32,7 +37,7 @@ enum store_slot_state {
 
 struct store_slot {
 	enum store_slot_state state;
-	uint32_t version;	/* SLOT_VALID: 2 or 3 */
+	uint32_t version;	/* SLOT_VALID: 2, 3 or 4 */
 	uint64_t gen;
 };
 

@@ -149,8 +149,8 @@ static void make_room(struct xfer *x)
 		const struct xent *xe = &x->ent[i];
 
 		if ((x->flags & KVS_FLAG_IF_ABSENT) &&
-		    (catalog_get(cat, xe->key, xe->key_len) ||
-		     catalog_writing(cat, xe->key, xe->key_len)))
+		    (catalog_get(cat, x->c->tenant, xe->key, xe->key_len) ||
+		     catalog_writing(cat, x->c->tenant, xe->key, xe->key_len)))
 			continue;
 		for (uint32_t k = 0; k < xe->nseg; k++)
 			bytes += (x->seg[xe->seg0 + k].len + B - 1) / B * B;
@@ -172,16 +172,17 @@ static bool place(struct xfer *x)
 
 		assert(xe->state == XENT_WAITING);
 		if ((x->flags & KVS_FLAG_IF_ABSENT) &&
-		    (catalog_get(cat, xe->key, xe->key_len) ||
-		     catalog_writing(cat, xe->key, xe->key_len))) {
+		    (catalog_get(cat, x->c->tenant, xe->key, xe->key_len) ||
+		     catalog_writing(cat, x->c->tenant, xe->key, xe->key_len))) {
 			xe->state = XENT_SKIPPED;
 			swap_entry_settle(x, xe, false);
 			continue;
 		}
 		for (uint32_t k = 0; k < xe->nseg; k++)
 			lens[k] = x->seg[xe->seg0 + k].len;
-		r = catalog_reserve(cat, xe->key, xe->key_len, xe->meta,
-				    xe->meta_len, xe->nseg, lens,
+		r = catalog_reserve(cat, x->c->tenant, &x->c->leases, xe->key,
+				    xe->key_len, xe->meta, xe->meta_len,
+				    xe->nseg, lens,
 				    x->flags & KVS_FLAG_PINNED,
 				    x->flags & KVS_FLAG_WAIT_LEASES, &xe->e, err,
 				    sizeof(err));
@@ -337,7 +338,7 @@ void swap_in(struct xfers *xf, struct conn *c, const Request *req)
 
 	ret = find_region(c, "swap_in", m->region, &r, err, sizeof(err));
 	if (!ret) {
-		e = catalog_get(xf->cat, m->key.data, m->key.len);
+		e = catalog_get(xf->cat, c->tenant, m->key.data, m->key.len);
 		if (!e)
 			ret = fail(err, sizeof(err), ENOENT,
 				   "swap_in.key: no such entry");
@@ -541,7 +542,8 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 	}
 	/* The reply carries every entry's metadata and every segment's CRC. */
 	for (size_t i = 0; i < m->n_entries; i++) {
-		const struct entry *e = catalog_get(xf->cat, m->entries[i]->key.data,
+		const struct entry *e = catalog_get(xf->cat, c->tenant,
+						    m->entries[i]->key.data,
 						    m->entries[i]->key.len);
 
 		meta += (e ? e->meta_len : 0) + 4 + m->entries[i]->n_offsets * 4;
@@ -569,7 +571,8 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 	for (uint32_t i = 0; i < x->nent; i++) {
 		const Kvswap__V1__BatchEntry *be = m->entries[i];
 		struct xent *xe = &x->ent[i];
-		struct entry *e = catalog_get(xf->cat, be->key.data, be->key.len);
+		struct entry *e = catalog_get(xf->cat, c->tenant, be->key.data,
+					      be->key.len);
 		int bad = 0;
 
 		xe->seg0 = s;

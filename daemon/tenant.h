@@ -59,6 +59,12 @@ struct tenant_usage {
 	uint32_t inflight;
 };
 
+/* What happened to a tenant, for Stat. */
+struct tenant_stats {
+	uint64_t evictions;	/* its entries evicted (for space) */
+	uint64_t quota_refusals;	/* requests refused over a quota */
+};
+
 struct tenant {
 	struct tenant *next;	/* in the table */
 	uint32_t id;		/* 0, 1, ... in order of creation; never reused */
@@ -67,6 +73,9 @@ struct tenant {
 	bool configured;	/* named by the configuration */
 	struct tenant_limits lim;
 	struct tenant_usage use;
+	struct tenant_stats stat;
+	/* Scratch of one eviction (quota.c): bytes still to take from it. */
+	uint64_t evict_allot;
 };
 
 /* The table of tenants, and the rules that map peers to them. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "defs.h"
+#include "tenant.h"
 #include "wire.h"
 
 /* Reads a varint at *p; returns false past the end or over 10 bytes. */
@@ -104,6 +105,17 @@ static int check_key(const char *what, const ProtobufCBinaryData *key,
 	if (key->len > KVS_MAX_KEY)
 		return bad(err, len, -EINVAL, "%s: %zu bytes, the maximum is %d",
 			   what, key->len, KVS_MAX_KEY);
+	return 0;
+}
+
+/* A tenant filter, if given, must be a tenant's name (tenant.h). */
+static int check_tenant(const char *what, const char *name, char *err,
+			size_t len)
+{
+	if (name && !tenant_name_valid(name, strlen(name)))
+		return bad(err, len, -EINVAL, "%s '%.40s': not a tenant name "
+			   "(1 to %d of A-Z a-z 0-9 . _ -)", what, name,
+			   TENANT_NAME_MAX);
 	return 0;
 }
 
@@ -427,6 +439,8 @@ int wire_check(const Request *req, char *err, size_t len)
 				  req->describe->has_key, req->describe->keys,
 				  req->describe->n_keys, err, len);
 	case KVSWAP__V1__REQUEST__BODY_DELETE:
+		if (check_tenant("delete.tenant", req->delete_->tenant, err, len))
+			return -EINVAL;
 		return check_keys("delete", &req->delete_->key,
 				  req->delete_->has_key, req->delete_->keys,
 				  req->delete_->n_keys, err, len);
@@ -444,9 +458,9 @@ int wire_check(const Request *req, char *err, size_t len)
 			return bad(err, len, -EINVAL,
 				   "list.limit %u: must be 1..%d", req->list->limit,
 				   KVS_MAX_LIST);
-		return 0;
+		return check_tenant("list.tenant", req->list->tenant, err, len);
 	case KVSWAP__V1__REQUEST__BODY_STAT:
-		return 0;
+		return check_tenant("stat.tenant", req->stat->tenant, err, len);
 	default:
 		return bad(err, len, -EOPNOTSUPP,
 			   "request %llu has no body this daemon knows",

@@ -402,23 +402,23 @@ static void test_files(void)
 		 "(did you mean store-size?)");
 	p = put("bad6.conf", "[kvswapd]\nqueue-depth = 4\n\n[storage]\n"
 		"path = /x\n");
-	bad_file("unknown section", p, "4: [storage]: unknown section (the only "
-		 "one is [kvswapd])");
+	bad_file("unknown section", p, "4: [storage]: unknown section (the "
+		 "sections are [kvswapd] and [tenant NAME])");
 	p = put("bad7.conf", "[kvswapd]\n[empty]\n");
 	bad_file("unknown section without options", p, "2: [empty]: unknown "
-		 "section (the only one is [kvswapd])");
+		 "section (the sections are [kvswapd] and [tenant NAME])");
 	p = put("bad8.conf", "queue-depth = 4\n[kvswapd]\n");
 	bad_file("option before the section", p, "1: queue-depth: option before "
 		 "the [kvswapd] section");
 	p = put("bad9.conf", "[kvswapd]\nqueue-depth\n");
 	bad_file("line without =", p, "2: syntax error: expected 'option = "
-		 "value', [kvswapd] or a comment");
+		 "value', [kvswapd], [tenant NAME] or a comment");
 	p = put("bad10.conf", "[kvswapd\nqueue-depth = 4\n");
 	bad_file("unterminated section header", p, "1: syntax error: expected "
-		 "'option = value', [kvswapd] or a comment");
+		 "'option = value', [kvswapd], [tenant NAME] or a comment");
 	p = put("bad11.conf", "[kvswapd]\nnot an option line\nqueue-depth = x\n");
 	bad_file("first of two errors is reported", p, "2: syntax error: "
-		 "expected 'option = value', [kvswapd] or a comment");
+		 "expected 'option = value', [kvswapd], [tenant NAME] or a comment");
 	p = put("bad12.conf", "[kvswapd]\nqueue-depth = x\nnot an option line\n");
 	bad_file("first of two errors is reported (value first)", p,
 		 "2: queue-depth: 'x' is not a number in 1..4096");
@@ -527,6 +527,95 @@ static void test_docs(void)
 	free(usage);
 }
 
+/* Tenants: the tenant-max-* options, admin-group, [tenant NAME] sections. */
+static void test_tenants(void)
+{
+	struct config cfg, ref;
+	const char *p;
+	const char *keys[4];
+
+	config_defaults(&cfg);
+	is_str(cfg.admin_group, "", "default admin-group: none");
+	is_uint(cfg.tenant_def.bytes, CONFIG_SHARE_PCT | 100,
+		"default tenant-max-bytes: 100%% of the store");
+	is_uint(cfg.tenant_def.pinned, CONFIG_SHARE_PCT | 50,
+		"default tenant-max-pinned: 50%%");
+	is_uint(cfg.tenant_def.leased, CONFIG_SHARE_PCT | 50,
+		"default tenant-max-leased: 50%%");
+	is_uint(cfg.tenant_def.lease_ms, 60000, "default tenant-max-lease-ms");
+	is_uint(cfg.tenant_def.conns, 256, "default tenant-max-connections");
+	is_uint(cfg.tenant_def.region_bytes, 64ull << 30,
+		"default tenant-max-region-bytes");
+	is_int(set1(&cfg, "tenant-max-pinned", "25%"), 0, "tenant-max-pinned = 25%%");
+	is_uint(cfg.tenant_def.pinned, CONFIG_SHARE_PCT | 25, "... is a share");
+	is_int(set1(&cfg, "tenant-max-pinned", "1G"), 0, "tenant-max-pinned = 1G");
+	is_uint(cfg.tenant_def.pinned, 1ull << 30, "... is a size");
+	is_uint(config_share(CONFIG_SHARE_PCT | 50, 1ull << 30), 1ull << 29,
+		"50%% of 1 GiB is 512 MiB");
+	is_uint(config_share(CONFIG_SHARE_PCT | 100, 123 * 4096), 123 * 4096,
+		"100%% of the store is all of it");
+	is_uint(config_share(4096, 1ull << 30), 4096, "a size stays a size");
+	config_free(&cfg);
+	bad("tenant-max-bytes", "0%", "tenant-max-bytes: '0%' is not a share of "
+	    "the store in 1%..100%");
+	bad("tenant-max-bytes", "101%", "tenant-max-bytes: '101%' is not a share "
+	    "of the store in 1%..100%");
+	bad("tenant-max-leased", "lots", "tenant-max-leased: 'lots' is not a size "
+	    "(bytes, or a number with a K, M, G or T suffix)");
+	bad("tenant-max-lease-ms", "60001", "tenant-max-lease-ms: '60001' is not "
+	    "a number in 1..60000");
+
+	p = put("tenants/kvswapd.conf", "[kvswapd]\nadmin-group = root\n"
+		"tenant-max-leased = 10%%\n\n[tenant web]\nuids = 1001, 1002\n"
+		"users = root\ngroups = root\ntenant-max-bytes = 2G\n\n"
+		"[tenant batch.jobs_2]\nuids = 2001\n");
+	if (is_int(load(&cfg, p, true), 0, "a file with two [tenant] sections "
+		   "loads") && is_uint(cfg.ntenants, 2, "... two tenants")) {
+		const struct config_tenant *w = &cfg.tenants[0];
+		const struct config_tenant *b = &cfg.tenants[1];
+
+		is_str(cfg.admin_group, "root", "admin-group = root");
+		is_uint(cfg.tenant_def.leased, CONFIG_SHARE_PCT | 10,
+			"tenant-max-leased = 10%% for every tenant");
+		is_str(w->name, "web", "[tenant web]");
+		ok(w->nuids == 3 && w->uids[0] == 1001 && w->uids[1] == 1002 &&
+		   w->uids[2] == 0, "uids = 1001, 1002 and users = root (uid 0)");
+		ok(w->ngids == 1 && w->gids[0] == 0, "groups = root (gid 0)");
+		is_uint(w->lim.bytes, 2ull << 30, "its tenant-max-bytes = 2G");
+		ok(w->set != 0, "... marked as its own");
+		is_str(b->name, "batch.jobs_2", "[tenant batch.jobs_2]");
+		ok(b->nuids == 1 && b->uids[0] == 2001 && !b->set,
+		   "uids = 2001, no limits of its own");
+		config_defaults(&ref);
+		is_uint(config_diff(&ref, &cfg, keys, 4), 3, "three differences "
+			"from the defaults");
+		is_str(keys[0], "[tenant] sections", "... the [tenant] sections first");
+		config_free(&ref);
+	}
+	config_free(&cfg);
+	p = put("tenants/bad1.conf", "[tenant no way]\nuids = 1\n");
+	bad_file("a tenant name with a blank", p, "1: [tenant no way]: 'no way' is "
+		 "not a tenant name (1 to 32 of A-Z a-z 0-9 . _ -)");
+	p = put("tenants/bad2.conf", "[tenant t]\nusers = kvt-no-such-user\n");
+	bad_file("an unknown user", p, "2: users: no user 'kvt-no-such-user' on "
+		 "this host");
+	p = put("tenants/bad3.conf", "[tenant t]\ngroups = kvt-no-such-group\n");
+	bad_file("an unknown group", p, "2: groups: no group 'kvt-no-such-group' "
+		 "on this host");
+	p = put("tenants/bad4.conf", "[tenant a]\nuids = 5\n[tenant b]\n"
+		"uids = 6 5\n");
+	bad_file("a uid in two sections", p, "4: uids: uid 5 (5) is already in "
+		 "[tenant a]");
+	p = put("tenants/bad5.conf", "[tenant t]\ncolor = red\n");
+	bad_file("an unknown [tenant] key", p, "2: color: not a [tenant] setting "
+		 "(uids, users, groups, tenant-max-*)");
+	p = put("tenants/bad6.conf", "[tenant t]\ntenant-max-pinned = 200%%\n");
+	bad_file("a bad limit in a [tenant] section", p, "2: tenant-max-pinned: "
+		 "'200%' is not a share of the store in 1%..100%");
+	p = put("tenants/bad7.conf", "[tenant t]\nuids = -1\n");
+	bad_file("a uid that is no number", p, "2: uids: '-1' is not a uid");
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -540,6 +629,7 @@ int main(void)
 	test_bad_values();
 	test_files();
 	test_reload_and_diff();
+	test_tenants();
 	test_docs();
 	if (!tap_failures())
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);

@@ -47,10 +47,18 @@ static void key_of(unsigned i, char *buf, size_t size)
 
 static void ctx_open(struct ctx *c)
 {
+	/*
+	 * One tenant's eviction, pins and leases included: the per-tenant
+	 * pinned and leased quotas (half the store each by default) are
+	 * test-tenant's.
+	 */
+	static const char *const pin_all[] = { "--tenant-max-pinned=100%",
+					       "--tenant-max-leased=100%", NULL };
 	int r;
 
 	memset(c, 0, sizeof(*c));
-	if (harness_start(&(struct harness_opts){ .store_size = 32 * MiB },
+	if (harness_start(&(struct harness_opts){ .store_size = 32 * MiB,
+						  .extra_args = pin_all },
 			  &c->d) < 0 ||
 	    harness_connect(c->d, &c->k) < 0)
 		bail_out("cannot start kvswapd");

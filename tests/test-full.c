@@ -37,10 +37,20 @@ struct store {
 static void store_open(struct store *st, const struct harness_opts *o,
 		       size_t region)
 {
+	/*
+	 * These checks fill the whole store, pinned: one tenant, with no
+	 * quota short of the store (the quotas are test-tenant's).
+	 */
+	static const char *const whole_store[] = { "--tenant-max-pinned=100%",
+						   "--tenant-max-leased=100%",
+						   NULL };
+	struct harness_opts opts = *o;
 	int r;
 
 	memset(st, 0, sizeof(*st));
-	if (harness_start(o, &st->d) < 0 || harness_connect(st->d, &st->k) < 0)
+	if (!opts.extra_args)
+		opts.extra_args = whole_store;
+	if (harness_start(&opts, &st->d) < 0 || harness_connect(st->d, &st->k) < 0)
 		bail_out("cannot start kvswapd");
 	st->cap = kvswap_limits(st->k)->capacity;
 	st->size = region;

@@ -404,6 +404,38 @@ static void set_hdr(uint8_t *p, size_t off, const void *v, size_t n)
 	memcpy(p + off, v, n);
 }
 
+/*
+ * Format 4: a record's key is the composite "tenant\0key", up to
+ * ENTRY_MAX_KEY bytes, and round-trips whole (the catalog splits it).
+ */
+static void test_v4_keys(void)
+{
+	uint8_t key[ENTRY_MAX_KEY], p[JF_PAYLOAD];
+	struct jf_rec rec;
+	struct entry *e;
+	size_t n;
+
+	memset(key, 'k', sizeof(key));
+	memset(key, 't', 32);
+	key[32] = '\0';
+	e = entry_new(key, ENTRY_MAX_KEY, NULL, 0, 1, 1);
+	if (!e)
+		bail_out("out of memory");
+	e->segs[0] = (struct sseg){ 4096, 0, 1, 0, 0 };
+	e->ext[0] = (struct sext){ 300, 1, 0 };
+	e->size = 4096;
+	n = flat(JF_PUT, e, p);
+	ok(jf_rec_parse(p, n, &rec) == n && rec.key_len == ENTRY_MAX_KEY &&
+	   !memcmp(rec.key, key, ENTRY_MAX_KEY),
+	   "a PUT of a 1057-byte composite key (32-byte tenant, NUL, 1024 "
+	   "bytes) parses, key whole");
+	n = flat(JF_DEL, e, p);
+	ok(jf_rec_parse(p, n, &rec) == n && rec.key_len == ENTRY_MAX_KEY &&
+	   !memcmp(rec.key, key, ENTRY_MAX_KEY),
+	   "its DEL parses, key whole");
+	free(e);
+}
+
 /* Fixed parts no writer produces: the replay stops there. */
 static void test_bad_fixed(void)
 {
@@ -426,8 +458,10 @@ static void test_bad_fixed(void)
 	} while (0)
 	k16 = 0;
 	BAD(key_len, k16, "PUT with a zero key length: refused");
-	k16 = KVS_MAX_KEY + 1;
-	BAD(key_len, k16, "PUT with a 1025-byte key: refused");
+	/* Format 4 keys: tenant (<= 32 bytes), NUL, the client's (<= 1024). */
+	k16 = ENTRY_MAX_KEY + 1;
+	BAD(key_len, k16, "PUT with a 1058-byte key (over tenant + NUL + "
+	    "1024): refused");
 	k8 = 0;
 	BAD(type, k8, "type 0: refused");
 	k8 = 3;
@@ -447,10 +481,11 @@ static void test_bad_fixed(void)
 	n = d;
 	k16 = 0;
 	BAD(key_len, k16, "DEL with a zero key length: refused");
-	k16 = KVS_MAX_KEY + 1;
-	BAD(key_len, k16, "DEL with a 1025-byte key: refused");
+	k16 = ENTRY_MAX_KEY + 1;
+	BAD(key_len, k16, "DEL with a 1058-byte key: refused");
 #undef BAD
 	free(e);
+	test_v4_keys();
 }
 
 /*

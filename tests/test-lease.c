@@ -135,10 +135,13 @@ static int squeeze(struct ctx *c, unsigned i)
 	return put(c, i, need);
 }
 
-static void ctx_open(struct ctx *c, uint64_t store)
+static void ctx_open_args(struct ctx *c, uint64_t store,
+			  const char *const *args)
 {
 	memset(c, 0, sizeof(*c));
-	if (harness_start(&(struct harness_opts){ .store_size = store }, &c->d) < 0 ||
+	if (harness_start(&(struct harness_opts){ .store_size = store,
+						  .extra_args = args },
+			  &c->d) < 0 ||
 	    harness_connect(c->d, &c->k) < 0)
 		bail_out("cannot start kvswapd");
 	c->cap = kvswap_limits(c->k)->capacity;
@@ -147,6 +150,19 @@ static void ctx_open(struct ctx *c, uint64_t store)
 	fill_seeded(kvswap_region_addr(c->r), REGION, harness_seed());
 	if (raw_open(c->d->socket, &c->fd) < 0)
 		bail_out("raw connection");
+}
+
+static void ctx_open(struct ctx *c, uint64_t store)
+{
+	/*
+	 * Leases' mechanics, with the whole store leased: the per-tenant
+	 * leased-bytes quota (half the store by default) is test-tenant's,
+	 * and test_tenant_limits() below.
+	 */
+	static const char *const lease_all[] = { "--tenant-max-leased=100%",
+						 NULL };
+
+	ctx_open_args(c, store, lease_all);
 }
 
 static void ctx_close(struct ctx *c, const char *what)
@@ -486,6 +502,45 @@ static void test_evict_batch(void)
 	ctx_close(&c, "evict-batch");
 }
 
+/*
+ * The tenant's lease limits: a longer lease_ms is clamped to
+ * tenant-max-lease-ms (LookupReply.lease_ms says so); a lease past
+ * tenant-max-leased is not granted, and lease_refused says why.
+ */
+static void test_tenant_limits(void)
+{
+	static const char *const args[] = { "--tenant-max-lease-ms=1500",
+					    "--tenant-max-leased=1M", NULL };
+	Kvswap__V1__LookupReply *lr;
+	Kvswap__V1__Event *ev;
+	unsigned keys[2] = { 0, 1 };
+	struct ctx c;
+
+	ctx_open_args(&c, 32 * MiB, args);
+	if (put(&c, 0, ENTRY) < 0 || put(&c, 1, ENTRY) < 0)
+		bail_out("put: %s", kvswap_last_error(c.k));
+	lr = lookup(c.fd, ++c.id, keys, 1, 60000, false, &ev);
+	ok(lr->has_leased && lr->leased == 1, "limits: key 0 leased");
+	ok(lr->has_lease_ms && lr->lease_ms == 1500, "limits: lease_ms 60000 "
+	   "is clamped to tenant-max-lease-ms, 1500 (%u)", lr->lease_ms);
+	ok(!lr->lease_refused, "limits: nothing refused");
+	raw_event_free(ev);
+	lr = lookup(c.fd, ++c.id, keys, 1, 700, false, &ev);
+	ok(lr->has_lease_ms && lr->lease_ms == 700, "limits: a renewal of 700 "
+	   "ms is granted as asked (%u)", lr->lease_ms);
+	raw_event_free(ev);
+	lr = lookup(c.fd, ++c.id, keys, 2, 1000, false, &ev);
+	is_int(lr->prefix, 2, "limits: both keys present");
+	is_int(lr->leased, 1, "limits: only key 0 leased: key 1's MiB would "
+	       "pass the 1 MiB leased-bytes quota");
+	if (!ok(lr->lease_refused && strstr(lr->lease_refused, "leased bytes") &&
+		strstr(lr->lease_refused, "tenant-max-leased"),
+		"limits: lease_refused names the quota"))
+		diag("lease_refused: %s", lr->lease_refused ? lr->lease_refused : "(unset)");
+	raw_event_free(ev);
+	ctx_close(&c, "limits");
+}
+
 int main(void)
 {
 	harness_init("test-lease");
@@ -493,5 +548,6 @@ int main(void)
 	test_wait_leases();
 	test_evict_exact();
 	test_leases();
+	test_tenant_limits();
 	done_testing();
 }

@@ -45,8 +45,24 @@
 #define MAX_KEYS	4096
 /* No request may take longer than this: a wait past it is a hang. */
 #define BOUND_MS	15000
-/* PUT record of one segment, one extent (docs/STORE_FORMAT.md). */
-#define REC(key, meta)	(16 + (key) + (meta) + 16 + 16)
+/*
+ * PUT record of one segment, one extent (docs/STORE_FORMAT.md). Format
+ * 4 stores the composite key: this process's tenant "uid-<uid>", a NUL,
+ * then the key.
+ */
+#define REC(key, meta)	(16 + tenant_prefix() + (key) + (meta) + 16 + 16)
+
+static uint64_t tenant_prefix(void)
+{
+	char name[32];
+
+	return (uint64_t)snprintf(name, sizeof(name), "uid-%u",
+				  (unsigned)getuid()) + 1;
+}
+
+/* The eviction and fill checks pin the whole store: no tenant quota. */
+static const char *const whole_store[] = { "--tenant-max-pinned=100%",
+					   "--tenant-max-leased=100%", NULL };
 
 static uint64_t seed;
 
@@ -80,7 +96,8 @@ static uint64_t data_seed(unsigned i, uint32_t ver)
 static void mf_open(struct mf *m, const char *store, uint32_t key_len,
 		    uint32_t meta_len, uint32_t size, uint32_t flags)
 {
-	struct harness_opts o = { .store_size = STORE, .store = store };
+	struct harness_opts o = { .store_size = STORE, .store = store,
+				  .extra_args = whole_store };
 	int r;
 
 	memset(m, 0, sizeof(*m));

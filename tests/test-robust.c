@@ -107,7 +107,10 @@ static uint64_t u64(const uint8_t *p)
 	return v;
 }
 
-/* Superblock slot `slot` of a file: version 3's CRC is of all 128 bytes. */
+/*
+ * Superblock slot `slot` of a file: versions 3 and 4 have a CRC of all
+ * 128 bytes; the daemon writes version 4 (tenants in the keys).
+ */
 static struct sbv sb_read(const char *path, int slot)
 {
 	uint8_t b[128], z[128];
@@ -118,7 +121,7 @@ static struct sbv sb_read(const char *path, int slot)
 	memcpy(z, b, sizeof(z));
 	memset(z + 92, 0, 4);
 	s.version = u32(b + 8);
-	s.valid = !memcmp(b, "KVSWAPST", 8) && s.version == 3 &&
+	s.valid = !memcmp(b, "KVSWAPST", 8) && s.version == 4 &&
 		  u32(b + 92) == crc32c(0, z, sizeof(z));
 	s.meta_start = u64(b + 56);
 	s.meta_half = u64(b + 64);
@@ -171,12 +174,18 @@ static off_t log_block_off(const struct sbv *sb, uint64_t seq)
 }
 
 /* The key of the record starting at p (a record header is 16 bytes). */
+/* A record's client key: format 4 stores "tenant\0key". */
 static void rec_key(const uint8_t *p, char *key, size_t len)
 {
+	const char *k = (const char *)p + 16;
+	size_t tl;
 	uint16_t kl;
 
 	memcpy(&kl, p + 2, 2);
-	snprintf(key, len, "%.*s", (int)kl, (const char *)p + 16);
+	tl = strnlen(k, kl);
+	if (tl < kl)
+		tl++;
+	snprintf(key, len, "%.*s", (int)(kl - tl), k + tl);
 }
 
 static size_t rec_size(const uint8_t *p)
@@ -1043,25 +1052,195 @@ static void test_v2(void)
 		write_at(c->path0, sb, BLK, slot * BLK);
 	}
 	check_clean(c, "a version 2 store");
+	/*
+	 * Its keys name no tenant (format 4 keeps one per entry): refused,
+	 * with the fix named, until kvswapd --migrate-tenant gives them all
+	 * to one tenant: this process's, "uid-<uid>", so that it reads them.
+	 */
 	{
 		struct harness_opts o = { .store_size = STORE_SIZE, .store = c->store };
+		char size[32], migrate[64], want[96];
+		const char *serve[] = { "--store", c->store, "--store-size", size,
+					"--socket", "@DIR/s", NULL };
+		const char *mig[] = { migrate, "--store", c->store, "--store-size",
+				      size, "--socket", "@DIR/s", NULL };
 
-		if (!is_int(harness_start(&o, &c->d), 0, "version 2: kvswapd starts"))
-			bail_out("cannot start kvswapd on a version 2 store");
+		snprintf(size, sizeof(size), "%llu", (unsigned long long)STORE_SIZE);
+		snprintf(migrate, sizeof(migrate), "--migrate-tenant=uid-%u",
+			 (unsigned)getuid());
+		is_int(run(serve, out, sizeof(out)), 1, "version 2: kvswapd "
+		       "refuses to serve it (exit 1)");
+		if (!ok(strstr(out, "version 2") && strstr(out, "keeps no tenants") &&
+			strstr(out, "--migrate-tenant=NAME"),
+			"version 2: the refusal says how to migrate"))
+			diag("%s", out);
+		check_clean(c, "a version 2 store, refused");
+		is_int(run(mig, out, sizeof(out)), 0, "version 2: kvswapd %s "
+		       "migrates it and exits 0", migrate);
+		snprintf(want, sizeof(want), "2 entries of tenant 'uid-%u'",
+			 (unsigned)getuid());
+		if (!ok(strstr(out, "version 2") && strstr(out, "upgraded") &&
+			strstr(out, want),
+			"version 2: the migration's log says the store is upgraded, "
+			"%s", want))
+			diag("%s", out);
+		is_int(run(mig, out, sizeof(out)), 1, "version 2: a second "
+		       "migration is refused (exit 1)");
+		ok(strstr(out, "nothing to migrate") != NULL,
+		   "version 2: ... as nothing to migrate");
+		if (!is_int(harness_start(&o, &c->d), 0, "version 2, migrated: "
+			    "kvswapd starts"))
+			bail_out("cannot start kvswapd on a migrated store");
 		if (harness_connect(c->d, &c->k) < 0 ||
 		    kvswap_region_create(c->k, REGION, &c->src) < 0 ||
 		    kvswap_region_create(c->k, REGION, &c->dst) < 0)
 			bail_out("cannot connect");
-		harness_read_log(c->d, slog, sizeof(slog));
-		ok(strstr(slog, "version 2") && strstr(slog, "upgraded"),
-		   "version 2: the log says the store is upgraded");
 	}
 	check_all(c, "version 2", NULL);
 	is_int(ctx_stop(c), 0, "version 2: kvswapd exits 0 on SIGTERM");
 	ok(sb_read(c->path0, 0).valid && sb_read(c->path0, 1).valid,
-	   "version 2: both superblock slots are version 3 now");
+	   "version 2: both superblock slots are version 4 now");
 	check_clean(c, "a version 2 store, upgraded");
 	comes_back(c, "a version 2 store, upgraded", NULL);
+	free(b);
+	free(d);
+	ctx_free(c);
+}
+
+/*
+ * A version 3 store, as kvswapd wrote it before tenants (the documented
+ * layout, STORE_FORMAT.md): both superblock slots at generation 1 naming
+ * log half 0, whose block 0 is a checkpoint (START and END) of three PUTs
+ * with plain keys. It is refused, then migrated to tenant "models", whose
+ * entries then belong to a [tenant models] section naming this uid.
+ */
+static void test_v3(void)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	const uint64_t half = MiB, meta = MiB, data = meta + 2 * half;
+	const uint64_t nonce = 0x0ddba11cafef00dull, gen = 1, ck = 1;
+	uint8_t *b = calloc(1, BLK), sb[BLK] = { 0 };
+	uint8_t *d = malloc(64 * KiB);
+	uint64_t blk = data / BLK;
+	size_t pos = HDR;
+	char size[32], conf[4200], cfg[4300], want[96];
+	const char *serve[] = { "--store", NULL, "--store-size", size,
+				"--socket", "@DIR/s", NULL };
+	const char *mig[] = { "--migrate-tenant=models", "--store", NULL,
+			      "--store-size", size, "--socket", "@DIR/s", NULL };
+	static const char *const names[3] = { "delta", "echo", "foxtrot" };
+	int fd;
+
+	if (!c || !b || !d)
+		bail_out("out of memory");
+	snprintf(c->path0, sizeof(c->path0), "%s/v3.kvs", harness_dir());
+	snprintf(c->store, sizeof(c->store), "%s", c->path0);
+	serve[1] = mig[2] = c->store;
+	fd = open(c->path0, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, STORE_SIZE) < 0)
+		bail_out("creating %s: %s", c->path0, strerror(errno));
+	close(fd);
+	for (int i = 0; i < 3; i++) {
+		struct ent *e = new_ent(c, names[i], 0);
+
+		snprintf(e->key, sizeof(e->key), "%s", names[i]);
+		fill_seeded(d, e->len, e->seed);
+		memset(d + e->len, 0, round_up(e->len, BLK) - e->len);
+		write_at(c->path0, d, round_up(e->len, BLK), (off_t)(blk * BLK));
+		pos += v2_rec(b + pos, 1, e->key, e->len, crc32c(0, d, e->len), blk);
+		blk += round_up(e->len, BLK) / BLK;
+		e->live = true;
+	}
+	{
+		uint32_t magic = LOG_MAGIC, zero = 0, crc, g32 = (uint32_t)gen;
+		uint16_t used = (uint16_t)(pos - HDR), lead = 0x8000 | 0x4000;
+		uint64_t seq = 0;
+
+		memcpy(b, &magic, 4);
+		memcpy(b + 4, &zero, 4);
+		memcpy(b + 8, &nonce, 8);
+		memcpy(b + 16, &seq, 8);
+		memcpy(b + 24, &used, 2);
+		memcpy(b + 26, &lead, 2);
+		memcpy(b + 28, &g32, 4);
+		crc = crc32c(0, b, BLK);
+		memcpy(b + 4, &crc, 4);
+	}
+	write_at(c->path0, b, BLK, (off_t)meta);
+	for (int slot = 0; slot < 2; slot++) {
+		uint32_t v = 3, bs = BLK, zero = 0, one = 1, crc;
+		uint64_t fsize = STORE_SIZE;
+
+		memset(sb, 0, sizeof(sb));
+		memcpy(sb, "KVSWAPST", 8);
+		memcpy(sb + 8, &v, 4);
+		memcpy(sb + 12, &bs, 4);
+		memcpy(sb + 16, &fsize, 8);
+		memcpy(sb + 24, &zero, 4);
+		memcpy(sb + 28, &one, 4);
+		memset(sb + 32, 0x33, 16);
+		memcpy(sb + 48, &data, 8);
+		memcpy(sb + 56, &meta, 8);
+		memcpy(sb + 64, &half, 8);
+		memcpy(sb + 72, &gen, 8);
+		memcpy(sb + 80, &nonce, 8);
+		memcpy(sb + 88, &zero, 4);
+		memcpy(sb + 96, &ck, 8);
+		crc = crc32c(0, sb, 128);
+		memcpy(sb + 92, &crc, 4);
+		write_at(c->path0, sb, BLK, slot * BLK);
+	}
+	c->n = 3;
+	check_clean(c, "a version 3 store");
+	ok(strstr(out, "version 3 keeps no tenants") != NULL,
+	   "version 3: --check notes that it keeps no tenants");
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)STORE_SIZE);
+	is_int(run(serve, out, sizeof(out)), 1, "version 3: kvswapd refuses to "
+	       "serve it (exit 1)");
+	if (!ok(strstr(out, "version 3 keeps no tenants") &&
+		strstr(out, "--migrate-tenant=NAME"),
+		"version 3: the refusal names the fix, --migrate-tenant=NAME"))
+		diag("%s", out);
+	check_clean(c, "a version 3 store, refused: unchanged");
+	is_int(run(mig, out, sizeof(out)), 0, "version 3: kvswapd "
+	       "--migrate-tenant=models migrates it and exits 0");
+	if (!ok(strstr(out, "3 entries of tenant 'models'") != NULL,
+		"version 3: its log says 3 entries went to tenant 'models'"))
+		diag("%s", out);
+	ok(sb_read(c->path0, 0).valid && sb_read(c->path0, 1).valid,
+	   "version 3: both superblock slots are version 4 now");
+	check_clean(c, "a version 3 store, migrated");
+	ok(strstr(out, "tenant 'models': 3 entries") != NULL,
+	   "version 3, migrated: --check reports tenant 'models': 3 entries");
+	/* This process joins tenant models, and reads every entry back. */
+	snprintf(conf, sizeof(conf), "%s/v3.conf", harness_dir());
+	{
+		FILE *f = fopen(conf, "we");
+
+		if (!f)
+			bail_out("%s: %s", conf, strerror(errno));
+		fprintf(f, "[tenant models]\nuids = %u\n", (unsigned)getuid());
+		fclose(f);
+	}
+	snprintf(cfg, sizeof(cfg), "--config=%s", conf);
+	{
+		const char *extra[] = { cfg, NULL };
+		struct harness_opts o = { .store_size = STORE_SIZE, .store = c->store,
+					  .extra_args = extra };
+
+		if (!is_int(harness_start(&o, &c->d), 0, "version 3, migrated: "
+			    "kvswapd starts"))
+			bail_out("cannot start kvswapd on a migrated store");
+		if (harness_connect(c->d, &c->k) < 0 ||
+		    kvswap_region_create(c->k, REGION, &c->src) < 0 ||
+		    kvswap_region_create(c->k, REGION, &c->dst) < 0)
+			bail_out("cannot connect");
+		snprintf(want, sizeof(want), "%s", kvswap_tenant(c->k));
+		is_str(want, "models", "this process is tenant 'models' by the "
+		       "[tenant] section");
+	}
+	check_all(c, "version 3, migrated", NULL);
+	is_int(ctx_stop(c), 0, "version 3: kvswapd exits 0 on SIGTERM");
 	free(b);
 	free(d);
 	ctx_free(c);
@@ -1077,5 +1256,6 @@ int main(void)
 	test_checkpoint();
 	test_data();
 	test_v2();
+	test_v3();
 	done_testing();
 }

@@ -40,6 +40,7 @@ struct ctl {
 	bool prometheus;
 	uint32_t put_flags;		/* KVSWAP_PINNED, _DURABLE, _CACHE */
 	const char *lease;		/* --lease MS, NULL if not given */
+	const char *tenant;		/* --tenant NAME, NULL: our own */
 	char **args;
 	int nargs;
 	struct kvswap *k;		/* set by ctl_connect() */

@@ -598,7 +598,7 @@ int rm_main(struct ctl *c)
 		size_t len = strlen(c->args[i]);
 		char *esc;
 
-		ret = kvswap_delete(c->k, c->args[i], len);
+		ret = kvswap_delete_tenant(c->k, c->tenant, c->args[i], len);
 		if (ret < 0) {
 			esc = key_label(c->args[i], len);
 			status = fail_kv(c, ret, "%s", esc ? esc : "?");

@@ -37,6 +37,7 @@ enum {
 	OPT_CACHE = 1U << 7,
 	OPT_LEASE = 1U << 8,
 	OPT_PROMETHEUS = 1U << 9,
+	OPT_TENANT = 1U << 10,
 };
 
 /* --- command table and main ----------------------------------------------- */
@@ -50,13 +51,14 @@ static const struct command commands[] = {
 	{ "get", get_main, "swap KEY in and write it to FILE",
 	  "KEY FILE", 0, 2, 2 },
 	{ "rm", rm_main, "delete stored keys",
-	  "KEY...", 0, 1, -1 },
+	  "KEY... [--tenant NAME]", OPT_TENANT, 1, -1 },
 	{ "ls", ls_main, "list the stored keys",
-	  "[--json]", OPT_JSON, 0, 0 },
+	  "[--json] [--tenant NAME]", OPT_JSON | OPT_TENANT, 0, 0 },
 	{ "lookup", lookup_main, "tell which keys are stored (prefix lookup)",
 	  "KEY... [--lease MS] [--json]", OPT_JSON | OPT_LEASE, 1, -1 },
 	{ "stat", stat_main, "show the daemon's statistics",
-	  "[--json|--prometheus]", OPT_JSON | OPT_PROMETHEUS, 0, 0 },
+	  "[--json|--prometheus] [--tenant NAME]",
+	  OPT_JSON | OPT_PROMETHEUS | OPT_TENANT, 0, 0 },
 	/* bench parses its own options: main() hands it the whole line. */
 	{ "bench", NULL, "measure throughput and latency with synthetic traffic",
 	  "[--op in|out|mixed] [--segment-size SIZE] [--clients C] [--depth D] "
@@ -106,6 +108,8 @@ static void usage(FILE *f)
 		"                       for MS milliseconds (at most 60000)\n"
 		"  --json               ls, lookup, stat: print JSON\n"
 		"  --prometheus         stat: print the Prometheus text format\n"
+		"  --tenant NAME        ls, rm, stat: another tenant's entries and\n"
+		"                       figures (admins only; default: your own)\n"
 		"  -h, --help           show this help\n"
 		"  --version            show the version\n"
 		"  --                   end of options (for keys starting with '-')\n"
@@ -151,6 +155,7 @@ static const struct {
 	{ "cache", OPT_CACHE, false },
 	{ "lease", OPT_LEASE, true },
 	{ "prometheus", OPT_PROMETHEUS, false },
+	{ "tenant", OPT_TENANT, true },
 	{ "help", OPT_HELP, false },
 	{ "version", OPT_VERSION, false },
 };
@@ -272,6 +277,9 @@ static int parse_args(struct ctl *c, int argc, char **argv,
 			break;
 		case OPT_PROMETHEUS:
 			c->prometheus = true;
+			break;
+		case OPT_TENANT:
+			c->tenant = value;
 			break;
 		}
 	}

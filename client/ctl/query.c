@@ -105,7 +105,8 @@ int ls_main(struct ctl *c)
 		struct kvswap_entry *page;
 		uint32_t count, j;
 
-		ret = kvswap_list(c->k, &cursor, LIST_PAGE, &page, &count);
+		ret = kvswap_list_tenant(c->k, c->tenant, &cursor, LIST_PAGE,
+					 &page, &count);
 		if (ret < 0) {
 			fail_kv(c, ret, "list");
 			goto out_free_items;

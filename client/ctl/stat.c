@@ -3,10 +3,13 @@
  * kvswapctl stat: the daemon's statistics as a table, as JSON (--json) or
  * in the Prometheus text format (--prometheus).
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ctl.h"
 #include "util.h"
@@ -31,7 +34,59 @@ static const char *human_duration(uint64_t ms, char buf[static HUMAN_LEN])
 	return buf;
 }
 
-static void stat_print_json(const struct kvswap_stat *s)
+/* The tenant's figures, NULL from a daemon that keeps no tenants. */
+static void tenant_print_table(const struct kvswap_tenant_stat *t)
+{
+	char a[HUMAN_LEN], b[HUMAN_LEN];
+
+	if (!t)
+		return;
+	printf("%-12s %s%s\n", "tenant", t->tenant, t->admin ? " (you are an "
+	       "admin)" : "");
+	printf("%-12s %" PRIu64 "\n", "  entries", t->entries);
+	printf("%-12s %s of %s\n", "  stored", human_size(t->bytes, a),
+	       human_size(t->max_bytes, b));
+	printf("%-12s %s of %s\n", "  pinned", human_size(t->pinned, a),
+	       human_size(t->max_pinned, b));
+	printf("%-12s %s of %s, leases up to %" PRIu32 " ms\n", "  leased",
+	       human_size(t->leased, a), human_size(t->max_leased, b),
+	       t->max_lease_ms);
+	printf("%-12s %" PRIu32 " of %" PRIu32 "\n", "  connections",
+	       t->connections, t->max_connections);
+	printf("%-12s %" PRIu32 " of %" PRIu32 ", %s of %s\n", "  regions",
+	       t->regions, t->max_regions, human_size(t->region_bytes, a),
+	       human_size(t->max_region_bytes, b));
+	printf("%-12s %" PRIu32 " of %" PRIu32 "\n", "  in flight",
+	       t->in_flight, t->max_in_flight);
+	printf("%-12s %" PRIu64 " evictions, %" PRIu64 " quota refusals\n",
+	       "  events", t->evictions, t->quota_refusals);
+}
+
+static void tenant_print_json(const struct kvswap_tenant_stat *t)
+{
+	if (!t)
+		return;
+	printf(",\n  \"tenant\": {\"name\": ");
+	json_string(stdout, t->tenant, strlen(t->tenant));
+	printf(", \"admin\": %s, \"entries\": %" PRIu64 ", \"bytes\": %" PRIu64
+	       ", \"pinned\": %" PRIu64 ", \"leased\": %" PRIu64
+	       ", \"connections\": %" PRIu32 ", \"regions\": %" PRIu32
+	       ", \"region_bytes\": %" PRIu64 ", \"in_flight\": %" PRIu32
+	       ", \"evictions\": %" PRIu64 ", \"quota_refusals\": %" PRIu64
+	       ", \"max_bytes\": %" PRIu64 ", \"max_pinned\": %" PRIu64
+	       ", \"max_leased\": %" PRIu64 ", \"max_lease_ms\": %" PRIu32
+	       ", \"max_connections\": %" PRIu32 ", \"max_regions\": %" PRIu32
+	       ", \"max_region_bytes\": %" PRIu64 ", \"max_in_flight\": %"
+	       PRIu32 "}", t->admin ? "true" : "false", t->entries, t->bytes,
+	       t->pinned, t->leased, t->connections, t->regions, t->region_bytes,
+	       t->in_flight, t->evictions, t->quota_refusals, t->max_bytes,
+	       t->max_pinned, t->max_leased, t->max_lease_ms,
+	       t->max_connections, t->max_regions, t->max_region_bytes,
+	       t->max_in_flight);
+}
+
+static void stat_print_json(const struct kvswap_stat *s,
+			    const struct kvswap_tenant_stat *t)
 {
 	printf("{\n"
 	       "  \"capacity\": %" PRIu64 ",\n"
@@ -61,8 +116,7 @@ static void stat_print_json(const struct kvswap_stat *s)
 	       "  \"checkpoint_limit\": %" PRIu64 ",\n"
 	       "  \"metadata_refusals\": %" PRIu64 ",\n"
 	       "  \"checksum_errors\": %" PRIu64 ",\n"
-	       "  \"io_errors\": %" PRIu64 "\n"
-	       "}\n",
+	       "  \"io_errors\": %" PRIu64,
 	       s->capacity, s->used, s->entries, s->bytes_in, s->bytes_out,
 	       s->requests, s->errors, s->in_flight, s->clients, s->regions,
 	       s->store_files, s->queue_depth, s->cpu_user_us,
@@ -71,6 +125,8 @@ static void stat_print_json(const struct kvswap_stat *s)
 	       s->journal_commits, s->checkpoints, s->log_half_bytes,
 	       s->log_bytes_used, s->checkpoint_bytes, s->checkpoint_limit,
 	       s->metadata_refusals, s->checksum_errors, s->io_errors);
+	tenant_print_json(t);
+	printf("\n}\n");
 }
 
 static void stat_print_table(const struct ctl *c, const struct kvswap_stat *s)
@@ -186,7 +242,9 @@ static void stat_print_prometheus(const struct kvswap_stat *s)
 
 int stat_main(struct ctl *c)
 {
+	struct kvswap_tenant_stat t;
 	struct kvswap_stat s;
+	bool have_tenant;
 	int ret;
 
 	if (c->prometheus && c->json)
@@ -204,12 +262,21 @@ int stat_main(struct ctl *c)
 		ret = fail_kv(c, ret, "stat");
 		goto out_close;
 	}
+	/* The tenant's figures, where the daemon keeps tenants. */
+	ret = kvswap_tenant_stat(c->k, c->tenant, &t);
+	if (ret < 0 && (ret != -EOPNOTSUPP || c->tenant)) {
+		ret = fail_kv(c, ret, "stat --tenant");
+		goto out_close;
+	}
+	have_tenant = ret == 0;
 	if (c->prometheus)
 		stat_print_prometheus(&s);
 	else if (c->json)
-		stat_print_json(&s);
+		stat_print_json(&s, have_tenant ? &t : NULL);
 	else
 		stat_print_table(c, &s);
+	if (!c->prometheus && !c->json)
+		tenant_print_table(have_tenant ? &t : NULL);
 	ret = EXIT_SUCCESS;
 out_close:
 	kvswap_close(c->k);
