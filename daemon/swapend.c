@@ -45,6 +45,7 @@ void swap_end(struct xfer *x)
 		xf->active = x->anext;
 	if (x->anext)
 		x->anext->aprev = x->aprev;
+	xfer_detach(x);
 	region_unuse(x->r);
 	free(x);
 	conn_xfer_end(c);

@@ -14,6 +14,14 @@ struct conn;
 struct region;
 struct xfer;
 struct xfers;
+struct xflow;
+struct xgroup;
+
+/* A link in one of the scheduler's circular run queues (xfer.c). */
+struct xlink {
+	struct xlink *next;
+	struct xlink *prev;
+};
 
 /*
  * The data path's I/O chains (xfer.c): the segments of a swap request
@@ -24,6 +32,15 @@ struct xfers;
  * loop handles (a tail to copy, a checksum to verify, or a batch segment
  * that only counts towards its group). When a segment is over, well or
  * not, xfer.c calls the segment_done callback (swap.c).
+ *
+ * Scheduling is fair at three levels, round robin at each: scheduling
+ * groups (one per tenant; until tenants exist, one per peer uid, the
+ * default tenant), the flows of a group (one per connection), and the
+ * requests of a flow, one segment at a time. The queue depth is shared:
+ * a group may hold at most its share of the chains in flight (the depth
+ * less a reserve, over the groups with work), a flow its share of its
+ * group's; the reserve lets a newcomer's first chain start at once
+ * instead of behind another tenant's large transfers.
  */
 
 /* One segment of a request. */
@@ -72,7 +89,8 @@ struct xent {
  * segments.
  */
 struct xfer {
-	struct xfer *qnext;	/* run queue */
+	struct xlink qlink;	/* in its flow's run queue */
+	struct xflow *flow;	/* its connection's flow (xfer_attach) */
 	struct xfer *anext;	/* every request in flight (Cancel) */
 	struct xfer *aprev;
 	struct xfers *xf;
@@ -121,6 +139,9 @@ static inline struct xseg *xfer_nth(struct xfer *x, uint32_t i)
 	return &x->seg[x->order ? x->order[i] : i];
 }
 
+/* Buckets of the group and flow tables. */
+#define XFER_HASH 64
+
 /* A segment is over: err 0, or a negative errno and what failed. */
 typedef void xfer_seg_done_fn(struct xseg *xs, int err, const char *what);
 
@@ -131,9 +152,14 @@ struct xfers {
 	struct stats *st;
 	uint32_t block;
 	xfer_seg_done_fn *seg_done;
-	/* Requests that still have segments to submit, round robin. */
-	struct xfer *runq_head;
-	struct xfer *runq_tail;
+	/*
+	 * Scheduling groups with flows that have segments to submit, round
+	 * robin; every group and flow with a request attached, by key.
+	 */
+	struct xlink runq;
+	struct xgroup *groups[XFER_HASH];
+	struct xflow *flows[XFER_HASH];
+	uint32_t nactive;	/* groups with chains in flight or queued */
 	/* Every request in flight, for Cancel. */
 	struct xfer *active;
 	/* I/O chains in flight; at most cfg->queue_depth. */
@@ -154,6 +180,15 @@ int xfers_init(struct xfers *xf, struct loop *lp, struct catalog *cat,
 	       const struct config *cfg, struct stats *st, uint32_t block,
 	       xfer_seg_done_fn *seg_done, char *err, size_t len);
 void xfers_fini(struct xfers *xf);
+
+/*
+ * Attaches a new request to its connection's flow (and the flow to its
+ * group), making them if needed: before it is queued. Returns 0 or
+ * -ENOMEM. xfer_detach() when the request ends (not queued, nothing in
+ * flight) frees a flow or group left without requests.
+ */
+int xfer_attach(struct xfer *x);
+void xfer_detach(struct xfer *x);
 
 /* Queues x's segments (those of live entries) for submission. */
 void xfer_enqueue(struct xfer *x);
