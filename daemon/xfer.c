@@ -41,16 +41,52 @@
 #include "region.h"
 #include "xfer.h"
 
-/* Extents, GiB slots crossed, the bounce block and the send. */
-#define XFER_MAX_OPS (KVS_MAX_EXTENTS + 64 + 2)
+/*
+ * A chain's I/Os run one after another (linked), so what a chain keeps at
+ * the device is one piece: at most XFER_PIECE bytes, more only for a
+ * segment that would otherwise take over XFER_MAX_PIECES of them. Without
+ * pieces a 64 MiB segment is one 64 MiB read the device serves before
+ * anything queued after it: every other tenant's 4 KiB waits that long.
+ */
+#define XFER_PIECE	(512u << 10)
+#define XFER_MAX_PIECES	64
+
+/* Extents, pieces, GiB slots crossed, the bounce block and the send. */
+#define XFER_MAX_OPS (KVS_MAX_EXTENTS + XFER_MAX_PIECES + 64 + 2)
 
 /*
- * A request keeps at most 4 segments, or 8 MiB, in flight (whichever
- * allows more): enough to keep a device busy, few enough that a swap-in of
- * many layers gets its first layers first, so prefill can start on them.
+ * A request keeps at most 4 segments, or 8 MiB of pieces, in flight
+ * (whichever allows more): enough to keep a device busy, few enough that a
+ * swap-in of many layers gets its first layers first, so prefill can start
+ * on them.
  */
 #define XFER_CAP_SEGS	4
 #define XFER_CAP_BYTES	(8u << 20)
+
+/*
+ * The bytes of pieces the daemon keeps at the devices at once, shared by
+ * the groups with work as the queue depth is: what a newcomer's I/O queues
+ * behind at most. 16 MiB keeps an NVMe device streaming (32 pieces of
+ * 512 KiB) and drains in a few milliseconds.
+ */
+#define XFER_DEVICE_BYTES (16u << 20)
+
+/* The largest I/O of segment len's chain (a multiple of the block). */
+static uint64_t seg_piece(uint64_t len, uint64_t block)
+{
+	uint64_t p = (len + XFER_MAX_PIECES - 1) / XFER_MAX_PIECES;
+
+	p = (p + block - 1) / block * block;
+	return p > XFER_PIECE ? p : XFER_PIECE;
+}
+
+/* What a segment's chain keeps at the device: its largest piece. */
+static uint64_t seg_weight(const struct xseg *xs)
+{
+	uint64_t p = seg_piece(xs->len, xs->x->xf->block);
+
+	return xs->len < p ? xs->len : p;
+}
 
 /* --- the scheduler ---------------------------------------------------- */
 
@@ -69,6 +105,7 @@ struct xgroup {
 	uint32_t nflows;	/* flows attached */
 	uint32_t nactive;	/* flows with chains in flight or queued */
 	uint32_t inflight;	/* chains */
+	uint64_t inflight_bytes;	/* their pieces (seg_weight) */
 	bool queued;
 	bool parked;		/* at its share: back when a chain ends */
 	bool active;		/* counted in xf->nactive */
@@ -87,6 +124,7 @@ struct xflow {
 	uint32_t nxfers;	/* requests attached */
 	uint32_t nqueued;	/* requests in runq */
 	uint32_t inflight;	/* chains */
+	uint64_t inflight_bytes;	/* their pieces (seg_weight) */
 	bool queued;
 	bool parked;		/* at its share: back when a chain ends */
 	bool active;		/* counted in g->nactive */
@@ -121,26 +159,42 @@ static void link_del(struct xlink *l)
 }
 
 /*
- * The chains a group may hold: the queue depth less a reserve, shared by
- * the groups with work. The reserve (1/16 of the depth) is what a group
- * arriving while another holds its whole share starts on at once.
+ * A group's share: of the chains in flight (the queue depth) and of the
+ * bytes at the devices (XFER_DEVICE_BYTES), each less a reserve of 1/16,
+ * over the groups with work. The reserve is what a group arriving while
+ * another holds its whole share starts on at once. A flow's share is its
+ * group's over the group's flows with work.
  */
-static uint32_t group_share(const struct xfers *xf)
+struct share {
+	uint32_t chains;
+	uint64_t bytes;
+};
+
+static struct share group_share(const struct xfers *xf)
 {
 	uint32_t qd = xf->cfg->queue_depth;
-	uint32_t room = qd - qd / 16;
 	uint32_t n = xf->nactive ? xf->nactive : 1;
+	uint64_t bytes = XFER_DEVICE_BYTES - XFER_DEVICE_BYTES / 16;
 
-	return room / n ? room / n : 1;
+	return (struct share){ (qd - qd / 16) / n, bytes / n };
 }
 
-/* The chains a flow may hold: its group's share over its active flows. */
-static uint32_t flow_share(const struct xfers *xf, const struct xgroup *g)
+static struct share flow_share(const struct xfers *xf, const struct xgroup *g)
 {
-	uint32_t share = group_share(xf);
+	struct share s = group_share(xf);
 	uint32_t n = g->nactive ? g->nactive : 1;
 
-	return share / n ? share / n : 1;
+	return (struct share){ s.chains / n, s.bytes / n };
+}
+
+/*
+ * Whether one more chain of `weight` bytes stays within a share. One chain
+ * is always allowed: a share smaller than a piece still moves.
+ */
+static bool within(struct share s, uint32_t chains, uint64_t bytes,
+		   uint64_t weight)
+{
+	return !chains || (chains < s.chains && bytes + weight <= s.bytes);
 }
 
 /* Shares are computed over the groups and flows with work: keeps count. */
@@ -331,9 +385,12 @@ static void seg_end(struct xseg *xs, int err, const char *what)
 	assert(xf->inflight > 0 && x->inflight > 0);
 	xf->inflight--;
 	x->inflight--;
-	x->inflight_bytes -= xs->len;
+	x->inflight_bytes -= seg_weight(xs);
+	xf->inflight_bytes -= seg_weight(xs);
 	x->flow->inflight--;
+	x->flow->inflight_bytes -= seg_weight(xs);
 	x->flow->g->inflight--;
+	x->flow->g->inflight_bytes -= seg_weight(xs);
 	/* Below its share again, or soon re-parked by the pump. */
 	x->flow->g->parked = false;
 	x->flow->parked = false;
@@ -370,6 +427,7 @@ static unsigned seg_ops(struct xseg *xs, struct op *ops)
 	const struct sext *ext = &e->ext[ss->ext];
 	uint64_t B = xf->block;
 	uint64_t aligned = xs->len & ~(B - 1), pos = 0;
+	uint64_t piece = seg_piece(xs->len, B);
 	unsigned n = 0;
 
 	for (uint32_t i = 0; i < ss->next; i++) {
@@ -385,6 +443,8 @@ static unsigned seg_ops(struct xseg *xs, struct op *ops)
 				len = aligned - pos;
 			if (len > room)
 				len = room;
+			if (len > piece)
+				len = piece;
 			ops[n++] = (struct op){ x->r->addr + xs->off + pos, foff,
 						(uint32_t)len, ext[i].file, buf };
 			pos += len;
@@ -427,9 +487,12 @@ static void seg_submit(struct xseg *xs)
 
 	xf->inflight++;
 	x->inflight++;
-	x->inflight_bytes += xs->len;
+	x->inflight_bytes += seg_weight(xs);
+	xf->inflight_bytes += seg_weight(xs);
 	x->flow->inflight++;
+	x->flow->inflight_bytes += seg_weight(xs);
 	x->flow->g->inflight++;
+	x->flow->g->inflight_bytes += seg_weight(xs);
 	/*
 	 * The checksum is of the bytes as they are now; a client that changes
 	 * them before the final event gets EBADMSG on swap-in, not silence.
@@ -587,23 +650,27 @@ void xfers_pump(struct xfers *xf)
 		struct xflow *f;
 		struct xfer *x;
 
+		uint64_t w;
+
 		link_del(&g->qlink);
 		g->queued = false;
-		if (g->inflight >= group_share(xf)) {
+		assert(!link_empty(&g->runq));
+		f = link_entry(g->runq.next, struct xflow, qlink);
+		assert(f->nqueued);
+		x = link_entry(f->runq.next, struct xfer, qlink);
+		assert(x->next < x->nseg);
+		w = seg_weight(xfer_nth(x, x->next));
+		if (!within(group_share(xf), g->inflight, g->inflight_bytes, w)) {
 			g->parked = true;
 			continue;
 		}
-		assert(!link_empty(&g->runq));
-		f = link_entry(g->runq.next, struct xflow, qlink);
 		link_del(&f->qlink);
 		f->queued = false;
-		if (f->inflight >= flow_share(xf, g)) {
+		if (!within(flow_share(xf, g), f->inflight, f->inflight_bytes, w)) {
 			f->parked = true;
 			group_kick(xf, g);
 			continue;
 		}
-		assert(f->nqueued);
-		x = link_entry(f->runq.next, struct xfer, qlink);
 		link_del(&x->qlink);
 		x->queued = false;
 		f->nqueued--;
@@ -614,7 +681,6 @@ void xfers_pump(struct xfers *xf)
 			flow_note(xf, f);
 			continue;
 		}
-		assert(x->next < x->nseg);
 		seg_submit(xfer_nth(x, x->next++));
 		/* Its next segment waits for its turn at every level. */
 		xfer_enqueue(x);

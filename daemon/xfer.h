@@ -117,7 +117,8 @@ struct xfer {
 	uint32_t done;		/* segments finished, well or not */
 	uint32_t failed;
 	uint32_t inflight;	/* segments submitted, not finished */
-	uint64_t inflight_bytes;
+	uint64_t inflight_bytes;	/* of pieces: what its chains keep at
+					 * the device (xfer.c, seg_weight) */
 	uint64_t bytes;
 	uint32_t reserved;	/* swap-out: entries placed so far */
 	uint32_t linking;	/* durable links outstanding */
@@ -160,6 +161,7 @@ struct xfers {
 	struct xgroup *groups[XFER_HASH];
 	struct xflow *flows[XFER_HASH];
 	uint32_t nactive;	/* groups with chains in flight or queued */
+	uint64_t inflight_bytes;	/* the chains' pieces at the devices */
 	/* Every request in flight, for Cancel. */
 	struct xfer *active;
 	/* I/O chains in flight; at most cfg->queue_depth. */
