@@ -145,6 +145,15 @@ static const struct opt options[] = {
 		.arg = "on|off",
 		.help = "check each segment's CRC32C on swap-in",
 	},
+	{
+		.name = "queue-bytes", .type = OPT_SIZE,
+		.offset = FIELD(queue_bytes, uint64_t),
+		.min = 64ull << 10, .max = 1ull << 30,
+		.step = STORE_BLOCK,
+		.def_num = 8ull << 20,
+		.arg = "SIZE",
+		.help = "bytes of segment I/O at the devices at once, shared fairly",
+	},
 };
 
 

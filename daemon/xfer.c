@@ -63,14 +63,6 @@
 #define XFER_CAP_SEGS	4
 #define XFER_CAP_BYTES	(8u << 20)
 
-/*
- * The bytes of pieces the daemon keeps at the devices at once, shared by
- * the groups with work as the queue depth is: what a newcomer's I/O queues
- * behind at most. 16 MiB keeps an NVMe device streaming (32 pieces of
- * 512 KiB) and drains in a few milliseconds.
- */
-#define XFER_DEVICE_BYTES (16u << 20)
-
 /* The largest I/O of segment len's chain (a multiple of the block). */
 static uint64_t seg_piece(uint64_t len, uint64_t block)
 {
@@ -159,9 +151,10 @@ static void link_del(struct xlink *l)
 }
 
 /*
- * A group's share: of the chains in flight (the queue depth) and of the
- * bytes at the devices (XFER_DEVICE_BYTES), each less a reserve of 1/16,
- * over the groups with work. The reserve is what a group arriving while
+ * A group's share: of the chains in flight (queue-depth) and of the bytes
+ * of their pieces at the devices (queue-bytes: what a newcomer's I/O
+ * queues behind at most), each less a reserve of 1/16, over the groups
+ * with work. The reserve is what a group arriving while
  * another holds its whole share starts on at once. A flow's share is its
  * group's over the group's flows with work.
  */
@@ -174,7 +167,7 @@ static struct share group_share(const struct xfers *xf)
 {
 	uint32_t qd = xf->cfg->queue_depth;
 	uint32_t n = xf->nactive ? xf->nactive : 1;
-	uint64_t bytes = XFER_DEVICE_BYTES - XFER_DEVICE_BYTES / 16;
+	uint64_t bytes = xf->cfg->queue_bytes - xf->cfg->queue_bytes / 16;
 
 	return (struct share){ (qd - qd / 16) / n, bytes / n };
 }
