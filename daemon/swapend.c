@@ -349,7 +349,7 @@ void swap_seg_done(struct xseg *xs, int err, const char *what)
 	struct xfers *xf = x->xf;
 	struct xent *xe = &x->ent[xs->ent];
 	uint32_t k = xs->index - xe->seg0;
-	char msg[200];
+	char msg[512];
 
 	x->done++;
 	if (!err) {
@@ -384,10 +384,13 @@ void swap_seg_done(struct xseg *xs, int err, const char *what)
 				conn_send_error(x->c, x->id, err, xs->index, msg);
 		}
 		/*
-		 * Bytes proven damaged (their CRC) are never served again. A
-		 * failed or short read proves nothing about them (the error
-		 * may be transient): the entry stays, and the next swap-in
-		 * reads and checks it again.
+		 * Bytes proven damaged (their CRC, over the stored bytes read
+		 * again into the daemon's memory: xfer.c) are never served
+		 * again. A failed or short read proves nothing about them (the
+		 * error may be transient), nor does a region whose memory
+		 * changed under the read (EFAULT: the stored bytes matched):
+		 * the entry stays, and the next swap-in reads and checks it
+		 * again.
 		 */
 		if (!x->out && err == -EBADMSG)
 			catalog_drop(xf->cat, xe->e);

@@ -402,6 +402,8 @@ static struct entry *seg_entry(const struct xseg *xs)
 	return xs->x->ent[xs->ent].e;
 }
 
+static void check_start(struct xseg *xs);
+
 struct op {
 	uint8_t *addr;
 	uint64_t foff;
@@ -544,6 +546,128 @@ static void seg_submit(struct xseg *xs)
 		seg_send(xs, 0);
 }
 
+/* --- a checksum mismatch: the stored bytes, or the client's memory? --- */
+
+/*
+ * The region's bytes after a swap-in do not match the CRC stored with the
+ * segment. Either the stored bytes are damaged, or the region's memory
+ * changed under the read: the client wrote it, or punched a hole in its
+ * memfd (the read then landed in pages the memfd no longer holds, and the
+ * region shows zeros). Only the first proves the entry bad, so before
+ * anything is dropped the segment is read again, from the store into the
+ * daemon's own memory, a chunk at a time on the ring (the loop never
+ * waits), and checked there. Rare: a buffer is allocated per check.
+ */
+#define CHECK_CHUNK	(1u << 20)
+
+struct xcheck {
+	uint8_t *buf;		/* CHECK_CHUNK, block aligned (O_DIRECT) */
+	uint32_t ext;		/* the extent being read (of the segment's) */
+	uint64_t done;		/* bytes of that extent read */
+	uint64_t left;		/* bytes of the segment not yet summed */
+	uint32_t crc;
+	uint32_t len;		/* of the read in flight */
+	uint32_t region_crc;	/* what the region held */
+};
+
+static void check_end(struct xseg *xs, int err, const char *what)
+{
+	free(xs->check->buf);
+	free(xs->check);
+	xs->check = NULL;
+	seg_end(xs, err, what);
+}
+
+/* Reads the next chunk, or decides once every byte is summed. */
+static void check_next(struct xseg *xs)
+{
+	struct xfers *xf = xs->x->xf;
+	struct xcheck *ck = xs->check;
+	const struct entry *e = seg_entry(xs);
+	const struct sseg *ss = &e->segs[xs->stored];
+	const struct sext *ext;
+	uint64_t bytes;
+	struct io_uring_sqe *sqe;
+	char what[320];
+
+	while (ck->ext < ss->next && ck->done ==
+	       (uint64_t)e->ext[ss->ext + ck->ext].nblocks * xf->block) {
+		ck->ext++;
+		ck->done = 0;
+	}
+	if (!ck->left || ck->ext >= ss->next) {
+		if (ck->left || ck->crc != ss->crc) {
+			xf->st->checksum_errors++;
+			snprintf(what, sizeof(what), "checksum mismatch: the stored "
+				 "bytes are damaged (read again: CRC32C %08x, "
+				 "stored %08x); region bytes [%llu, %llu) are "
+				 "invalid", ck->crc, ss->crc,
+				 (unsigned long long)xs->off,
+				 (unsigned long long)(xs->off + xs->len));
+			check_end(xs, -EBADMSG, what);
+			return;
+		}
+		snprintf(what, sizeof(what), "the region's memory changed during "
+			 "the swap-in (written, or a hole punched in its memfd: "
+			 "then register the region again): region bytes [%llu, "
+			 "%llu) are invalid; the stored bytes are intact (read "
+			 "again, CRC32C %08x) and the entry is kept",
+			 (unsigned long long)xs->off,
+			 (unsigned long long)(xs->off + xs->len), ck->crc);
+		check_end(xs, -EFAULT, what);
+		return;
+	}
+	ext = &e->ext[ss->ext + ck->ext];
+	bytes = (uint64_t)ext->nblocks * xf->block - ck->done;
+	ck->len = bytes < CHECK_CHUNK ? (uint32_t)bytes : CHECK_CHUNK;
+	sqe = loop_sqe(xf->loop);
+	io_uring_prep_read(sqe, (int)ext->file, ck->buf, ck->len,
+			   ext->block * xf->block + ck->done);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud_make(xs, UD_SEG_TAIL));
+}
+
+static void check_cqe(struct xseg *xs, int res)
+{
+	struct xfers *xf = xs->x->xf;
+	struct xcheck *ck = xs->check;
+	uint64_t n;
+
+	if (res != (int)ck->len) {
+		/* Proves nothing about the bytes: the entry stays. */
+		xf->st->io_errors++;
+		check_end(xs, res < 0 ? res : -EIO, res < 0 ?
+			  "checksum mismatch, and reading the stored bytes again "
+			  "failed; the entry is kept" :
+			  "checksum mismatch, and reading the stored bytes again "
+			  "was short; the entry is kept");
+		return;
+	}
+	n = ck->left < ck->len ? ck->left : ck->len;
+	ck->crc = crc32c(ck->crc, ck->buf, n);
+	ck->left -= n;
+	ck->done += ck->len;
+	check_next(xs);
+}
+
+static void check_start(struct xseg *xs)
+{
+	struct xcheck *ck = calloc(1, sizeof(*ck));
+
+	if (ck)
+		ck->buf = aligned_alloc(xs->x->xf->block, CHECK_CHUNK);
+	if (!ck || !ck->buf) {
+		/* Cannot tell: keep the entry, fail the segment. */
+		free(ck);
+		seg_end(xs, -ENOMEM, "checksum mismatch, and no memory to read "
+			"the stored bytes again; the entry is kept");
+		return;
+	}
+	ck->left = xs->len;
+	xs->check = ck;
+	check_next(xs);
+}
+
 /* The chain's last read landed: copy the tail, verify, then the event. */
 static void seg_last(struct xseg *xs, int res)
 {
@@ -551,7 +675,6 @@ static void seg_last(struct xseg *xs, int res)
 	struct xfers *xf = x->xf;
 	uint64_t B = xf->block, tail = xs->len % B;
 	uint8_t *dst = x->r->addr + xs->off;
-	char what[160];
 
 	if (res != (int)xs->lastlen) {
 		xf->st->io_errors++;
@@ -576,12 +699,7 @@ static void seg_last(struct xseg *xs, int res)
 		       tail);
 	if (xf->cfg->verify && !x->client_crc &&
 	    crc32c(0, dst, xs->len) != seg_entry(xs)->segs[xs->stored].crc) {
-		xf->st->checksum_errors++;
-		snprintf(what, sizeof(what), "checksum mismatch: the stored bytes "
-			 "are damaged; region bytes [%llu, %llu) are invalid",
-			 (unsigned long long)xs->off,
-			 (unsigned long long)(xs->off + xs->len));
-		seg_end(xs, -EBADMSG, what);
+		check_start(xs);
 		return;
 	}
 	if (!xs->evlen) {
@@ -609,7 +727,10 @@ static void seg_cqe(void *ctx, enum ud_type type, void *p,
 				: "short store I/O");
 		break;
 	case UD_SEG_TAIL:
-		seg_last(xs, res);
+		if (xs->check)
+			check_cqe(xs, res);
+		else
+			seg_last(xs, res);
 		break;
 	case UD_SEG_SEND:
 		if (res == xs->evlen) {

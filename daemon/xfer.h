@@ -14,6 +14,7 @@ struct conn;
 struct region;
 struct xfer;
 struct xfers;
+struct xcheck;
 struct xflow;
 struct xgroup;
 
@@ -54,9 +55,11 @@ struct xseg {
 	uint32_t group;		/* completion group (batches) */
 	int32_t bounce;		/* bounce block, or -1 */
 	uint32_t lastlen;	/* bytes of the chain's last I/O */
+	struct xcheck *check;	/* a mismatch's stored bytes being re-read */
 	uint8_t evlen;		/* 0: no linked event */
 	uint8_t ev[23];		/* pre-encoded SegmentDone event */
 } __attribute__((aligned(16)));
+_Static_assert(sizeof(struct xseg) == 80, "struct xseg: 5 per 400 bytes");
 
 enum xent_state {
 	XENT_WAITING,		/* swap-out: space not reserved yet */
