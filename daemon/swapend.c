@@ -31,7 +31,7 @@ void swap_end(struct xfer *x)
 	struct xfers *xf = x->xf;
 	struct conn *c = x->c;
 
-	assert(!x->queued && !x->inflight && !x->linking);
+	assert(!x->fq.queued && !x->inflight && !x->linking);
 	for (uint32_t i = 0; i < x->nent; i++) {
 		/* Swap-out not linked: its blocks go back; swap-in: unref. */
 		if (x->out)

@@ -54,15 +54,6 @@
 /* Extents, pieces, GiB slots crossed, the bounce block and the send. */
 #define XFER_MAX_OPS (KVS_MAX_EXTENTS + XFER_MAX_PIECES + 64 + 2)
 
-/*
- * A request keeps at most 4 segments, or 8 MiB of pieces, in flight
- * (whichever allows more): enough to keep a device busy, few enough that a
- * swap-in of many layers gets its first layers first, so prefill can start
- * on them.
- */
-#define XFER_CAP_SEGS	4
-#define XFER_CAP_BYTES	(8u << 20)
-
 /* The largest I/O of segment len's chain (a multiple of the block). */
 static uint64_t seg_piece(uint64_t len, uint64_t block)
 {
@@ -80,290 +71,40 @@ static uint64_t seg_weight(const struct xseg *xs)
 	return xs->len < p ? xs->len : p;
 }
 
-/* --- the scheduler ---------------------------------------------------- */
+/* --- scheduling (fair.c) -------------------------------------------- */
 
-/*
- * A scheduling group: a tenant's share of the queue depth. Today a group
- * is a peer uid, which is what the default tenant ("uid-<N>") is; the key
- * is the only thing that changes when connections carry their tenant.
- * Owner: the xfers tables; made by the first request attached, freed with
- * its last flow.
- */
-struct xgroup {
-	struct xgroup *hnext;	/* hash chain */
-	uint64_t key;
-	struct xlink qlink;	/* in xf->runq */
-	struct xlink runq;	/* its flows with segments to submit */
-	uint32_t nflows;	/* flows attached */
-	uint32_t nactive;	/* flows with chains in flight or queued */
-	uint32_t inflight;	/* chains */
-	uint64_t inflight_bytes;	/* their pieces (seg_weight) */
-	bool queued;
-	bool parked;		/* at its share: back when a chain ends */
-	bool active;		/* counted in xf->nactive */
-};
-
-/*
- * A flow: one connection's requests. Owner: the xfers tables; made by the
- * connection's first request attached, freed with its last.
- */
-struct xflow {
-	struct xflow *hnext;	/* hash chain */
-	const struct conn *c;
-	struct xgroup *g;
-	struct xlink qlink;	/* in g->runq */
-	struct xlink runq;	/* its requests with segments to submit */
-	uint32_t nxfers;	/* requests attached */
-	uint32_t nqueued;	/* requests in runq */
-	uint32_t inflight;	/* chains */
-	uint64_t inflight_bytes;	/* their pieces (seg_weight) */
-	bool queued;
-	bool parked;		/* at its share: back when a chain ends */
-	bool active;		/* counted in g->nactive */
-};
-
-#define link_entry(l, type, member) \
-	((type *)(void *)((char *)(l) - offsetof(type, member)))
-
-static void link_init(struct xlink *h)
-{
-	h->next = h->prev = h;
-}
-
-static bool link_empty(const struct xlink *h)
-{
-	return h->next == h;
-}
-
-static void link_add_tail(struct xlink *h, struct xlink *l)
-{
-	l->prev = h->prev;
-	l->next = h;
-	h->prev->next = l;
-	h->prev = l;
-}
-
-static void link_del(struct xlink *l)
-{
-	l->prev->next = l->next;
-	l->next->prev = l->prev;
-	l->next = l->prev = l;
-}
-
-/*
- * A group's share: of the chains in flight (queue-depth) and of the bytes
- * of their pieces at the devices (queue-bytes: what a newcomer's I/O
- * queues behind at most), each less a reserve of 1/16, over the groups
- * with work. The reserve is what a group arriving while
- * another holds its whole share starts on at once. A flow's share is its
- * group's over the group's flows with work.
- */
-struct share {
-	uint32_t chains;
-	uint64_t bytes;
-};
-
-static struct share group_share(const struct xfers *xf)
-{
-	uint32_t qd = xf->cfg->queue_depth;
-	uint32_t n = xf->nactive ? xf->nactive : 1;
-	uint64_t bytes = xf->cfg->queue_bytes - xf->cfg->queue_bytes / 16;
-
-	return (struct share){ (qd - qd / 16) / n, bytes / n };
-}
-
-static struct share flow_share(const struct xfers *xf, const struct xgroup *g)
-{
-	struct share s = group_share(xf);
-	uint32_t n = g->nactive ? g->nactive : 1;
-
-	return (struct share){ s.chains / n, s.bytes / n };
-}
-
-/*
- * Whether one more chain of `weight` bytes stays within a share. One chain
- * is always allowed: a share smaller than a piece still moves.
- */
-static bool within(struct share s, uint32_t chains, uint64_t bytes,
-		   uint64_t weight)
-{
-	return !chains || (chains < s.chains && bytes + weight <= s.bytes);
-}
-
-/* Shares are computed over the groups and flows with work: keeps count. */
-static void flow_note(struct xfers *xf, struct xflow *f)
-{
-	struct xgroup *g = f->g;
-	bool now = f->inflight || f->nqueued;
-
-	if (now != f->active) {
-		f->active = now;
-		if (now)
-			g->nactive++;
-		else
-			g->nactive--;
-	}
-	now = g->nactive > 0;
-	if (now != g->active) {
-		g->active = now;
-		if (now)
-			xf->nactive++;
-		else
-			xf->nactive--;
-	}
-}
-
-static void group_kick(struct xfers *xf, struct xgroup *g)
-{
-	if (g->queued || g->parked || link_empty(&g->runq))
-		return;
-	link_add_tail(&xf->runq, &g->qlink);
-	g->queued = true;
-}
-
-static void flow_kick(struct xfers *xf, struct xflow *f)
-{
-	if (!f->queued && !f->parked && f->nqueued) {
-		link_add_tail(&f->g->runq, &f->qlink);
-		f->queued = true;
-	}
-	group_kick(xf, f->g);
-}
-
-static uint32_t hash_ptr(const void *p)
-{
-	uint64_t v = (uint64_t)(uintptr_t)p;
-
-	return (uint32_t)((v >> 4) * 0x9e3779b97f4a7c15ull >> 58) % XFER_HASH;
-}
-
-static uint32_t hash_key(uint64_t key)
-{
-	return (uint32_t)(key * 0x9e3779b97f4a7c15ull >> 58) % XFER_HASH;
-}
-
-/* The scheduling group of a connection: its tenant, today its peer uid. */
+/* The scheduling group of a connection: its tenant, today its peer uid
+ * (the default tenant is "uid-<N>"). */
 static uint64_t group_key(const struct conn *c)
 {
 	return c->uid;
 }
 
-static struct xgroup *group_get(struct xfers *xf, uint64_t key)
-{
-	struct xgroup **pp = &xf->groups[hash_key(key)], *g;
-
-	for (g = *pp; g; g = g->hnext)
-		if (g->key == key)
-			return g;
-	g = calloc(1, sizeof(*g));
-	if (!g)
-		return NULL;
-	g->key = key;
-	link_init(&g->qlink);
-	link_init(&g->runq);
-	g->hnext = *pp;
-	*pp = g;
-	return g;
-}
-
-static void group_put(struct xfers *xf, struct xgroup *g)
-{
-	struct xgroup **pp = &xf->groups[hash_key(g->key)];
-
-	if (--g->nflows)
-		return;
-	assert(!g->queued && !g->inflight && !g->nactive && !g->active);
-	while (*pp != g)
-		pp = &(*pp)->hnext;
-	*pp = g->hnext;
-	free(g);
-}
-
 int xfer_attach(struct xfer *x)
 {
-	struct xfers *xf = x->xf;
-	struct xflow **pp = &xf->flows[hash_ptr(x->c)], *f;
-
-	for (f = *pp; f; f = f->hnext)
-		if (f->c == x->c)
-			break;
-	if (!f) {
-		f = calloc(1, sizeof(*f));
-		if (!f)
-			return -ENOMEM;
-		f->g = group_get(xf, group_key(x->c));
-		if (!f->g) {
-			free(f);
-			return -ENOMEM;
-		}
-		f->g->nflows++;
-		f->c = x->c;
-		link_init(&f->qlink);
-		link_init(&f->runq);
-		f->hnext = *pp;
-		*pp = f;
-	}
-	f->nxfers++;
-	x->flow = f;
-	link_init(&x->qlink);
-	return 0;
+	return fair_attach(&x->xf->fair, &x->fq, x->c, group_key(x->c));
 }
 
 void xfer_detach(struct xfer *x)
 {
-	struct xfers *xf = x->xf;
-	struct xflow *f = x->flow, **pp;
-
-	if (!f)
-		return;
-	assert(!x->queued && !x->inflight);
-	x->flow = NULL;
-	if (--f->nxfers)
-		return;
-	assert(!f->queued && !f->nqueued && !f->inflight && !f->active);
-	for (pp = &xf->flows[hash_ptr(f->c)]; *pp != f; pp = &(*pp)->hnext)
-		;
-	*pp = f->hnext;
-	group_put(xf, f->g);
-	free(f);
+	fair_detach(&x->xf->fair, &x->fq);
 }
 
 void xfer_enqueue(struct xfer *x)
 {
-	struct xfers *xf = x->xf;
-	struct xflow *f = x->flow;
-
-	assert(!x->queued && f);
+	assert(!x->fq.queued);
 	/* Segments of entries that will not move are skipped. */
 	while (x->next < x->nseg && x->ent[xfer_nth(x, x->next)->ent].state != XENT_LIVE)
 		x->next++;
 	if (x->next >= x->nseg)
 		return;
-	link_add_tail(&f->runq, &x->qlink);
-	x->queued = true;
-	f->nqueued++;
-	flow_kick(xf, f);
-	flow_note(xf, f);
+	x->fq.weight = seg_weight(xfer_nth(x, x->next));
+	fair_enqueue(&x->xf->fair, &x->fq);
 }
 
 void xfer_dequeue(struct xfer *x)
 {
-	struct xfers *xf = x->xf;
-	struct xflow *f = x->flow;
-
-	if (!x->queued)
-		return;
-	link_del(&x->qlink);
-	x->queued = false;
-	if (!--f->nqueued && f->queued) {
-		link_del(&f->qlink);
-		f->queued = false;
-		if (link_empty(&f->g->runq) && f->g->queued) {
-			link_del(&f->g->qlink);
-			f->g->queued = false;
-		}
-	}
-	flow_note(xf, f);
+	fair_dequeue(&x->xf->fair, &x->fq);
 }
 
 /* The chain's resources go back; then the request layer accounts. */
@@ -378,22 +119,9 @@ static void seg_end(struct xseg *xs, int err, const char *what)
 	assert(xf->inflight > 0 && x->inflight > 0);
 	xf->inflight--;
 	x->inflight--;
-	x->inflight_bytes -= seg_weight(xs);
-	xf->inflight_bytes -= seg_weight(xs);
-	x->flow->inflight--;
-	x->flow->inflight_bytes -= seg_weight(xs);
-	x->flow->g->inflight--;
-	x->flow->g->inflight_bytes -= seg_weight(xs);
-	/* Below its share again, or soon re-parked by the pump. */
-	x->flow->g->parked = false;
-	x->flow->parked = false;
-	if (x->throttled) {
-		x->throttled = false;
-		if (!x->cancelled && !conn_closing(x->c))
-			xfer_enqueue(x);
-	}
-	flow_kick(xf, x->flow);
-	flow_note(xf, x->flow);
+	if (fair_ended(&xf->fair, &x->fq, seg_weight(xs)) &&
+	    !x->cancelled && !conn_closing(x->c))
+		xfer_enqueue(x);	/* it was at its cap */
 	xf->seg_done(xs, err, what);
 }
 
@@ -482,12 +210,7 @@ static void seg_submit(struct xseg *xs)
 
 	xf->inflight++;
 	x->inflight++;
-	x->inflight_bytes += seg_weight(xs);
-	xf->inflight_bytes += seg_weight(xs);
-	x->flow->inflight++;
-	x->flow->inflight_bytes += seg_weight(xs);
-	x->flow->g->inflight++;
-	x->flow->g->inflight_bytes += seg_weight(xs);
+	fair_started(&xf->fair, &x->fq, seg_weight(xs));
 	/*
 	 * The checksum is of the bytes as they are now; a client that changes
 	 * them before the final event gets EBADMSG on swap-in, not silence.
@@ -751,55 +474,22 @@ static void seg_cqe(void *ctx, enum ud_type type, void *p,
 }
 
 /*
- * Round robin over groups, then over a group's flows, then over a flow's
- * requests, one segment each time: a small request of one tenant is not
- * stuck behind the queued segments of another's large ones, nor behind
- * its other connections'. An entity at its share of the queue depth is
- * parked until one of its chains ends.
+ * The next chain, while the queue depth allows: fair.c picks whose, fair
+ * between tenants, their connections and their requests.
  */
 void xfers_pump(struct xfers *xf)
 {
-	while (!link_empty(&xf->runq) && xf->inflight < xf->cfg->queue_depth) {
-		struct xgroup *g = link_entry(xf->runq.next, struct xgroup, qlink);
-		struct xflow *f;
-		struct xfer *x;
+	struct fair_req *q;
 
-		uint64_t w;
+	while (xf->inflight < xf->cfg->queue_depth &&
+	       (q = fair_pick(&xf->fair))) {
+		struct xfer *x = (struct xfer *)(void *)((char *)q -
+							 offsetof(struct xfer, fq));
 
-		link_del(&g->qlink);
-		g->queued = false;
-		assert(!link_empty(&g->runq));
-		f = link_entry(g->runq.next, struct xflow, qlink);
-		assert(f->nqueued);
-		x = link_entry(f->runq.next, struct xfer, qlink);
 		assert(x->next < x->nseg);
-		w = seg_weight(xfer_nth(x, x->next));
-		if (!within(group_share(xf), g->inflight, g->inflight_bytes, w)) {
-			g->parked = true;
-			continue;
-		}
-		link_del(&f->qlink);
-		f->queued = false;
-		if (!within(flow_share(xf, g), f->inflight, f->inflight_bytes, w)) {
-			f->parked = true;
-			group_kick(xf, g);
-			continue;
-		}
-		link_del(&x->qlink);
-		x->queued = false;
-		f->nqueued--;
-		if (x->inflight >= XFER_CAP_SEGS &&
-		    x->inflight_bytes >= XFER_CAP_BYTES) {
-			x->throttled = true;	/* back when one finishes */
-			flow_kick(xf, f);
-			flow_note(xf, f);
-			continue;
-		}
 		seg_submit(xfer_nth(x, x->next++));
 		/* Its next segment waits for its turn at every level. */
 		xfer_enqueue(x);
-		flow_kick(xf, f);
-		flow_note(xf, f);
 	}
 }
 
@@ -813,7 +503,7 @@ int xfers_init(struct xfers *xf, struct loop *lp, struct catalog *cat,
 	int ret;
 
 	memset(xf, 0, sizeof(*xf));
-	link_init(&xf->runq);
+	fair_init(&xf->fair, cfg);
 	xf->loop = lp;
 	xf->cat = cat;
 	xf->cfg = cfg;
@@ -852,21 +542,7 @@ int xfers_init(struct xfers *xf, struct loop *lp, struct catalog *cat,
 
 void xfers_fini(struct xfers *xf)
 {
-	/* Requests still attached at exit: their flows and groups go. */
-	for (uint32_t i = 0; i < XFER_HASH; i++) {
-		while (xf->flows[i]) {
-			struct xflow *f = xf->flows[i];
-
-			xf->flows[i] = f->hnext;
-			free(f);
-		}
-		while (xf->groups[i]) {
-			struct xgroup *g = xf->groups[i];
-
-			xf->groups[i] = g->hnext;
-			free(g);
-		}
-	}
+	fair_fini(&xf->fair);
 	free(xf->bounce);
 	free(xf->bounce_free);
 	xf->bounce = NULL;

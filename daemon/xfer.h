@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "loop.h"
+#include "fair.h"
 #include "stats.h"
 
 struct conn;
@@ -15,33 +16,22 @@ struct region;
 struct xfer;
 struct xfers;
 struct xcheck;
-struct xflow;
-struct xgroup;
-
-/* A link in one of the scheduler's circular run queues (xfer.c). */
-struct xlink {
-	struct xlink *next;
-	struct xlink *prev;
-};
 
 /*
  * The data path's I/O chains (xfer.c): the segments of a swap request
  * (struct xfer, made by swap.c) between a client region and the store,
- * submitted round robin up to the queue depth. Each segment is one linked
+ * submitted up to the queue depth. Each segment is one linked
  * chain of READ_FIXED or WRITE_FIXED, ending either in the linked SEND of
  * its pre-encoded SegmentDone event (evlen > 0) or in a completion the
  * loop handles (a tail to copy, a checksum to verify, or a batch segment
  * that only counts towards its group). When a segment is over, well or
  * not, xfer.c calls the segment_done callback (swap.c).
  *
- * Scheduling is fair at three levels, round robin at each: scheduling
- * groups (one per tenant; until tenants exist, one per peer uid, the
- * default tenant), the flows of a group (one per connection), and the
- * requests of a flow, one segment at a time. The queue depth is shared:
- * a group may hold at most its share of the chains in flight (the depth
- * less a reserve, over the groups with work), a flow its share of its
- * group's; the reserve lets a newcomer's first chain start at once
- * instead of behind another tenant's large transfers.
+ * Whose chain goes next is fair.c's choice: between tenants, between the
+ * connections of a tenant, between the requests of a connection, each
+ * within its share of queue-depth and queue-bytes. A chain keeps one
+ * piece (at most 512 KiB, linked I/Os run one after another) at the
+ * device, which is what those bytes count.
  */
 
 /* One segment of a request. */
@@ -92,8 +82,7 @@ struct xent {
  * segments.
  */
 struct xfer {
-	struct xlink qlink;	/* in its flow's run queue */
-	struct xflow *flow;	/* its connection's flow (xfer_attach) */
+	struct fair_req fq;	/* its place in the scheduler (xfer_attach) */
 	struct xfer *anext;	/* every request in flight (Cancel) */
 	struct xfer *aprev;
 	struct xfers *xf;
@@ -102,8 +91,6 @@ struct xfer {
 	uint64_t id;
 	bool out;
 	bool batch;
-	bool queued;
-	bool throttled;		/* out of the run queue until one finishes */
 	bool cancelled;
 	bool client_crc;	/* swap-in: the client checks, not the daemon */
 	uint32_t flags;		/* KVS_FLAG_* */
@@ -120,8 +107,6 @@ struct xfer {
 	uint32_t done;		/* segments finished, well or not */
 	uint32_t failed;
 	uint32_t inflight;	/* segments submitted, not finished */
-	uint64_t inflight_bytes;	/* of pieces: what its chains keep at
-					 * the device (xfer.c, seg_weight) */
 	uint64_t bytes;
 	uint32_t reserved;	/* swap-out: entries placed so far */
 	uint32_t linking;	/* durable links outstanding */
@@ -143,9 +128,6 @@ static inline struct xseg *xfer_nth(struct xfer *x, uint32_t i)
 	return &x->seg[x->order ? x->order[i] : i];
 }
 
-/* Buckets of the group and flow tables. */
-#define XFER_HASH 64
-
 /* A segment is over: err 0, or a negative errno and what failed. */
 typedef void xfer_seg_done_fn(struct xseg *xs, int err, const char *what);
 
@@ -156,15 +138,8 @@ struct xfers {
 	struct stats *st;
 	uint32_t block;
 	xfer_seg_done_fn *seg_done;
-	/*
-	 * Scheduling groups with flows that have segments to submit, round
-	 * robin; every group and flow with a request attached, by key.
-	 */
-	struct xlink runq;
-	struct xgroup *groups[XFER_HASH];
-	struct xflow *flows[XFER_HASH];
-	uint32_t nactive;	/* groups with chains in flight or queued */
-	uint64_t inflight_bytes;	/* the chains' pieces at the devices */
+	/* Whose chain goes next: fair between tenants and connections. */
+	struct fair fair;
 	/* Every request in flight, for Cancel. */
 	struct xfer *active;
 	/* I/O chains in flight; at most cfg->queue_depth. */
