@@ -16,6 +16,10 @@
 
 #include "conn.h"
 #include "log.h"
+#include "tenant.h"
+
+/* Supplementary groups asked of SO_PEERGROUPS. */
+#define NGROUPS_MAX_PEER 64
 
 static void strv_free(char **v)
 {
@@ -129,8 +133,12 @@ static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
 {
 	struct ucred cred = { 0 };
 	socklen_t len = sizeof(cred);
+	gid_t groups[NGROUPS_MAX_PEER];
+	socklen_t glen = sizeof(groups);
+	struct tenant *tn;
+	bool admin;
 	struct conn *c;
-	int fd = cqe->res;
+	int fd = cqe->res, r;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE) && !t->quit)
 		accept_arm(t);
@@ -148,6 +156,27 @@ static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
 		close(fd);
 		return;
 	}
+	/*
+	 * The peer's tenant, from the kernel's record of who connected:
+	 * SO_PEERCRED (uid, primary gid) and SO_PEERGROUPS (supplementary
+	 * groups, for group rules and the admin group). A peer with more
+	 * groups than we ask for is judged on its uid and primary gid.
+	 */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("refusing a client: SO_PEERCRED: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0)
+		glen = 0;
+	r = tenants_resolve(t->tenants, cred.uid, cred.gid, groups,
+			    glen / sizeof(gid_t), &tn, &admin);
+	if (r < 0) {
+		log_warn("refusing a client of uid %u: no tenant: %s",
+			 (unsigned)cred.uid, strerror(-r));
+		close(fd);
+		return;
+	}
 	/* Owner: the table; freed by conn_maybe_free() and conns_reap(). */
 	c = aligned_alloc(16, sizeof(*c));
 	if (!c) {
@@ -160,10 +189,12 @@ static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
 	c->fd = fd;
 	c->state = CONN_NEW;
 	c->serial = ++t->serial;
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 	c->uid = cred.uid;
-	snprintf(c->name, sizeof(c->name), "#%u (pid %d uid %u)", c->serial,
-		 (int)cred.pid, (unsigned)cred.uid);
+	c->tenant = tn;
+	c->admin = admin;
+	tn->use.conns++;
+	snprintf(c->name, sizeof(c->name), "#%u (pid %d uid %u tenant %s)",
+		 c->serial, (int)cred.pid, (unsigned)cred.uid, tn->name);
 	c->next = t->list;
 	if (t->list)
 		t->list->prev = c;
@@ -209,6 +240,8 @@ static void conn_maybe_free(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	t->count--;
+	assert(c->tenant->use.conns > 0);
+	c->tenant->use.conns--;
 	close(c->fd);
 	log_debug("client %s freed", c->name);
 	/* Freed after this batch of completions: callers up the stack may
@@ -653,11 +686,12 @@ static void on_cqe(void *ctx, enum ud_type type, void *p,
 }
 
 void conns_init(struct conns *t, struct loop *lp, struct stats *st,
-		const struct conn_ops *ops, void *ctx)
+		struct tenants *tenants, const struct conn_ops *ops, void *ctx)
 {
 	memset(t, 0, sizeof(*t));
 	t->loop = lp;
 	t->st = st;
+	t->tenants = tenants;
 	t->ops = ops;
 	t->ctx = ctx;
 	t->listen_fd = -1;

@@ -21,6 +21,7 @@
 
 struct region;
 struct conn;
+struct tenants;
 
 /* Fds accepted per packet; more are closed and the request refused. */
 #define CONN_MAX_FDS 4
@@ -73,7 +74,9 @@ struct conn {
 	enum conn_state state;
 	uint32_t serial;
 	uint32_t uid;		/* SO_PEERCRED */
-	char name[64];
+	struct tenant *tenant;	/* by tenants_resolve(), for its lifetime */
+	bool admin;		/* may see and delete across tenants */
+	char name[96];
 	const char *close_why;
 	bool recv_armed;	/* a RECVMSG in flight */
 	bool recv_cancelled;	/* ... and a cancel of it */
@@ -115,6 +118,7 @@ struct out {
 struct conns {
 	struct loop *loop;
 	struct stats *st;
+	struct tenants *tenants;
 	const struct conn_ops *ops;
 	void *ctx;
 	int listen_fd;
@@ -137,7 +141,7 @@ int conn_listen(const char *path, bool *ret_created, char *err, size_t len);
  * completion handlers with the loop. ops and ctx: the request layer.
  */
 void conns_init(struct conns *t, struct loop *lp, struct stats *st,
-		const struct conn_ops *ops, void *ctx);
+		struct tenants *tenants, const struct conn_ops *ops, void *ctx);
 
 /* Arms the multishot accept on fd. */
 void conns_start(struct conns *t, int fd);

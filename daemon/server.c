@@ -216,9 +216,29 @@ static int register_files(struct server *srv, char *err, size_t len)
 	return ret;
 }
 
+/*
+ * A tenant's limits unless the configuration says otherwise: no tenant may
+ * pin or lease more than half the store, so that another always has room
+ * (eviction takes from the largest tenant first).
+ */
+static void tenant_defaults(const struct store *s, struct tenant_limits *ret)
+{
+	*ret = (struct tenant_limits){
+		.bytes = s->capacity,
+		.pinned_bytes = s->capacity / 2,
+		.leased_bytes = s->capacity / 2,
+		.lease_ms = KVS_MAX_LEASE_MS,
+		.conns = 256,
+		.regions = 1024,
+		.region_bytes = 64ull << 30,
+		.inflight = 4096,
+	};
+}
+
 int server_init(struct server *srv, const struct config *cfg, char *err,
 		size_t len)
 {
+	struct tenant_limits def;
 	sigset_t mask;
 	int ret;
 
@@ -230,6 +250,13 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 			 cfg->salvage ? STORE_SALVAGE : STORE_SERVE, err, len);
 	if (ret < 0)
 		return ret;
+	/* Before recovery: replayed entries name their tenants. */
+	tenant_defaults(&srv->store, &def);
+	ret = tenants_init(&srv->tenants, &def, (gid_t)-1, NULL, 0);
+	if (ret < 0) {
+		snprintf(err, len, "tenants: %s", strerror(-ret));
+		return ret;
+	}
 	ret = loop_init(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
@@ -256,7 +283,8 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 	if (ret < 0)
 		return ret;
 	regions_init(&srv->regions, &srv->loop);
-	conns_init(&srv->conns, &srv->loop, &srv->st, &conn_ops, srv);
+	conns_init(&srv->conns, &srv->loop, &srv->st, &srv->tenants, &conn_ops,
+		   srv);
 	ret = loop_enable(&srv->loop, err, len);
 	if (ret < 0)
 		return ret;
@@ -294,6 +322,7 @@ void server_fini(struct server *srv)
 	/* Queued records hold entry references: before the index goes. */
 	journal_fini(&srv->jr);
 	catalog_fini(&srv->cat);
+	tenants_fini(&srv->tenants);
 	store_close(&srv->store);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);

@@ -16,6 +16,7 @@
 #include "region.h"
 #include "stats.h"
 #include "store.h"
+#include "tenant.h"
 #include "xfer.h"
 
 /*
@@ -29,6 +30,7 @@ struct server {
 	struct stats st;
 	struct loop loop;
 	struct store store;
+	struct tenants tenants;
 	struct journal jr;
 	struct catalog cat;
 	struct regions regions;
