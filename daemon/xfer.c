@@ -39,6 +39,7 @@
 #include "crc32c.h"
 #include "log.h"
 #include "region.h"
+#include "tenant.h"
 #include "xfer.h"
 
 /*
@@ -73,11 +74,10 @@ static uint64_t seg_weight(const struct xseg *xs)
 
 /* --- scheduling (fair.c) -------------------------------------------- */
 
-/* The scheduling group of a connection: its tenant, today its peer uid
- * (the default tenant is "uid-<N>"). */
+/* The scheduling group of a connection: its tenant (set at accept). */
 static uint64_t group_key(const struct conn *c)
 {
-	return c->uid;
+	return c->tenant->id;
 }
 
 int xfer_attach(struct xfer *x)

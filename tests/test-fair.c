@@ -11,12 +11,14 @@
  * Speed itself is measured, not asserted: docs/PERFORMANCE.md has the
  * full four-hog load (KVSWAP_FAIR_SWAPINS=256) against the old build.
  *
- * Not root: the hogs run as the test's own user (one tenant, fairness
- * between connections only) and the cross-tenant check is skipped.
+ * Then the same with the hogs as the victim's own user: the same tenant,
+ * other connections (fairness between the flows of a group). Not root:
+ * only that; the cross-tenant run is skipped.
  *
  * Environment: KVSWAP_FAIR_SWAPINS (swap-ins each hog queues, default 12),
  * KVSWAP_FAIR_SEGS (segments of the hog entry, default 16),
- * KVSWAP_FAIR_ROUNDS (victim round trips under load, default 60).
+ * KVSWAP_FAIR_ROUNDS (victim round trips under load, default 60),
+ * KVSWAP_FAIR_ONLY_OTHER (set: no same-tenant run; for measurements).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,8 +48,6 @@
 static struct harness *d;
 static uid_t hog_uid;
 static gid_t hog_gid;
-static bool as_other;
-static uint64_t t_put;
 static unsigned hog_swapins = 12, hog_segs = 16, victim_rounds = 60;
 
 static unsigned env_uint(const char *name, unsigned def, unsigned max)
@@ -126,7 +126,7 @@ static int open_socket_to_hogs(void)
  * hog_swapins swap-ins of it at once, says 'q', waits for every one, checks
  * the bytes, says 'd'.
  */
-static int hog_main(unsigned id, int up, int go)
+static int hog_main(unsigned id, bool other, int up, int go)
 {
 	struct kvswap_seg_out segs[64];
 	struct kvswap_seg_in in[64];
@@ -138,7 +138,7 @@ static int hog_main(unsigned id, int up, int go)
 	char key[32], c;
 	int ret;
 
-	if (as_other && (setgroups(0, NULL) < 0 ||
+	if (other && (setgroups(0, NULL) < 0 ||
 			 setresgid(hog_gid, hog_gid, hog_gid) < 0 ||
 			 setresuid(hog_uid, hog_uid, hog_uid) < 0))
 		hog_fail("becoming %s: %s", HOG_USER, strerror(errno));
@@ -251,7 +251,6 @@ static int round_trip(struct kvswap *k, struct kvswap_region *r, unsigned i,
 		ret = kvswap_wait(k, req, WAIT_MS);
 		kvswap_req_free(req);
 	}
-	t_put = now_us() - t0;
 	if (!ret)
 		ret = kvswap_swap_in(k, key, strlen(key), r, &si, 1, &req);
 	if (!ret) {
@@ -271,49 +270,26 @@ static int round_trip(struct kvswap *k, struct kvswap_region *r, unsigned i,
 	return 0;
 }
 
-int main(void)
+/*
+ * Four hogs (as the hogs' user when `other`, else as the victim's: the
+ * same tenant, other connections) queue their swap-ins; the victim's
+ * round trips meanwhile are checked and reported.
+ */
+static void load(struct kvswap *k, struct kvswap_region *r, bool other,
+		 const char *label, unsigned *key)
 {
-	struct harness_opts o = { .store_size = 1024 * MiB };
-	struct kvswap_region *r;
-	uint64_t alone[ALONE_ROUNDS], *loaded;
-	unsigned nalone = 0, nloaded = 0, during = 0, hogs_done = 0;
-	int up[2], go[2], bad = 0, ret;
+	unsigned nloaded = 0, during = 0, hogs_done = 0;
+	uint64_t *loaded = calloc(victim_rounds, sizeof(*loaded));
+	int up[2], go[2], bad = 0;
 	pid_t pid[NHOGS];
 	uint64_t t_load;
-	struct kvswap *k;
-	char why[160];
+	char what[160];
 
-	harness_init("test-fair");
-	hog_swapins = env_uint("KVSWAP_FAIR_SWAPINS", hog_swapins, 4096);
-	hog_segs = env_uint("KVSWAP_FAIR_SEGS", hog_segs, 64);
-	victim_rounds = env_uint("KVSWAP_FAIR_ROUNDS", victim_rounds, 100000);
-	loaded = calloc(victim_rounds, sizeof(*loaded));
 	if (!loaded)
 		bail_out("out of memory");
-	as_other = hog_user(why, sizeof(why)) == 0;
-	if (harness_start(&o, &d) < 0)
-		bail_out("kvswapd did not start");
-	if (as_other && open_socket_to_hogs() < 0)
-		bail_out("opening the socket to %s: %s", HOG_USER, strerror(errno));
-	if (as_other)
-		diag("the hogs run as user %s (uid %u), another tenant than "
-		     "the victim (uid %u)", HOG_USER, (unsigned)hog_uid,
-		     (unsigned)geteuid());
-	else
-		skip("hogs as another tenant: %s; they share the victim's",
-		     why);
-	diag("load: %u hogs x %u swap-ins of 64 MiB (%u segments), the victim "
-	     "%u round trips", NHOGS, hog_swapins, hog_segs, victim_rounds);
-
-	if (harness_connect(d, &k) < 0 ||
-	    kvswap_region_create(k, 2 * VICTIM_BYTES, &r) < 0)
-		bail_out("victim connection");
-	for (unsigned i = 0; i < ALONE_ROUNDS; i++)
-		if (!round_trip(k, r, i, &alone[nalone]))
-			nalone++;
-	is_uint(nalone, ALONE_ROUNDS, "the victim's round trips alone complete");
-	report("victim alone", alone, nalone);
-
+	diag("%s: %u hogs x %u swap-ins of 64 MiB (%u segments), the victim "
+	     "%u round trips", label, NHOGS, hog_swapins, hog_segs,
+	     victim_rounds);
 	if (pipe(up) < 0 || pipe(go) < 0)
 		bail_out("pipe: %s", strerror(errno));
 	for (unsigned i = 0; i < NHOGS; i++) {
@@ -323,7 +299,7 @@ int main(void)
 		if (!pid[i]) {
 			close(up[0]);
 			close(go[1]);
-			_exit(hog_main(i, up[1], go[0]));
+			_exit(hog_main(i, other, up[1], go[0]));
 		}
 	}
 	close(up[1]);
@@ -341,10 +317,8 @@ int main(void)
 
 		while (read(up[0], &c, 1) == 1)
 			hogs_done += c == 'd';
-		if (round_trip(k, r, ALONE_ROUNDS + i, &loaded[nloaded]) < 0)
+		if (round_trip(k, r, (*key)++, &loaded[nloaded]) < 0)
 			continue;
-		if (getenv("KVSWAP_FAIR_DEBUG"))
-			diag("put %.2f ms total %.2f", t_put / 1000.0, loaded[nloaded] / 1000.0);
 		if (!hogs_done)
 			nloaded++;	/* every hog still had swap-ins queued */
 		during++;
@@ -353,16 +327,18 @@ int main(void)
 	if (hogs_done < NHOGS && !await(up[0], 'd', NHOGS - hogs_done))
 		hogs_done = NHOGS;
 	if (hogs_done == NHOGS)
-		diag("the hogs' load: %u x %u x 64 MiB in %.2f s, %.0f MiB/s",
-		     NHOGS, hog_swapins, (now_us() - t_load) / 1e6,
+		diag("%s: the hogs' load, %u x %u x 64 MiB, took %.2f s: "
+		     "%.0f MiB/s", label, NHOGS, hog_swapins,
+		     (now_us() - t_load) / 1e6,
 		     NHOGS * hog_swapins * 64.0 / ((now_us() - t_load) / 1e6));
-	is_uint(during, victim_rounds, "the victim's round trips under the "
-		"hogs' load complete, each within %d s", WAIT_MS / 1000);
+	is_uint(during, victim_rounds, "%s: the victim's round trips under the "
+		"hogs' load complete, each within %d s, bytes exact", label,
+		WAIT_MS / 1000);
 	if (nloaded < victim_rounds)
-		diag("%u of the round trips ran after a hog had finished",
-		     victim_rounds - nloaded);
-	report("victim under load", loaded, nloaded);
-
+		diag("%s: %u of the round trips ran after a hog had finished "
+		     "(not counted below)", label, victim_rounds - nloaded);
+	snprintf(what, sizeof(what), "%s: victim under load", label);
+	report(what, loaded, nloaded);
 	for (unsigned i = 0; i < NHOGS; i++) {
 		int st;
 
@@ -370,14 +346,55 @@ int main(void)
 		    WEXITSTATUS(st))
 			bad++;
 	}
-	is_int(bad, 0, "every hog's %u swap-ins complete with their bytes",
-	       hog_swapins);
-	ret = kvswap_region_release(k, r);
-	is_int(ret, 0, "the victim's region is released");
+	is_int(bad, 0, "%s: every hog's %u swap-ins complete with their bytes",
+	       label, hog_swapins);
+	close(up[0]);
+	close(go[1]);
+	free(loaded);
+}
+
+int main(void)
+{
+	struct harness_opts o = { .store_size = 1024 * MiB };
+	struct kvswap_region *r;
+	uint64_t alone[ALONE_ROUNDS];
+	unsigned nalone = 0, key = 0;
+	struct kvswap *k;
+	bool other;
+	char why[160];
+
+	harness_init("test-fair");
+	hog_swapins = env_uint("KVSWAP_FAIR_SWAPINS", hog_swapins, 4096);
+	hog_segs = env_uint("KVSWAP_FAIR_SEGS", hog_segs, 64);
+	victim_rounds = env_uint("KVSWAP_FAIR_ROUNDS", victim_rounds, 100000);
+	other = hog_user(why, sizeof(why)) == 0;
+	if (harness_start(&o, &d) < 0)
+		bail_out("kvswapd did not start");
+	if (other && open_socket_to_hogs() < 0)
+		bail_out("opening the socket to %s: %s", HOG_USER, strerror(errno));
+	if (harness_connect(d, &k) < 0 ||
+	    kvswap_region_create(k, 2 * VICTIM_BYTES, &r) < 0)
+		bail_out("victim connection");
+	for (unsigned i = 0; i < ALONE_ROUNDS; i++)
+		if (!round_trip(k, r, key++, &alone[nalone]))
+			nalone++;
+	is_uint(nalone, ALONE_ROUNDS, "the victim's round trips alone complete");
+	report("victim alone", alone, nalone);
+
+	if (other) {
+		diag("hogs as user %s (uid %u): another tenant than the victim "
+		     "(uid %u)", HOG_USER, (unsigned)hog_uid, (unsigned)geteuid());
+		load(k, r, true, "other tenant", &key);
+	} else {
+		skip("hogs as another tenant: %s", why);
+	}
+	if (!getenv("KVSWAP_FAIR_ONLY_OTHER"))
+		load(k, r, false, "same tenant", &key);
+
+	is_int(kvswap_region_release(k, r), 0, "the victim's region is released");
 	kvswap_close(k);
 	ok(harness_alive(d), "kvswapd still runs");
 	is_int(harness_stop(d), 0, "kvswapd exits cleanly");
 	harness_free(d);
-	free(loaded);
 	done_testing();
 }
