@@ -150,7 +150,7 @@ static const struct opt options[] = {
 		.offset = FIELD(queue_bytes, uint64_t),
 		.min = 64ull << 10, .max = 1ull << 30,
 		.step = STORE_BLOCK,
-		.def_num = 8ull << 20,
+		.def_num = 16ull << 20,
 		.arg = "SIZE",
 		.help = "bytes of segment I/O at the devices at once, shared fairly",
 	},

@@ -30,7 +30,7 @@ struct xcheck;
  * Whose chain goes next is fair.c's choice: between tenants, between the
  * connections of a tenant, between the requests of a connection, each
  * within its share of queue-depth and queue-bytes. A chain keeps one
- * piece (at most 512 KiB, linked I/Os run one after another) at the
+ * piece (at most 1 MiB, linked I/Os run one after another) at the
  * device, which is what those bytes count.
  */
 
