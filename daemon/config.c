@@ -214,6 +214,15 @@ static const struct opt options[] = {
 		.arg = "N",
 		.help = "requests in flight of one tenant",
 	},
+	{
+		.name = "queue-bytes", .type = OPT_SIZE,
+		.offset = FIELD(queue_bytes, uint64_t),
+		.min = 64ull << 10, .max = 1ull << 30,
+		.step = STORE_BLOCK,
+		.def_num = 16ull << 20,
+		.arg = "SIZE",
+		.help = "bytes of segment I/O at the devices at once, shared fairly",
+	},
 };
 
 

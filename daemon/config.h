@@ -52,6 +52,7 @@ struct config {
 	/* The [tenant NAME] sections, in file order (config-file.c). */
 	struct config_tenant *tenants;
 	size_t ntenants;
+	uint64_t queue_bytes;	/* segment I/O at the devices (xfer.c) */
 	/*
 	 * Command line only (kvswapd.c), never from a file, and not in
 	 * config.c's table: start on what survived a damaged store.

@@ -301,7 +301,8 @@ void swap_out(struct xfers *xf, struct conn *c, const Request *req)
 	}
 	x = xfer_new(xf, c, r, req->id, true, false, true, 1, nseg, 0,
 		     m->key.len + meta_len, &extra);
-	if (!x) {
+	if (!x || xfer_attach(x) < 0) {
+		free(x);
 		refuse(c, req, -ENOMEM, "swap_out: out of memory");
 		return;
 	}
@@ -365,7 +366,8 @@ void swap_in(struct xfers *xf, struct conn *c, const Request *req)
 	}
 	x = xfer_new(xf, c, r, req->id, false, false, true, 1, nseg, 0, 0,
 		     &extra);
-	if (!x) {
+	if (!x || xfer_attach(x) < 0) {
+		free(x);
 		refuse(c, req, -ENOMEM, "swap_in: out of memory");
 		return;
 	}
@@ -484,7 +486,8 @@ void swap_out_batch(struct xfers *xf, struct conn *c, const Request *req)
 	x = xfer_new(xf, c, r, req->id, true, true,
 		     m->events & KVS_EVENTS_SEGMENTS, (uint32_t)m->n_entries, nseg,
 		     ngroups, nextra, &extra);
-	if (!x) {
+	if (!x || xfer_attach(x) < 0) {
+		free(x);
 		refuse(c, req, -ENOMEM, "swap_out_batch: out of memory");
 		return;
 	}
@@ -562,7 +565,8 @@ void swap_in_batch(struct xfers *xf, struct conn *c, const Request *req)
 	x = xfer_new(xf, c, r, req->id, false, true,
 		     m->events & KVS_EVENTS_SEGMENTS, (uint32_t)m->n_entries, nseg,
 		     ngroups, 0, &extra);
-	if (!x) {
+	if (!x || xfer_attach(x) < 0) {
+		free(x);
 		refuse(c, req, -ENOMEM, "swap_in_batch: out of memory");
 		return;
 	}

@@ -31,7 +31,7 @@ void swap_end(struct xfer *x)
 	struct xfers *xf = x->xf;
 	struct conn *c = x->c;
 
-	assert(!x->queued && !x->inflight && !x->linking);
+	assert(!x->fq.queued && !x->inflight && !x->linking);
 	for (uint32_t i = 0; i < x->nent; i++) {
 		/* Swap-out not linked: its blocks go back; swap-in: unref. */
 		if (x->out)
@@ -45,6 +45,7 @@ void swap_end(struct xfer *x)
 		xf->active = x->anext;
 	if (x->anext)
 		x->anext->aprev = x->aprev;
+	xfer_detach(x);
 	region_unuse(x->r);
 	free(x);
 	conn_xfer_end(c);
@@ -348,7 +349,7 @@ void swap_seg_done(struct xseg *xs, int err, const char *what)
 	struct xfers *xf = x->xf;
 	struct xent *xe = &x->ent[xs->ent];
 	uint32_t k = xs->index - xe->seg0;
-	char msg[200];
+	char msg[512];
 
 	x->done++;
 	if (!err) {
@@ -383,10 +384,13 @@ void swap_seg_done(struct xseg *xs, int err, const char *what)
 				conn_send_error(x->c, x->id, err, xs->index, msg);
 		}
 		/*
-		 * Bytes proven damaged (their CRC) are never served again. A
-		 * failed or short read proves nothing about them (the error
-		 * may be transient): the entry stays, and the next swap-in
-		 * reads and checks it again.
+		 * Bytes proven damaged (their CRC, over the stored bytes read
+		 * again into the daemon's memory: xfer.c) are never served
+		 * again. A failed or short read proves nothing about them (the
+		 * error may be transient), nor does a region whose memory
+		 * changed under the read (EFAULT: the stored bytes matched):
+		 * the entry stays, and the next swap-in reads and checks it
+		 * again.
 		 */
 		if (!x->out && err == -EBADMSG)
 			catalog_drop(xf->cat, xe->e);

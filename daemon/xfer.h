@@ -8,22 +8,30 @@
 #include "catalog.h"
 #include "config.h"
 #include "loop.h"
+#include "fair.h"
 #include "stats.h"
 
 struct conn;
 struct region;
 struct xfer;
 struct xfers;
+struct xcheck;
 
 /*
  * The data path's I/O chains (xfer.c): the segments of a swap request
  * (struct xfer, made by swap.c) between a client region and the store,
- * submitted round robin up to the queue depth. Each segment is one linked
+ * submitted up to the queue depth. Each segment is one linked
  * chain of READ_FIXED or WRITE_FIXED, ending either in the linked SEND of
  * its pre-encoded SegmentDone event (evlen > 0) or in a completion the
  * loop handles (a tail to copy, a checksum to verify, or a batch segment
  * that only counts towards its group). When a segment is over, well or
  * not, xfer.c calls the segment_done callback (swap.c).
+ *
+ * Whose chain goes next is fair.c's choice: between tenants, between the
+ * connections of a tenant, between the requests of a connection, each
+ * within its share of queue-depth and queue-bytes. A chain keeps one
+ * piece (at most 1 MiB, linked I/Os run one after another) at the
+ * device, which is what those bytes count.
  */
 
 /* One segment of a request. */
@@ -37,9 +45,11 @@ struct xseg {
 	uint32_t group;		/* completion group (batches) */
 	int32_t bounce;		/* bounce block, or -1 */
 	uint32_t lastlen;	/* bytes of the chain's last I/O */
+	struct xcheck *check;	/* a mismatch's stored bytes being re-read */
 	uint8_t evlen;		/* 0: no linked event */
 	uint8_t ev[23];		/* pre-encoded SegmentDone event */
 } __attribute__((aligned(16)));
+_Static_assert(sizeof(struct xseg) == 80, "struct xseg: 5 per 400 bytes");
 
 enum xent_state {
 	XENT_WAITING,		/* swap-out: space not reserved yet */
@@ -72,7 +82,7 @@ struct xent {
  * segments.
  */
 struct xfer {
-	struct xfer *qnext;	/* run queue */
+	struct fair_req fq;	/* its place in the scheduler (xfer_attach) */
 	struct xfer *anext;	/* every request in flight (Cancel) */
 	struct xfer *aprev;
 	struct xfers *xf;
@@ -81,8 +91,6 @@ struct xfer {
 	uint64_t id;
 	bool out;
 	bool batch;
-	bool queued;
-	bool throttled;		/* out of the run queue until one finishes */
 	bool cancelled;
 	bool client_crc;	/* swap-in: the client checks, not the daemon */
 	uint32_t flags;		/* KVS_FLAG_* */
@@ -99,7 +107,6 @@ struct xfer {
 	uint32_t done;		/* segments finished, well or not */
 	uint32_t failed;
 	uint32_t inflight;	/* segments submitted, not finished */
-	uint64_t inflight_bytes;
 	uint64_t bytes;
 	uint32_t reserved;	/* swap-out: entries placed so far */
 	uint32_t linking;	/* durable links outstanding */
@@ -131,9 +138,8 @@ struct xfers {
 	struct stats *st;
 	uint32_t block;
 	xfer_seg_done_fn *seg_done;
-	/* Requests that still have segments to submit, round robin. */
-	struct xfer *runq_head;
-	struct xfer *runq_tail;
+	/* Whose chain goes next: fair between tenants and connections. */
+	struct fair fair;
 	/* Every request in flight, for Cancel. */
 	struct xfer *active;
 	/* I/O chains in flight; at most cfg->queue_depth. */
@@ -154,6 +160,15 @@ int xfers_init(struct xfers *xf, struct loop *lp, struct catalog *cat,
 	       const struct config *cfg, struct stats *st, uint32_t block,
 	       xfer_seg_done_fn *seg_done, char *err, size_t len);
 void xfers_fini(struct xfers *xf);
+
+/*
+ * Attaches a new request to its connection's flow (and the flow to its
+ * group), making them if needed: before it is queued. Returns 0 or
+ * -ENOMEM. xfer_detach() when the request ends (not queued, nothing in
+ * flight) frees a flow or group left without requests.
+ */
+int xfer_attach(struct xfer *x);
+void xfer_detach(struct xfer *x);
 
 /* Queues x's segments (those of live entries) for submission. */
 void xfer_enqueue(struct xfer *x);
