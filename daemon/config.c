@@ -145,6 +145,14 @@ static const struct opt options[] = {
 		.arg = "on|off",
 		.help = "check each segment's CRC32C on swap-in",
 	},
+	{
+		.name = "hello-timeout", .type = OPT_UINT,
+		.offset = FIELD(hello_timeout_ms, uint32_t),
+		.min = 100, .max = 600000,
+		.def_num = 5000,
+		.arg = "MS",
+		.help = "close connections that send no Hello within MS ms",
+	},
 };
 
 

@@ -16,6 +16,7 @@ struct config {
 	int log_level;
 	int cache;		/* default durability: cache (1) or durable (0) */
 	int verify;		/* check CRC32C on swap-in */
+	uint32_t hello_timeout_ms;	/* a connection's time to say Hello */
 	/*
 	 * Command line only (kvswapd.c), never from a file, and not in
 	 * config.c's table: start on what survived a damaged store.

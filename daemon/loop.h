@@ -30,6 +30,8 @@ enum ud_type {
 	UD_JOURNAL,		/* journal.c: a log write or fdatasync */
 	UD_JTIMER,		/* journal.c: a deferred cache-mode commit is due */
 	UD_LEASE_TIMER,		/* server.c: leases a swap-out waits for ran out */
+	UD_CONN_TIMER,		/* conn.c: Hello deadlines, accept backoff */
+	UD_REGION,		/* region.c: the pager's eventfd, or a step */
 	UD_MAX
 };
 #define UD_TYPE_MASK 0xfull

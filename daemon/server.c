@@ -305,7 +305,7 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 int server_run(struct server *srv, int listen_fd)
 {
 	signal_arm(srv);
-	conns_start(&srv->conns, listen_fd);
+	conns_start(&srv->conns, listen_fd, srv->cfg.hello_timeout_ms);
 	tick_start(srv);
 	return loop_run(&srv->loop, running, srv);
 }
