@@ -32,7 +32,13 @@
 /* A tenant's share of the buffer table: no tenant can fill it alone. */
 #define REGION_TENANT_SLOTS	(LOOP_BUF_SLOTS / 4)
 /* The loop pins slots for at most this long per step (at least one). */
-#define REGION_STEP_US		2000
+#define REGION_STEP_US		1000
+/* ... and rests this long between steps, serving the other clients. */
+#define REGION_REST_NS		1000000
+/* The pager faults in this much at a time. */
+#define PAGER_CHUNK		(4ull << 20)
+/* ... and unmaps this much at a time (~3 ms). */
+#define PAGER_UNMAP		(64ull << 20)
 /* Most slots of one region (64 GiB). */
 #define REGION_MAX_SLOTS	((uint32_t)((64ull << 30) / LOOP_SLOT_BYTES))
 
@@ -111,11 +117,20 @@ static int pager_fault(struct region *r, uint32_t slot)
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
 	len = (len + page - 1) & ~(page - 1);
-	if (madvise(r->addr + off, len, MADV_POPULATE_WRITE) < 0) {
-		/* An old kernel: the pinning will fault them in, on the loop. */
-		if (errno == EINVAL)
-			return 0;
-		return -errno;
+	/*
+	 * In pieces: the fault holds the daemon's mmap lock for reading, and
+	 * a writer waiting behind it (an mmap, a munmap) would hold up every
+	 * later reader, the loop's page faults among them.
+	 */
+	for (uint64_t done = 0; done < len; done += PAGER_CHUNK) {
+		uint64_t n = len - done < PAGER_CHUNK ? len - done : PAGER_CHUNK;
+
+		if (madvise(r->addr + off + done, n, MADV_POPULATE_WRITE) < 0) {
+			/* An old kernel: pinning faults them in, on the loop. */
+			if (errno == EINVAL)
+				return 0;
+			return -errno;
+		}
 	}
 	return 0;
 }
@@ -123,6 +138,12 @@ static int pager_fault(struct region *r, uint32_t slot)
 static void *pager_main(void *arg)
 {
 	struct regions *rs = arg;
+
+	/*
+	 * No lower priority: the pager holds the daemon's mmap lock while it
+	 * faults pages in, and preempted there by busier tasks it would hold
+	 * up the loop's own mmap or brk (priority inversion).
+	 */
 
 	pthread_mutex_lock(&rs->lock);
 	for (;;) {
@@ -132,7 +153,16 @@ static void *pager_main(void *arg)
 		if (u) {
 			rs->unmaps = u->next;
 			pthread_mutex_unlock(&rs->lock);
-			munmap(u->addr, u->size);
+			/*
+			 * In pieces: munmap holds the mmap lock for writing,
+			 * and the loop's own mmap, brk and page faults wait.
+			 */
+			for (size_t off = 0; off < u->size; off += PAGER_UNMAP) {
+				size_t n = u->size - off < PAGER_UNMAP
+					   ? u->size - off : PAGER_UNMAP;
+
+				munmap((uint8_t *)u->addr + off, n);
+			}
 			free(u);
 			pthread_mutex_lock(&rs->lock);
 			continue;
@@ -207,16 +237,19 @@ static void efd_arm(struct regions *rs)
 	io_uring_sqe_set_data64(sqe, ud_make(&rs->efd_val, UD_REGION));
 }
 
-/* Comes back at the next batch, after the other clients' completions. */
+/*
+ * Comes back after a rest: a client's round trip spans a few batches of
+ * the loop, and a step before each of them would add up.
+ */
 static void step_arm(struct regions *rs)
 {
-	static struct __kernel_timespec zero;
+	static struct __kernel_timespec rest = { .tv_nsec = REGION_REST_NS };
 	struct io_uring_sqe *sqe;
 
 	if (rs->step_armed)
 		return;
 	sqe = loop_sqe(rs->loop);
-	io_uring_prep_timeout(sqe, &zero, 0, 0);
+	io_uring_prep_timeout(sqe, &rest, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_REGION));
 	rs->step_armed = true;
 }
@@ -287,32 +320,74 @@ static void region_gone(struct region *r, int err)
 	conn_put(c);
 }
 
-/* Clears the registered slots; the last tag frees the region. */
+/*
+ * Starts clearing the registered slots, a few per step (unpinning a GiB
+ * takes ~5 ms); the last tag frees the region.
+ */
 static void unregister(struct region *r)
 {
-	struct iovec iov[REGION_MAX_SLOTS];
-	__u64 tags[REGION_MAX_SLOTS];
-	int ret;
+	struct regions *rs = r->rs;
 
 	r->state = REGION_TAGS;
 	if (!r->ready) {
-		loop_slots_put(r->rs->loop, r->slot0, r->nslots);
-		pager_unmap(r->rs, r->addr, r->size);
+		loop_slots_put(rs->loop, r->slot0, r->nslots);
+		pager_unmap(rs, r->addr, r->size);
 		region_gone(r, 0);
 		return;
 	}
-	memset(iov, 0, sizeof(iov));
-	memset(tags, 0, sizeof(tags));
-	ret = io_uring_register_buffers_update_tag(&r->rs->loop->ring, r->slot0,
-						  iov, tags, r->ready);
-	if (ret < 0 || (uint32_t)ret != r->ready) {
-		/* Never unmap pages the kernel may still hold: leak instead. */
-		log_err("unregistering buffers of region %u: %s; keeping it "
-			"mapped", r->id, ret < 0 ? strerror(-ret) : "partly");
-		region_gone(r, ret < 0 ? ret : -EIO);
+	r->lnext = rs->loading;
+	rs->loading = r;
+	step_arm(rs);
+}
+
+static void loading_unlink(struct region *r);
+
+/* Every cleared slot's tag is in: the kernel let go of the pages. */
+static void released(struct region *r)
+{
+	if (r->release_err) {
+		region_gone(r, r->release_err);
 		return;
 	}
-	r->tags_pending = r->ready;
+	loop_slots_put(r->rs->loop, r->slot0, r->nslots);
+	pager_unmap(r->rs, r->addr, r->size);
+	region_gone(r, 0);
+}
+
+/*
+ * Clears r's next slots while the step has time; false once it is done
+ * with r (every slot cleared, or the kernel refused: then the region is
+ * leaked mapped, never unmapped under the kernel's feet).
+ */
+static bool clear_some(struct region *r, uint64_t t0, uint32_t *work)
+{
+	while (r->cleared < r->ready &&
+	       (!*work || now_us() - t0 < REGION_STEP_US)) {
+		struct iovec iov = { 0 };
+		__u64 tag = 0;
+		int ret;
+
+		ret = io_uring_register_buffers_update_tag(&r->rs->loop->ring,
+				r->slot0 + r->cleared, &iov, &tag, 1);
+		if (ret != 1) {
+			log_err("unregistering buffers of region %u: %s; "
+				"keeping it mapped", r->id,
+				ret < 0 ? strerror(-ret) : "refused");
+			r->release_err = ret < 0 ? ret : -EIO;
+			/* Only the slots cleared will post their tags. */
+			r->ready = r->cleared;
+			break;
+		}
+		r->cleared++;
+		r->tags_pending++;
+		(*work)++;
+	}
+	if (r->cleared < r->ready)
+		return true;
+	loading_unlink(r);
+	if (!r->tags_pending)
+		released(r);
+	return false;
 }
 
 static void loading_unlink(struct region *r)
@@ -343,8 +418,9 @@ static void registered(struct region *r)
 
 /*
  * One step: for each region loading, pins the slots the pager has faulted
- * in, within REGION_STEP_US in all (at least one slot per step, so that
- * every region advances); finishes, fails or releases regions.
+ * in, and for each one released, clears its slots, within REGION_STEP_US
+ * in all (at least one slot per step); finishes, fails or releases
+ * regions.
  */
 static void regions_step(struct regions *rs)
 {
@@ -359,6 +435,11 @@ static void regions_step(struct regions *rs)
 		int err;
 
 		next = r->lnext;
+		if (r->state == REGION_TAGS) {
+			if (clear_some(r, t0, &pinned))
+				more = true;
+			continue;
+		}
 		pthread_mutex_lock(&rs->lock);
 		populated = r->populated;
 		paged = r->paged;
@@ -398,6 +479,7 @@ static void regions_step(struct regions *rs)
 			loading_unlink(r);
 			r->dying = true;
 			unregister(r);
+			more = true;
 			continue;
 		}
 		if (r->ready == r->nslots) {
@@ -411,6 +493,10 @@ static void regions_step(struct regions *rs)
 	}
 	if (more)
 		step_arm(rs);
+	/* Should not happen: say so, an operator may see a stalled client. */
+	if (now_us() - t0 > 20000)
+		log_notice("regions: a registration step held the loop %llu ms",
+			   (unsigned long long)((now_us() - t0) / 1000));
 }
 
 static void on_region(void *ctx, enum ud_type type, void *p,
@@ -593,11 +679,9 @@ static void tag_done(void *ctx, enum ud_type type, void *p,
 	struct region *r = p;
 
 	assert(r->tags_pending > 0);
-	if (--r->tags_pending)
+	if (--r->tags_pending || r->cleared < r->ready)
 		return;
-	loop_slots_put(r->rs->loop, r->slot0, r->nslots);
-	pager_unmap(r->rs, r->addr, r->size);
-	region_gone(r, 0);
+	released(r);
 }
 
 int regions_init(struct regions *rs, struct loop *lp, char *err, size_t len)
