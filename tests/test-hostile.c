@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <dirent.h>
@@ -243,6 +244,67 @@ static void hello_timeout(struct harness *d)
 	ok(raw_wait_closed(s, 5000, NULL), "... and closed");
 	raw_event_free(ev);
 	close(s);
+}
+
+/*
+ * A daemon started with RLIMIT_NOFILE 64 (hard and soft): it serves as
+ * many clients as that leaves room for, refuses the rest cleanly (one log
+ * line per burst) before accept could fail, and serves again once they go.
+ */
+static void fd_limit(void)
+{
+	static const char *const args[] = { "--hello-timeout", "5000", NULL };
+	struct harness_opts o = { .extra_args = args, .store_size = 64 * MiB };
+	struct rlimit old, low = { 64, 64 };
+	unsigned served = 0, refused = 0, lines = 0, max = 0;
+	static char log[1 << 20];
+	int socks[48], n = 0, s;
+	struct harness *d;
+	const char *q;
+
+	if (geteuid() != 0) {
+		skip("RLIMIT_NOFILE 64: not root (cannot raise it back)");
+		return;
+	}
+	getrlimit(RLIMIT_NOFILE, &old);
+	if (setrlimit(RLIMIT_NOFILE, &low) < 0)
+		bail_out("setrlimit: %s", strerror(errno));
+	s = harness_start(&o, &d);
+	setrlimit(RLIMIT_NOFILE, &old);
+	if (s < 0)
+		bail_out("cannot start kvswapd with RLIMIT_NOFILE 64");
+	while (n < 48 && raw_connect(d->socket, &socks[n]) == 0) {
+		if (raw_hello(socks[n], KVS_PROTOCOL_VERSION) == 0)
+			served++;
+		else
+			refused++;
+		n++;
+	}
+	harness_read_log(d, log, sizeof(log));
+	q = strstr(log, "at most ");
+	if (q)
+		max = (unsigned)strtoul(q + 8, NULL, 10);
+	for (q = log; (q = strstr(q, "refusing clients")); q++)
+		lines++;
+	ok(max > 0 && max < 64, "RLIMIT_NOFILE 64: the daemon says it serves at "
+	   "most %u clients", max);
+	is_uint(served, max, "... serves %u of %d clients", served, n);
+	ok(refused == (unsigned)n - served && refused > 0,
+	   "... refuses the other %u cleanly", refused);
+	is_uint(lines, 1, "... with one log line for the burst");
+	ok(!strstr(log, "accept: "), "... accept never failed");
+	for (int i = 0; i < n; i++)
+		close(socks[i]);
+	usleep(300000);
+	if (raw_connect(d->socket, &s) == 0) {
+		ok(raw_hello(s, KVS_PROTOCOL_VERSION) == 0,
+		   "... and serves a new client once they left");
+		close(s);
+	} else {
+		ok(0, "connect after the burst");
+	}
+	is_int(harness_stop(d), 0, "kvswapd exits 0 on SIGTERM");
+	harness_free(d);
 }
 
 /* --- a 4 GiB sparse region while another client swaps -------------------- */
@@ -741,6 +803,7 @@ int main(void)
 	big_region(d);
 	is_int(harness_stop(d), 0, "kvswapd exits 0 on SIGTERM");
 	harness_free(d);
+	fd_limit();
 	tenants();
 	done_testing();
 }
