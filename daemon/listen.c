@@ -226,14 +226,14 @@ static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
 			accept_arm(t);
 		return;
 	}
-	if (!t->accept_armed && !t->quit && !t->backoff_ms)
-		accept_arm(t);
 	if (t->backoff_ms) {
 		log_notice("accepting again after %llu failed accepts",
 			   (unsigned long long)t->accept_errors);
 		t->backoff_ms = 0;
 		t->accept_errors = 0;
 	}
+	if (!t->accept_armed && !t->quit)
+		accept_arm(t);
 	if (t->quit) {
 		close(fd);
 		return;

@@ -5,6 +5,8 @@
  *   fds, too many fds, garbage, never a Hello, half-open, fds on the wrong
  *   request) leave the daemon's fd count where it was, and it serves on;
  * - a connection that never says Hello is closed with ETIMEDOUT;
+ * - a daemon with RLIMIT_NOFILE 64 serves what that leaves room for and
+ *   refuses the rest cleanly, logged once, before accept could fail;
  * - a 4 GiB sparse region registers (and is released) while another
  *   client's put+get round trips never wait 50 ms (the issue's bound);
  * - each exhaustion, by a hog running as one real user, gets the hog its
