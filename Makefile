@@ -248,3 +248,12 @@ clean:
 
 -include $(DEPS)
 -include tests/faultfs/faultfs.mk
+
+# The Python binding (python/kvswap): swap-in of 1 GiB in 64 KiB segments
+# into a numpy array against kvswapctl bench's same shape, in one run
+# (docs/PYTHON.md). Debian's interpreter, which deps.sh equips.
+bench-python: deps
+	@$(MAKE) --no-print-directory all
+	BUILD=$(BUILD) /usr/bin/python3 bench/python-swapin.py
+
+.PHONY: bench-python

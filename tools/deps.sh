@@ -6,6 +6,8 @@ set -eu
 pkgs="gcc make pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libsystemd-dev libinih-dev libisal-dev scdoc perl systemd fuse3 libfuse3-dev"
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs fio gnuplot-nox"
+# The Python binding's tests and bench run on Debian's /usr/bin/python3.
+pkgs="$pkgs python3 python3-numpy python3-torch python3-pytest"
 
 missing=
 for p in $pkgs; do
