@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,10 +141,17 @@ static void *pager_main(void *arg)
 	struct regions *rs = arg;
 
 	/*
-	 * No lower priority: the pager holds the daemon's mmap lock while it
-	 * faults pages in, and preempted there by busier tasks it would hold
-	 * up the loop's own mmap or brk (priority inversion).
+	 * SCHED_BATCH: CPU-bound work that the waking loop preempts at once,
+	 * at the same weight (a lower priority could leave it preempted while
+	 * it holds the daemon's mmap lock, holding up the loop's own mmap or
+	 * brk: priority inversion).
 	 */
+	{
+		struct sched_param sp = { 0 };
+
+		if (sched_setscheduler((pid_t)gettid(), SCHED_BATCH, &sp) < 0)
+			log_info("region pager: SCHED_BATCH: %s", strerror(errno));
+	}
 
 	pthread_mutex_lock(&rs->lock);
 	for (;;) {

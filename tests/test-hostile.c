@@ -692,6 +692,9 @@ static void exhaust(struct harness *d, enum hog hog, const struct limits *lim,
 	char tenant[64];
 	pid_t hpid, vpid;
 
+	int base = fd_count(d->pid);
+	uint64_t deadline;
+
 	if (pipe(rp) < 0 || pipe(hp) < 0)
 		bail_out("pipe: %s", strerror(errno));
 	ch.report_fd = rp[1];
@@ -709,6 +712,13 @@ static void exhaust(struct harness *d, enum hog hog, const struct limits *lim,
 	users_wait(hpid);
 	close(rp[0]);
 	close(rp[1]);
+	/*
+	 * The hog's connections are freed (their fds closed) only once its
+	 * regions are released: wait for that before the next hog.
+	 */
+	deadline = mono_ms() + 10000;
+	while (fd_count(d->pid) > base && mono_ms() < deadline)
+		usleep(10000);
 	snprintf(tenant, sizeof(tenant), "tenant 'uid-%u'", (unsigned)hog_uid);
 	is_int(hr.code, EDQUOT, "%s: the hog gets EDQUOT after %d (%s)",
 	       hog_names[hog], hr.ok_count, hr.msg);
