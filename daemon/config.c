@@ -223,6 +223,14 @@ static const struct opt options[] = {
 		.arg = "SIZE",
 		.help = "bytes of segment I/O at the devices at once, shared fairly",
 	},
+	{
+		.name = "hello-timeout", .type = OPT_UINT,
+		.offset = FIELD(hello_timeout_ms, uint32_t),
+		.min = 100, .max = 600000,
+		.def_num = 5000,
+		.arg = "MS",
+		.help = "close connections that send no Hello within MS ms",
+	},
 };
 
 

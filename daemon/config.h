@@ -53,6 +53,7 @@ struct config {
 	struct config_tenant *tenants;
 	size_t ntenants;
 	uint64_t queue_bytes;	/* segment I/O at the devices (xfer.c) */
+	uint32_t hello_timeout_ms;	/* a connection's time to say Hello */
 	/*
 	 * Command line only (kvswapd.c), never from a file, and not in
 	 * config.c's table: start on what survived a damaged store.

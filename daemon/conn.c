@@ -6,106 +6,18 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "tenant.h"
 
-/* Supplementary groups asked of SO_PEERGROUPS. */
-#define NGROUPS_MAX_PEER 64
-
-static void strv_free(char **v)
-{
-	for (char **p = v; p && *p; p++)
-		free(*p);
-	free(v);
-}
-
-int conn_listen(const char *path, bool *ret_created, char *err, size_t len)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char **names = NULL;
-	mode_t old;
-	int n, fd;
-
-	/* Socket activation: take the fd named "control" (or the only one). */
-	n = sd_listen_fds_with_names(1, &names);
-	if (n < 0) {
-		snprintf(err, len, "sd_listen_fds: %s", strerror(-n));
-		return n;
-	}
-	fd = -1;
-	for (int i = 0; i < n; i++) {
-		if (fd < 0 && (n == 1 || !strcmp(names[i], "control")))
-			fd = SD_LISTEN_FDS_START + i;
-		else
-			close(SD_LISTEN_FDS_START + i);
-	}
-	strv_free(names);
-	if (n > 0 && fd < 0) {
-		snprintf(err, len, "systemd passed %d sockets, none named "
-			 "\"control\" (FileDescriptorName=control)", n);
-		return -EINVAL;
-	}
-	if (fd >= 0) {
-		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
-			snprintf(err, len, "the socket systemd passed is not a "
-				 "listening AF_UNIX SOCK_SEQPACKET socket");
-			return -EINVAL;
-		}
-		*ret_created = false;
-		return fd;
-	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, len, "socket path %s is too long", path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, len, "socket: %s", strerror(errno));
-		return -errno;
-	}
-	/* A stale socket is replaced; a live one means a daemon runs there. */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		snprintf(err, len, "%s: another kvswapd is listening there", path);
-		close(fd);
-		return -EADDRINUSE;
-	}
-	if (errno == ECONNREFUSED)
-		unlink(path);
-	old = umask(0117);
-	n = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (n < 0 || listen(fd, 128) < 0) {
-		int e = errno;
-
-		snprintf(err, len, "%s %s: %s", n < 0 ? "bind" : "listen", path,
-			 strerror(e));
-		close(fd);
-		return -e;
-	}
-	*ret_created = true;
-	return fd;
-}
-
 static void conn_maybe_free(struct conn *c);
-
-static void accept_arm(struct conns *t)
-{
-	struct io_uring_sqe *sqe = loop_sqe(t->loop);
-
-	io_uring_prep_multishot_accept(sqe, t->listen_fd, NULL, NULL,
-				       SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud_make(NULL, UD_ACCEPT));
-}
 
 static void recv_arm(struct conn *c)
 {
@@ -129,72 +41,33 @@ static void recv_arm(struct conn *c)
 	c->ops++;
 }
 
-static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
+struct conn *conn_new(struct conns *t, int fd, pid_t pid, uid_t uid,
+		      struct tenant *tn, bool admin, bool over_quota)
 {
-	struct ucred cred = { 0 };
-	socklen_t len = sizeof(cred);
-	gid_t groups[NGROUPS_MAX_PEER];
-	socklen_t glen = sizeof(groups);
-	struct tenant *tn;
-	bool admin;
-	struct conn *c;
-	int fd = cqe->res, r;
-
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !t->quit)
-		accept_arm(t);
-	if (fd < 0) {
-		if (fd != -ECANCELED)
-			log_warn("accept: %s", strerror(-fd));
-		return;
-	}
-	if (t->quit) {
-		close(fd);
-		return;
-	}
-	if (t->count >= KVS_MAX_CLIENTS) {
-		log_warn("refusing a client: %d clients connected", KVS_MAX_CLIENTS);
-		close(fd);
-		return;
-	}
-	/*
-	 * The peer's tenant, from the kernel's record of who connected:
-	 * SO_PEERCRED (uid, primary gid) and SO_PEERGROUPS (supplementary
-	 * groups, for group rules and the admin group). A peer with more
-	 * groups than we ask for is judged on its uid and primary gid.
-	 */
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-		log_warn("refusing a client: SO_PEERCRED: %s", strerror(errno));
-		close(fd);
-		return;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0)
-		glen = 0;
-	r = tenants_resolve(t->tenants, cred.uid, cred.gid, groups,
-			    glen / sizeof(gid_t), &tn, &admin);
-	if (r < 0) {
-		log_warn("refusing a client of uid %u: no tenant: %s",
-			 (unsigned)cred.uid, strerror(-r));
-		close(fd);
-		return;
-	}
 	/* Owner: the table; freed by conn_maybe_free() and conns_reap(). */
-	c = aligned_alloc(16, sizeof(*c));
+	struct conn *c = aligned_alloc(16, sizeof(*c));
+
 	if (!c) {
 		log_err("refusing a client: out of memory");
 		close(fd);
-		return;
+		return NULL;
 	}
 	memset(c, 0, offsetof(struct conn, rbuf));
 	c->tab = t;
 	c->fd = fd;
 	c->state = CONN_NEW;
 	c->serial = ++t->serial;
-	c->uid = cred.uid;
+	c->uid = uid;
 	c->tenant = tn;
 	c->admin = admin;
-	tn->use.conns++;
+	c->accepted_ms = now_ms();
+	c->over_quota = over_quota;
+	if (over_quota)
+		t->over_quota++;
+	else
+		tn->use.conns++;
 	snprintf(c->name, sizeof(c->name), "#%u (pid %d uid %u tenant %s)",
-		 c->serial, (int)cred.pid, (unsigned)cred.uid, tn->name);
+		 c->serial, (int)pid, (unsigned)uid, tn->name);
 	c->next = t->list;
 	if (t->list)
 		t->list->prev = c;
@@ -202,6 +75,7 @@ static void accept_done(struct conns *t, const struct io_uring_cqe *cqe)
 	t->count++;
 	log_debug("client %s connected", c->name);
 	recv_arm(c);
+	return c;
 }
 
 static void backlog_free(struct conn *c)
@@ -240,8 +114,13 @@ static void conn_maybe_free(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	t->count--;
-	assert(c->tenant->use.conns > 0);
-	c->tenant->use.conns--;
+	if (c->over_quota) {
+		assert(t->over_quota > 0);
+		t->over_quota--;
+	} else {
+		assert(c->tenant->use.conns > 0);
+		c->tenant->use.conns--;
+	}
 	close(c->fd);
 	log_debug("client %s freed", c->name);
 	/* Freed after this batch of completions: callers up the stack may
@@ -515,12 +394,17 @@ static void send_done(struct out *o, int res)
 	recv_arm(c);
 }
 
-/* Sends a connection-level error (id 0) and closes after it. */
-static void fatal_error(struct conn *c, int code, const char *msg)
+void conn_fatal(struct conn *c, int code, const char *msg)
 {
 	log_info("client %s: %s", c->name, msg);
 	if (conn_send_error(c, 0, code, -1, msg) == 0)
 		conn_close_after_send(c, "after a protocol error");
+}
+
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
 }
 
 /* Collects the SCM_RIGHTS fds of the last packet. Returns how many. */
@@ -547,11 +431,6 @@ static int take_fds(struct conn *c, int *fds)
 	return n;
 }
 
-static void close_fds(int *fds, int n)
-{
-	for (int i = 0; i < n; i++)
-		close(fds[i]);
-}
 
 /* Checks what needs no request-layer state, then hands the request on. */
 static void handle(struct conn *c, Request *req, int *fds, int nfds)
@@ -560,6 +439,16 @@ static void handle(struct conn *c, Request *req, int *fds, int nfds)
 	int fd = -1, r;
 
 	c->tab->st->requests++;
+	if (c->over_quota) {
+		close_fds(fds, nfds);
+		r = conn_refuse(c, CONN_REFUSED_CONNS, err, sizeof(err),
+				"%u connections, its quota "
+				"(tenant-max-connections %u)",
+				c->tenant->use.conns, c->tenant->lim.conns);
+		if (conn_send_error(c, req->id, r, -1, err) == 0)
+			conn_close_after_send(c, "over its tenant's quota");
+		return;
+	}
 	r = wire_check(req, err, sizeof(err));
 	if (r == 0 && c->state == CONN_NEW &&
 	    req->body_case != KVSWAP__V1__REQUEST__BODY_HELLO) {
@@ -600,18 +489,31 @@ static void recv_done(struct conn *c, int res)
 
 	c->ops--;
 	c->recv_armed = false;
+	/*
+	 * Any packet, even an empty one or one that arrives as the
+	 * connection closes, may carry fds: they are ours now, closed
+	 * unless a request takes them.
+	 */
+	nfds = res >= 0 ? take_fds(c, fds) : 0;
 	if (conn_closing(c)) {
+		close_fds(fds, nfds);
 		conn_maybe_free(c);
 		return;
 	}
 	if (res == -ECANCELED && c->tab->quit)
 		return;		/* draining: requests in flight go on */
+	if (res == 0 && nfds) {
+		/* An empty packet: end of stream carries no fds. */
+		close_fds(fds, nfds);
+		conn_fatal(c, EBADMSG, "an empty message carrying file "
+			    "descriptors");
+		return;
+	}
 	if (res <= 0) {
 		conn_abort(c, res == 0 || res == -ECONNRESET ? NULL
 							     : strerror(-res));
 		return;
 	}
-	nfds = take_fds(c, fds);
 	if (res > KVS_MAX_MESSAGE || (c->msg.msg_flags & MSG_CTRUNC)) {
 		close_fds(fds, nfds);
 		if (res > KVS_MAX_MESSAGE)
@@ -620,7 +522,7 @@ static void recv_done(struct conn *c, int res)
 		else
 			snprintf(msg, sizeof(msg), "more than %d file descriptors "
 				 "in one message", CONN_MAX_FDS);
-		fatal_error(c, res > KVS_MAX_MESSAGE ? EMSGSIZE : EINVAL, msg);
+		conn_fatal(c, res > KVS_MAX_MESSAGE ? EMSGSIZE : EINVAL, msg);
 		return;
 	}
 	req = wire_unpack(c->rbuf, (size_t)res);
@@ -628,7 +530,7 @@ static void recv_done(struct conn *c, int res)
 		close_fds(fds, nfds);
 		snprintf(msg, sizeof(msg), "message of %d bytes is not a "
 			 "kvswap.v1.Request", res);
-		fatal_error(c, EBADMSG, msg);
+		conn_fatal(c, EBADMSG, msg);
 		return;
 	}
 	handle(c, req, fds, nfds);
@@ -645,12 +547,14 @@ void conn_ready(struct conn *c)
 void conn_xfer_begin(struct conn *c)
 {
 	c->xfers++;
+	c->tenant->use.inflight++;
 }
 
 void conn_xfer_end(struct conn *c)
 {
-	assert(c->xfers > 0);
+	assert(c->xfers > 0 && c->tenant->use.inflight > 0);
 	c->xfers--;
+	c->tenant->use.inflight--;
 	recv_arm(c);
 	conn_maybe_free(c);
 }
@@ -667,13 +571,31 @@ void conn_put(struct conn *c)
 	conn_maybe_free(c);
 }
 
+int conn_refuse(struct conn *c, unsigned kind, char *err, size_t len,
+		const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	assert(kind < CONN_REFUSED_MAX);
+	n = snprintf(err, len, "tenant '%s': ", c->tenant->name);
+	if (n >= 0 && (size_t)n < len) {
+		va_start(ap, fmt);
+		vsnprintf(err + n, len - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	if (!(c->refused & (1u << kind))) {
+		c->refused |= 1u << kind;
+		log_notice("client %s: refused: %s (logged once per connection)",
+			   c->name, err);
+	}
+	return -EDQUOT;
+}
+
 static void on_cqe(void *ctx, enum ud_type type, void *p,
 		   const struct io_uring_cqe *cqe)
 {
 	switch (type) {
-	case UD_ACCEPT:
-		accept_done(ctx, cqe);
-		break;
 	case UD_RECV:
 		recv_done(p, cqe->res);
 		break;
@@ -695,13 +617,8 @@ void conns_init(struct conns *t, struct loop *lp, struct stats *st,
 	t->ops = ops;
 	t->ctx = ctx;
 	t->listen_fd = -1;
-	loop_on(lp, UD_ACCEPT, on_cqe, t);
 	loop_on(lp, UD_RECV, on_cqe, t);
 	loop_on(lp, UD_SEND, on_cqe, t);
 }
 
-void conns_start(struct conns *t, int fd)
-{
-	t->listen_fd = fd;
-	accept_arm(t);
-}
+/* The fds this process has open now. */

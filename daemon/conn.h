@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "defs.h"
 #include "lease.h"
@@ -32,6 +33,20 @@ struct tenants;
  * the daemon queue without bound.
  */
 #define CONN_MAX_BACKLOG (1u << 20)
+
+/*
+ * Kinds of refusal (quotas and limits), one bit each in struct
+ * conn.refused: each is logged once per connection, not per request.
+ * Append only.
+ */
+enum conn_refusal {
+	CONN_REFUSED_CONNS,		/* the tenant's connections */
+	CONN_REFUSED_REGIONS,		/* the tenant's regions */
+	CONN_REFUSED_REGION_BYTES,	/* the tenant's registered bytes */
+	CONN_REFUSED_SLOTS,		/* the tenant's share of the buffer table */
+	CONN_REFUSED_INFLIGHT,		/* the tenant's requests in flight */
+	CONN_REFUSED_MAX = 32
+};
 
 enum conn_state {
 	CONN_NEW,		/* connected; only Hello is accepted */
@@ -78,6 +93,10 @@ struct conn {
 	bool admin;		/* may see and delete across tenants */
 	char name[96];
 	const char *close_why;
+	uint64_t accepted_ms;	/* for the Hello deadline */
+	uint32_t refused;	/* enum conn_refusal bits already logged */
+	bool over_quota;	/* its tenant had its connections: refused on its
+				 * first request */
 	bool recv_armed;	/* a RECVMSG in flight */
 	bool recv_cancelled;	/* ... and a cancel of it */
 	bool backlog_armed;	/* a SEND of the backlog's head in flight */
@@ -128,13 +147,34 @@ struct conns {
 	struct conn *dirty;	/* connections with events to flush */
 	uint32_t count;
 	uint32_t serial;
+	/*
+	 * Limits: connections are refused (closed at once, logged once per
+	 * burst) beyond max_conns, which leaves room in RLIMIT_NOFILE for
+	 * the fds in use at start and those in flight in packets, so that
+	 * accept itself never runs out of fds.
+	 */
+	uint32_t max_conns;
+	uint32_t hello_timeout_ms;
+	uint32_t over_quota;	/* connections waiting to be told so */
+	uint64_t refused_conns;	/* refused since the last log line */
+	/* Accept errors (EMFILE, ENFILE, ENOBUFS...): re-armed after a pause. */
+	uint32_t backoff_ms;	/* the current pause, 0: accepting */
+	uint64_t accept_errors;	/* since the last log line */
+	bool accept_armed;
+	/* The timer of Hello deadlines and accept backoff. */
+	struct __kernel_timespec timer_ts;
+	uint64_t timer_ms;	/* when it fires, or 0 */
 };
+
+/* The listening socket and accept: listen.c. */
 
 /*
  * Takes the listening socket from systemd, or creates it at path. Returns
  * the fd, or a negative errno with a message in err.
  */
 int conn_listen(const char *path, bool *ret_created, char *err, size_t len);
+
+/* The connections: conn.c (conns_start: listen.c). */
 
 /*
  * Sets up the table on listen_fd (owned by the caller) and registers its
@@ -143,8 +183,13 @@ int conn_listen(const char *path, bool *ret_created, char *err, size_t len);
 void conns_init(struct conns *t, struct loop *lp, struct stats *st,
 		struct tenants *tenants, const struct conn_ops *ops, void *ctx);
 
-/* Arms the multishot accept on fd. */
-void conns_start(struct conns *t, int fd);
+/*
+ * Arms the multishot accept on fd. Sets the connection limit from
+ * RLIMIT_NOFILE (raising the soft limit towards the hard one if need be)
+ * and the fds in use now; connections that send no Hello within
+ * hello_timeout_ms are closed.
+ */
+void conns_start(struct conns *t, int fd, uint32_t hello_timeout_ms);
 
 /*
  * Shutdown: stops accepting and reading requests; closes each connection
@@ -186,6 +231,29 @@ int conn_send_error(struct conn *c, uint64_t id, int code, int64_t seg,
  */
 int conn_send_entry_error(struct conn *c, uint64_t id, int code, uint32_t ent,
 			  int64_t seg, const char *msg);
+
+/*
+ * A refusal of kind `kind` (enum conn_refusal) for c's tenant: writes
+ * "tenant 'NAME': " and the formatted reason (which names the limit) to
+ * err, logs it the first time this connection meets this kind, and
+ * returns -EDQUOT.
+ */
+__attribute__((format(printf, 5, 6)))
+int conn_refuse(struct conn *c, unsigned kind, char *err, size_t len,
+		const char *fmt, ...);
+
+/*
+ * A new connection on fd (owned by it from now on, closed on failure) of
+ * peer pid and uid, in tenant tn. over_quota: its tenant has all its
+ * connections, so its first request is answered with the refusal and it
+ * is closed. Links it and arms its first receive. Returns it, or NULL
+ * when out of memory. Called by listen.c.
+ */
+struct conn *conn_new(struct conns *t, int fd, pid_t pid, uid_t uid,
+		      struct tenant *tn, bool admin, bool over_quota);
+
+/* Sends a connection-level error (id 0) and closes after it. */
+void conn_fatal(struct conn *c, int code, const char *msg);
 
 /* Closes the connection once everything queued to it has been sent. */
 void conn_close_after_send(struct conn *c, const char *why);

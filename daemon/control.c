@@ -78,11 +78,8 @@ static void hello(struct server *srv, struct conn *c, Request *req)
 static void register_region(struct server *srv, struct conn *c, Request *req,
 			    int fd)
 {
-	Kvswap__V1__RegionReply rr = KVSWAP__V1__REGION_REPLY__INIT;
-	struct region *r;
 	char err[256];
 	int ret;
-	EV_INIT(ev, req);
 
 	if (c->nregions >= KVS_MAX_REGIONS) {
 		close(fd);
@@ -91,18 +88,11 @@ static void register_region(struct server *srv, struct conn *c, Request *req,
 		conn_send_error(c, req->id, EMFILE, -1, err);
 		return;
 	}
-	ret = region_new(&srv->regions, c, fd, req->register_region->size, &r,
-			 err, sizeof(err));
-	if (ret < 0) {
+	/* region.c answers once every slot is registered. */
+	ret = region_new(&srv->regions, c, fd, req->register_region->size,
+			 req->id, err, sizeof(err));
+	if (ret < 0)
 		conn_send_error(c, req->id, ret, -1, err);
-		return;
-	}
-	rr.has_region = rr.has_size = 1;
-	rr.region = r->id;
-	rr.size = r->size;
-	ev.body_case = KVSWAP__V1__EVENT__BODY_REGION;
-	ev.region = &rr;
-	conn_send(c, &ev);
 }
 
 static void unregister_region(struct conn *c, Request *req)

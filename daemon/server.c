@@ -379,7 +379,9 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 			 &srv->st, srv->store.block, swap_seg_done, err, len);
 	if (ret < 0)
 		return ret;
-	regions_init(&srv->regions, &srv->loop);
+	ret = regions_init(&srv->regions, &srv->loop, err, len);
+	if (ret < 0)
+		return ret;
 	conns_init(&srv->conns, &srv->loop, &srv->st, &srv->tenants, &conn_ops,
 		   srv);
 	ret = loop_enable(&srv->loop, err, len);
@@ -402,7 +404,8 @@ int server_init(struct server *srv, const struct config *cfg, char *err,
 int server_run(struct server *srv, int listen_fd)
 {
 	signal_arm(srv);
-	conns_start(&srv->conns, listen_fd);
+	regions_start(&srv->regions);
+	conns_start(&srv->conns, listen_fd, srv->cfg.hello_timeout_ms);
 	tick_start(srv);
 	return loop_run(&srv->loop, running, srv);
 }
@@ -414,6 +417,7 @@ int server_checkpoint(struct server *srv, char *err, size_t len)
 
 void server_fini(struct server *srv)
 {
+	regions_fini(&srv->regions);
 	loop_fini(&srv->loop);
 	xfers_fini(&srv->xfers);
 	/* Queued records hold entry references: before the index goes. */

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "region.h"
 #include "swap.h"
+#include "tenant.h"
 
 /* Writes a request's error message; returns -code, for one-line exits. */
 static int fail(char *err, size_t len, int code, const char *fmt, ...)
@@ -260,6 +261,14 @@ static void place_retry(void *arg)
 static int find_region(struct conn *c, const char *op, uint32_t id,
 		       struct region **ret, char *err, size_t len)
 {
+	const struct tenant *tn = c->tenant;
+
+	/* Admission: every swap starts here; conn.c counts them in flight. */
+	if (tn->use.inflight >= tn->lim.inflight)
+		return conn_refuse(c, CONN_REFUSED_INFLIGHT, err, len,
+				   "%s: %u requests in flight, its quota "
+				   "(tenant-max-inflight %u)", op,
+				   tn->use.inflight, tn->lim.inflight);
 	*ret = region_find(c, id);
 	if (!*ret)
 		return fail(err, len, ENOENT, "%s.region %u: no such region on "
