@@ -397,6 +397,26 @@ int recover_claims(const struct index *ix, struct claim **ret, size_t *ret_n)
 	return 0;
 }
 
+
+/*
+ * An entry's name for a log line: "tenant/key". Its catalog key is the
+ * tenant, a NUL, the client's key; %.*s of it would stop at the NUL.
+ */
+static int key_split(const struct entry *e, const char **ret_key,
+		     int *ret_len)
+{
+	const uint8_t *z = memchr(e->key, 0, e->key_len);
+
+	if (!z) {
+		*ret_key = "";
+		*ret_len = 0;
+		return (int)e->key_len;
+	}
+	*ret_key = (const char *)z + 1;
+	*ret_len = (int)(e->key_len - (uint32_t)(z + 1 - e->key));
+	return (int)(z - e->key);
+}
+
 /*
  * Rebuilds every file's free space from the recovered entries in one
  * sorted pass. Two entries claiming one block, or a block outside the
@@ -439,9 +459,13 @@ static int rebuild_space(struct store *st, struct index *ix, uint64_t *dropped)
 				 * may come later in c.
 				 */
 				if (e->linked) {
-					log_warn("recovery: dropping %.*s: its "
-						 "blocks %" PRIu64 "+%u of file %u "
-						 "%s", (int)e->key_len, e->key,
+					const char *ck;
+					int kl, tl = key_split(e, &ck, &kl);
+
+					log_warn("recovery: dropping %.*s/%.*s: "
+						 "its blocks %" PRIu64 "+%u of file "
+						 "%u %s", tl, (const char *)e->key,
+						 kl, ck,
 						 q->block, q->nblocks, q->file,
 						 overlap ? "are another entry's too"
 						 : "are outside the data area");
@@ -552,8 +576,11 @@ static void note_bad(void *arg, struct entry *e, uint32_t seg, int err,
 {
 	struct bad *b = arg;
 
-	log_warn("salvage: dropping %.*s: segment %u %s", (int)e->key_len,
-		 e->key, seg, err == -EBADMSG ? "does not match its CRC32C "
+	const char *ck;
+	int kl, tl = key_split(e, &ck, &kl);
+
+	log_warn("salvage: dropping %.*s/%.*s: segment %u %s", tl,
+		 (const char *)e->key, kl, ck, seg, err == -EBADMSG ? "does not match its CRC32C "
 		 "(its blocks were reused, or damaged)" : strerror(-err));
 	if (b->n && b->e[b->n - 1] == e)
 		return;

@@ -1159,9 +1159,9 @@ static const struct crafted CRAFTED[] = {
 	  "is refused: its fixed part is one no writer produces; the valid log "
 	  "ends there", false, NULL },
 	{ "an extent at block 2^64-1", c_block_max, 0, 0, 0,
-	  "recovery: dropping crafted: its blocks 18446744073709551615+1 of file "
+	  "recovery: dropping uid-0/crafted: its blocks 18446744073709551615+1 of file "
 	  "0 are outside the data area", true,
-	  "entry \"crafted\": blocks 18446744073709551615+1 of" },
+	  "entry \"uid-0\\x00crafted\": blocks 18446744073709551615+1 of" },
 	{ "an extent in file 5 of a 1-file store", c_file, 0, 0, 0,
 	  "is refused: an extent in a file the store does not have; that PUT "
 	  "alone is dropped", true, NULL },
@@ -1194,9 +1194,12 @@ static int present(const struct harness *h, struct entry *const *e, size_t n,
 	struct kvswap *k;
 	int r;
 
+	/* The client's key: what follows the tenant and its NUL. */
 	for (size_t i = 0; i < n; i++) {
-		keys[i] = e[i]->key;
-		lens[i] = e[i]->key_len;
+		size_t t = strnlen((const char *)e[i]->key, e[i]->key_len) + 1;
+
+		keys[i] = e[i]->key + t;
+		lens[i] = e[i]->key_len - t;
 	}
 	if (harness_connect(h, &k) < 0)
 		return -1;
@@ -1222,9 +1225,13 @@ static void daemon_case(const struct crafted *c, const char *path)
 	base = C.s.files[0].alloc.base;
 	ctx_close();
 	blk = base + 100;
-	x = mk("x-ray", 5, 0, 1, 1, 1, 0, &blk);
-	bad = mk("crafted", 7, 3, 2, 2, 1, 0, &blk);
-	y = mk("yankee", 6, 0, 1, 1, 1, 0, &blk);
+	/* Format 4 keys: the tenant (root's, "uid-0"), NUL, the key. */
+	x = mk("x-ray", 11, 0, 1, 1, 1, 0, &blk);
+	bad = mk("crafted", 13, 3, 2, 2, 1, 0, &blk);
+	y = mk("yankee", 12, 0, 1, 1, 1, 0, &blk);
+	memcpy(x->key, "uid-0\0x-ray", 11);
+	memcpy(bad->key, "uid-0\0crafted", 13);
+	memcpy(y->key, "uid-0\0yankee", 12);
 	/* Their data, so that --check finds nothing else to say. */
 	put_data(x);
 	put_data(y);

@@ -125,7 +125,7 @@ def _candidates():
     env = os.environ.get("KVSWAP_LIBRARY")
     if env:
         return [env]
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.realpath(__file__))
     out = [os.path.join(here, "libkvswap.so.0")]
     # A source checkout: python/kvswap/ next to build/ (or $KVSWAP_BUILD).
     build = os.environ.get("KVSWAP_BUILD",
