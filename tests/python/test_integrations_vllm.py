@@ -124,7 +124,7 @@ def test_vllm_prepare_load_protects_from_eviction():
     load holding a block), the same store evicts and succeeds."""
     import kvswap
     from conftest import Daemon
-    d = Daemon(store_size="24M").start()
+    d = Daemon(store_size="24M", extra=["--tenant-max-leased=100%"]).start()
     try:
         with kvswap.Client(d.socket) as c:
             mgr = kv.KvswapOffloadingManager(client=c, lease_ms=30000)
